@@ -39,7 +39,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(exc.errno, f"disk full while writing {path}; its previous content is intact") from exc
+            raise DiskFull(exc.errno, f"disk full while writing {path}; previous content intact") from exc
         raise
     except BaseException:
         try:
