@@ -1,0 +1,1 @@
+"""Batched MCMC kernels (state, kernel, info) and the method registry."""
