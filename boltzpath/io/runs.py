@@ -1,0 +1,121 @@
+"""Run folders: one directory per sampling run, written atomically, resumable.
+
+Layout (every command that samples)::
+
+    DIR/config.yaml     fully resolved configuration (enough to rerun)
+    DIR/samples.npz     the ``Samples`` record (x float32 (n, dim), energy E/kT float64, info JSON)
+    DIR/metrics.json    metrics with n and conventions, ``energy_evaluations``, ``wall_time_s``
+    DIR/*.png           plots
+    DIR/run.log         a plain-text log (appended, timestamped)
+    DIR/COMPLETE        written last: a folder without it is an unfinished run
+
+Every file goes through ``boltzpath.io.atomic`` (temporary file + ``os.replace``), so a killed run
+never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from boltzpath.errors import BadInput
+from boltzpath.io.atomic import atomic_write_json, atomic_write_text, atomic_write_yaml
+from boltzpath.io.samples import Samples
+
+COMPLETE = "COMPLETE"
+
+
+class RunDir:
+    """A run folder. Create with ``RunDir.create(path, overwrite=..., resume=...)``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | Path, overwrite: bool = False, resume: bool = False) -> RunDir:
+        """Make (or reopen) a run folder.
+
+        * a missing or empty folder is created;
+        * an existing non-empty folder needs ``overwrite`` (its run files are removed) or
+          ``resume`` (kept as they are); otherwise ``BadInput`` — nothing is ever clobbered silently.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise BadInput(f"output path {path} exists and is not a folder")
+        if path.is_dir() and any(path.iterdir()):
+            if resume:
+                return cls(path)
+            if not overwrite:
+                raise BadInput(f"output folder {path} exists and is not empty; pass --overwrite or --resume")
+            _clear(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def subdir(self, name: str) -> RunDir:
+        sub = self.path / name
+        sub.mkdir(parents=True, exist_ok=True)
+        return RunDir(sub)
+
+    # ------------------------------------------------------------------ files
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: dict[str, Any]) -> Path:
+        return atomic_write_yaml(self.path / "config.yaml", config)
+
+    def read_config(self) -> dict[str, Any]:
+        f = self.path / "config.yaml"
+        if not f.is_file():
+            raise BadInput(f"{self.path} has no config.yaml (is it a boltzpath run folder?)")
+        try:
+            data = yaml.safe_load(f.read_text())
+        except yaml.YAMLError as exc:
+            raise BadInput(f"{f} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise BadInput(f"{f} does not hold a mapping")
+        return data
+
+    def write_samples(self, samples: Samples, name: str = "samples.npz") -> Path:
+        return samples.save(self.path / name)
+
+    def read_samples(self, name: str = "samples.npz") -> Samples:
+        return Samples.load(self.path / name)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> Path:
+        return atomic_write_json(self.path / "metrics.json", metrics)
+
+    def read_metrics(self) -> dict[str, Any]:
+        f = self.path / "metrics.json"
+        if not f.is_file():
+            return {}
+        return json.loads(f.read_text())
+
+    def log(self, message: str) -> None:
+        """Append one timestamped line to ``run.log`` (rewritten atomically)."""
+        f = self.path / "run.log"
+        old = f.read_text() if f.is_file() else ""
+        stamp = _dt.datetime.now().isoformat(timespec="seconds")
+        atomic_write_text(f, old + f"{stamp} {message}\n")
+
+    # ------------------------------------------------------------------ completion
+    def mark_complete(self) -> None:
+        atomic_write_text(self.path / COMPLETE, _dt.datetime.now().isoformat(timespec="seconds") + "\n")
+
+    @property
+    def is_complete(self) -> bool:
+        return (self.path / COMPLETE).is_file()
+
+
+def _clear(path: Path) -> None:
+    """Remove a previous run's files (only files and folders a run writes: refuse anything odd)."""
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_symlink() or child.is_file():
+            child.unlink()
+        elif child.is_dir():
+            os.rmdir(child)
