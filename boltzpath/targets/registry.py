@@ -81,4 +81,5 @@ def target_options(name: str) -> dict:
         for p in list(inspect.signature(build.__init__).parameters.values())[1:]:
             params[p.name] = None if p.default is inspect.Parameter.empty else p.default
     params.update(entry.defaults)
+    params.setdefault("temperature", None)  # every target can be re-tempered
     return params
