@@ -188,9 +188,10 @@ def test_particle_targets_are_com_free():
     for name in ("dw4", "lj13"):
         target = make_target(name)
         x = target.prior_sample(5, torch.Generator().manual_seed(0), dtype=torch.float64)
-        assert torch.allclose(target.as_particles(x).mean(1), torch.zeros(5, target.spatial_dim, dtype=torch.float64), atol=1e-12)
+        zero = torch.zeros(5, target.spatial_dim, dtype=torch.float64)
+        assert torch.allclose(target.as_particles(x).mean(1), zero, atol=1e-12)
         f = target.force(x)
-        assert torch.allclose(target.as_particles(f).sum(1), torch.zeros(5, target.spatial_dim, dtype=torch.float64), atol=1e-9)
+        assert torch.allclose(target.as_particles(f).sum(1), zero, atol=1e-9)
 
 
 @needs_holdout
@@ -245,7 +246,8 @@ def test_custom_energy_from_module_function(tmp_path, monkeypatch):
     target = make_target("my_energies:banana", dim=2)
     x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
     assert float(target.energy(x)) == pytest.approx(0.5 + 0.5)
-    assert torch.allclose(target.force(x), torch.tensor([[-1.0 + 2.0 * 1.0 * 1.0, -1.0]], dtype=torch.float64))
+    expected = torch.tensor([[-1.0 + 2.0 * 1.0 * 1.0, -1.0]], dtype=torch.float64)  # −∇E at (1, 2)
+    assert torch.allclose(target.force(x), expected)
     with pytest.raises(BadInput, match="shape"):
         make_target("my_energies:wrong_shape", dim=2).energy(x)
     with pytest.raises(BadInput, match="module:function"):
