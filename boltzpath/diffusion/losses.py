@@ -1,0 +1,71 @@
+"""Training losses of the diffusion core, written like the EDM loss (SPEC §5).
+
+λ(σ) = (σ² + σ_d²)/(σ·σ_d)²  (= (1 + σ²)/σ² for σ_d = 1), x_t = x₀ + σ·ε, ε ~ N(0, I) (CoM-projected
+for particle systems via ``project``). Each loss returns the mean over batch and coordinates
+(a scalar); the per-coordinate mean keeps the scale independent of the dimension.
+
+* DSM:          λ(σ)‖D_θ(x_t, σ) − x₀‖²
+* TSM:          λ(σ)‖D_θ(x_t, σ) − (x_t + σ²∇log π(x₀))‖²,   σ < σ_TSM ≈ 0.19
+                (SPEC writes it unweighted; λ is a per-σ constant, so the minimiser is the same
+                and TSM and DSM are in the same units when both are on)
+* distillation: λ(σ)‖D_E(x_t, σ) − sg[D_θ(x_t, σ)]‖²   (double backprop through ∇ₓU_η)
+* pinning:      (U_η(x₀, σ_min) − E(x₀)/kT)²
+
+``model`` is anything with ``denoise(x, sigma, temperature)`` (ScoreModel, or EnergyModel which
+then needs ``create_graph=True``; ``denoise_fn`` handles that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from boltzpath.diffusion.precond import EnergyModel
+
+
+def edm_weight(sigma: torch.Tensor, sigma_data: float = 1.0) -> torch.Tensor:
+    """λ(σ) = (σ² + σ_d²)/(σ·σ_d)²."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def noise_like(x: torch.Tensor, generator: torch.Generator, project: Callable | None = None) -> torch.Tensor:
+    """ε ~ N(0, I) of x's shape, projected onto the target's subspace when ``project`` is given."""
+    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return eps if project is None else project(eps)
+
+
+def denoise_fn(model, x_t, sigma, temperature=None) -> torch.Tensor:
+    """D(x_t, σ) with a graph back to the parameters (energy models need create_graph=True)."""
+    if isinstance(model, EnergyModel):
+        return model.denoise(x_t, sigma, temperature, create_graph=True)
+    return model.denoise(x_t, sigma, temperature)
+
+
+def _weighted_mse(d: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor, sigma_data: float):
+    return (edm_weight(sigma, sigma_data)[:, None] * (d - target) ** 2).mean()
+
+
+def dsm_loss(model, x0, sigma, eps, temperature=None) -> torch.Tensor:
+    """λ(σ)‖D(x₀ + σε, σ) − x₀‖², averaged; x0, eps (batch, dim), sigma (batch,)."""
+    x_t = x0 + sigma[:, None] * eps
+    return _weighted_mse(denoise_fn(model, x_t, sigma, temperature), x0, sigma, model.sigma_data)
+
+
+def tsm_loss(model, x0, score0, sigma, eps, temperature=None) -> torch.Tensor:
+    """λ(σ)‖D(x_t, σ) − (x_t + σ²∇log π(x₀))‖²; score0 = ∇log π(x₀) = −∇(E/kT)(x₀), (batch, dim)."""
+    x_t = x0 + sigma[:, None] * eps
+    target = x_t + sigma[:, None] ** 2 * score0
+    return _weighted_mse(denoise_fn(model, x_t, sigma, temperature), target, sigma, model.sigma_data)
+
+
+def distillation_loss(energy_model: EnergyModel, x_t, sigma, d_teacher, temperature=None) -> torch.Tensor:
+    """λ(σ)‖D_E(x_t, σ) − sg[D_θ(x_t, σ)]‖²; ``d_teacher`` is detached here."""
+    d_e = energy_model.denoise(x_t, sigma, temperature, create_graph=True)
+    return _weighted_mse(d_e, d_teacher.detach(), sigma, energy_model.sigma_data)
+
+
+def pinning_loss(energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None) -> torch.Tensor:
+    """(U_η(x₀, σ_min) − E(x₀)/kT)², averaged over the batch; energy0 (batch,) is E/kT."""
+    u = energy_model.energy(x0, torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype), temperature)
+    return ((u - energy0.to(u.dtype)) ** 2).mean()

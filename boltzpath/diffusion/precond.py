@@ -1,0 +1,127 @@
+"""EDM preconditioning, the score model D_θ and the energy model U_η (SPEC §5).
+
+With σ_data = σ_d (SPEC: σ_d = 1):
+
+    c_skip = σ_d²/(σ² + σ_d²),  c_out = σ·σ_d/√(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²),  c_noise = ¼ ln σ
+
+Score model:   D_θ(x, σ) = c_skip·x + c_out·F_θ(c_in·x, c_noise),   s_θ = (D_θ − x)/σ².
+Energy model:  U_η(x, σ) = ‖x‖²/(2(σ_d² + σ²)) − σ_d·⟨F_η(c_in·x, c_noise), c_in·x⟩/σ,
+               D_E = x − σ²∇ₓU_η,   s_E = −∇ₓU_η.
+(For σ_d = 1 this is SPEC's U = ‖x‖²/(2(1+σ²)) − ⟨F, c_in x⟩/σ. The factor σ_d makes
+D_E = c_skip·x + c_out·(F + J_Fᵀ c_in x): the same EDM form as D_θ for every σ_d.)
+
+Shapes: x (batch, dim); σ a float, a 0-d tensor or a (batch,) tensor (broadcast); temperature
+None or (batch,) (only used by temperature-conditioned nets). U_η is differentiable in σ, so
+∂_t U = ∂U/∂σ · dσ/dt comes from autograd through ``KarrasSchedule.sigma(t)`` (keep σ a tensor
+with ``requires_grad``). Networks run in float32; σ is cast to x's dtype.
+
+Particle systems: pass ``project=CoMProjection(n, d)``; D, s and ∇U are projected,
+which is exact for a CoM-free x and an equivariant (translation-invariant) F.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def edm_coefficients(sigma: torch.Tensor, sigma_data: float = 1.0):
+    """(c_skip, c_out, c_in, c_noise) for noise level σ (any shape), SPEC §5."""
+    sd2 = sigma_data**2
+    c_skip = sd2 / (sigma**2 + sd2)
+    c_out = sigma * sigma_data / torch.sqrt(sigma**2 + sd2)
+    c_in = 1.0 / torch.sqrt(sigma**2 + sd2)
+    c_noise = 0.25 * torch.log(sigma)
+    return c_skip, c_out, c_in, c_noise
+
+
+def _sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
+    """σ as a (batch, 1) tensor in x's dtype (keeps autograd through σ)."""
+    s = sigma if isinstance(sigma, torch.Tensor) else torch.tensor(float(sigma))
+    s = s.to(dtype=x.dtype, device=x.device)
+    if s.ndim == 0:
+        s = s.expand(x.shape[0])
+    if s.shape != (x.shape[0],):
+        raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(s.shape)}")
+    return s[:, None]
+
+
+class CoMProjection:
+    """v ↦ v − mean over particles, for flattened (batch, n·d) vectors (picklable, unlike a bound method)."""
+
+    def __init__(self, n_particles: int, spatial_dim: int) -> None:
+        self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        p = v.reshape(v.shape[0], self.n_particles, self.spatial_dim)
+        return (p - p.mean(dim=1, keepdim=True)).reshape(v.shape)
+
+
+class _Preconditioned(nn.Module):
+    def __init__(self, net: nn.Module, sigma_data: float = 1.0, project: Callable | None = None) -> None:
+        super().__init__()
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
+        self.net = net
+        self.sigma_data = float(sigma_data)
+        self._project = project
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        return v if self._project is None else self._project(v)
+
+
+class ScoreModel(_Preconditioned):
+    """D_θ(x, σ) = c_skip·x + c_out·F_θ(c_in·x, c_noise); s_θ = (D_θ − x)/σ²."""
+
+    def denoise(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
+        s = _sigma_column(sigma, x)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+        f = self.net(c_in * x, c_noise[:, 0], temperature)
+        return self.project(c_skip * x + c_out * f)
+
+    def score(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
+        s = _sigma_column(sigma, x)
+        return (self.denoise(x, s[:, 0], temperature) - x) / s**2
+
+    forward = denoise
+
+
+class EnergyModel(_Preconditioned):
+    """U_η(x, σ) = ‖x‖²/(2(σ_d²+σ²)) − σ_d⟨F_η(c_in x, c_noise), c_in x⟩/σ; D_E = x − σ²∇ₓU_η."""
+
+    def energy(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
+        """U_η(x, σ), shape (batch,); differentiable in x, σ and the parameters."""
+        s = _sigma_column(sigma, x)
+        _, _, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+        xin = c_in * x
+        f = self.net(xin, c_noise[:, 0], temperature)
+        quad = (x * x).sum(-1) / (2.0 * (self.sigma_data**2 + s[:, 0] ** 2))
+        return quad - self.sigma_data * (f * xin).sum(-1) / s[:, 0]
+
+    def grad_x(
+        self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None, create_graph: bool = False
+    ) -> torch.Tensor:
+        """∇ₓU_η (batch, dim) by autograd; ``create_graph=True`` for double backprop (distillation)."""
+        return self.energy_and_grad(x, sigma, temperature, create_graph)[1]
+
+    def energy_and_grad(self, x, sigma, temperature=None, create_graph: bool = False):
+        """(U_η (batch,), ∇ₓU_η (batch, dim)); detached from the graph unless ``create_graph``."""
+        with torch.enable_grad():
+            xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+            u = self.energy(xg, sigma, temperature)
+            (g,) = torch.autograd.grad(u.sum(), xg, create_graph=create_graph)
+        g = self.project(g)
+        return (u, g) if create_graph else (u.detach(), g.detach())
+
+    def denoise(self, x, sigma, temperature=None, create_graph: bool = False) -> torch.Tensor:
+        """D_E(x, σ) = x − σ²∇ₓU_η(x, σ)."""
+        s = _sigma_column(sigma, x)
+        return x - s**2 * self.grad_x(x, s[:, 0], temperature, create_graph)
+
+    def score(self, x, sigma, temperature=None, create_graph: bool = False) -> torch.Tensor:
+        """s_E = −∇ₓU_η."""
+        return -self.grad_x(x, sigma, temperature, create_graph)
+
+    forward = energy

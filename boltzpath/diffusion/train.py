@@ -1,0 +1,247 @@
+"""Building and training the score model D_θ and the energy model U_η (SPEC §5).
+
+``build_models(target, NetConfig)`` → (ScoreModel | None, EnergyModel): an EGNN for particle
+targets, an MLP otherwise; ``mode="energy"`` skips the score model (then s = −∇U_η).
+
+``train(Models, TrainingBuffer, TrainConfig, generator)`` minimises, per step (batch B):
+  score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²
+  energy only:  dsm·DSM(D_E) + tsm·TSM(D_E) + pin·pinning
+with ln σ ~ N(p_mean, p_std²) (TSM: the same law truncated to σ < tsm_sigma_max), particle noise
+CoM-projected, Adam(lr), per-model gradient-norm clipping, EMA. The distillation uses the same
+x_t and σ as DSM. Every random draw comes from ``generator`` in a fixed order, and checkpoints
+hold (models, EMA, optimiser, step, generator state, history), so a resumed run reproduces the
+uninterrupted one bit-for-bit. Checkpoints are written atomically and read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from boltzpath.config import from_dict
+from boltzpath.diffusion.buffer import TrainingBuffer
+from boltzpath.diffusion.ema import Ema
+from boltzpath.diffusion.losses import _weighted_mse, distillation_loss, noise_like, pinning_loss, tsm_loss
+from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel
+from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.errors import BadInput
+from boltzpath.io.atomic import atomic_torch_save
+from boltzpath.nets import EGNN, MLP
+
+CHECKPOINT_FORMAT = "boltzpath-diffusion-v1"
+
+
+@dataclass
+class NetConfig:
+    kind: str = "auto"  # auto | mlp | egnn (auto: egnn for particle targets)
+    mode: str = "score+energy"  # score+energy | energy
+    hidden: int = 64
+    layers: int = 4
+    emb_dim: int = 32
+    temperature_conditioned: bool = False
+    sigma_data: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    grad_clip: float = 0.5
+    ema: float = 0.999
+    dsm: float = 1.0
+    tsm: float = 0.0
+    distill: float = 1.0
+    pin: float = 0.0
+    tsm_sigma_max: float = 0.19
+    pin_sigma: float = 0.01
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    augment: bool = True
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+@dataclass
+class Models:
+    score: ScoreModel | None
+    energy: EnergyModel
+    net_config: NetConfig = field(default_factory=NetConfig)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {k: m for k, m in (("score", self.score), ("energy", self.energy)) if m is not None}
+
+
+@dataclass
+class TrainResult:
+    models: Models  # the raw (last-iterate) models
+    ema: Models  # EMA copies: use these for sampling
+    step: int
+    history: list[dict[str, float]]
+
+
+def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "egnn" if getattr(target, "n_particles", None) else "mlp"
+    common = dict(
+        hidden=cfg.hidden,
+        layers=cfg.layers,
+        emb_dim=cfg.emb_dim,
+        temperature_conditioned=cfg.temperature_conditioned,
+    )
+    if kind == "egnn":
+        if not getattr(target, "n_particles", None):
+            raise BadInput(f"net kind 'egnn' needs a particle target, {target.name} is not one")
+        return EGNN(target.n_particles, target.spatial_dim, **common)
+    if kind == "mlp":
+        return MLP(target.dim, **common)
+    raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp or egnn)")
+
+
+def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel | None, EnergyModel]:
+    """(ScoreModel | None, EnergyModel) for ``target`` (dims and CoM projection taken from it)."""
+    cfg = net_cfg or NetConfig()
+    if cfg.mode not in ("score+energy", "energy"):
+        raise BadInput(f"unknown model mode {cfg.mode!r} (expected 'score+energy' or 'energy')")
+    n = getattr(target, "n_particles", None)
+    project = CoMProjection(n, target.spatial_dim) if n else None
+    score = (
+        ScoreModel(_make_net(target, cfg), cfg.sigma_data, project) if cfg.mode == "score+energy" else None
+    )
+    return score, EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+
+
+def _step_losses(models: Models, batch, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
+    """Every loss of one step (fixed order of random draws: σ, ε, then TSM σ, ε)."""
+    energy_model, score_model = models.energy, models.score
+    first = score_model if score_model is not None else energy_model
+    x0, temps = first.project(batch.x), batch.temperature
+    bsz = x0.shape[0]
+    sigma = KarrasSchedule.sample_training_sigma(bsz, generator, cfg.p_mean, cfg.p_std, dtype=x0.dtype)
+    x_t = x0 + sigma[:, None] * noise_like(x0, generator, first._project)
+    losses: dict[str, torch.Tensor] = {}
+    if score_model is not None:
+        d = score_model.denoise(x_t, sigma, temps)
+    else:
+        d = energy_model.denoise(x_t, sigma, temps, create_graph=True)
+    losses["dsm"] = _weighted_mse(d, x0, sigma, first.sigma_data)
+    if cfg.tsm > 0:
+        s_small = KarrasSchedule.sample_training_sigma_below(
+            bsz, generator, cfg.tsm_sigma_max, cfg.p_mean, cfg.p_std, dtype=x0.dtype
+        )
+        eps = noise_like(x0, generator, first._project)
+        losses["tsm"] = tsm_loss(first, x0, first.project(batch.score), s_small, eps, temps)
+    if score_model is not None and cfg.distill > 0:
+        losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
+    if cfg.pin > 0:
+        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, cfg.pin_sigma, temps)
+    return losses
+
+
+def _checkpoint(models, emas, optimizer, step, generator, history, cfg) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "net_config": asdict(models.net_config),
+        "train_config": asdict(cfg),
+        "models": {k: m.state_dict() for k, m in models.modules().items()},
+        "ema": {k: e.state_dict() for k, e in emas.items()},
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "history": history,
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict (tensors and plain values only; ``weights_only=True``)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise BadInput(f"checkpoint not found: {path}") from exc
+    except Exception as exc:  # a truncated or foreign file: one clear line
+        raise BadInput(f"not a readable boltzpath checkpoint: {path} ({type(exc).__name__})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise BadInput(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return ckpt
+
+
+def load_models(path: str | Path, target, ema: bool = True) -> tuple[ScoreModel | None, EnergyModel]:
+    """Rebuild (score | None, energy) from a checkpoint: the EMA weights unless ``ema=False``."""
+    ckpt = read_checkpoint(path)
+    net_cfg = from_dict(NetConfig, ckpt["net_config"])
+    score, energy = build_models(target, net_cfg)
+    states = ckpt["ema" if ema else "models"]
+    for name, module in (("score", score), ("energy", energy)):
+        if module is not None:
+            module.load_state_dict(states[name])
+    return score, energy
+
+
+def train(
+    models: Models,
+    buffer: TrainingBuffer,
+    cfg: TrainConfig,
+    generator: torch.Generator,
+    callback: Callable[[dict[str, float]], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train in place; see the module docstring. ``callback(info)`` every ``log_every`` steps."""
+    if cfg.steps < 0 or cfg.batch_size < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
+        raise BadInput("need steps >= 0, batch_size, log_every, checkpoint_every >= 1")
+    if models.score is None and cfg.dsm <= 0 and cfg.tsm <= 0:
+        raise BadInput("energy-only training needs dsm > 0 or tsm > 0")
+    modules = models.modules()
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    emas = {k: Ema(m, cfg.ema) for k, m in modules.items()}
+    step, history = 0, []
+    path = None if checkpoint_path is None else Path(checkpoint_path)
+    if path is not None and resume and path.exists():
+        ckpt = read_checkpoint(path)
+        for k, m in modules.items():
+            m.load_state_dict(ckpt["models"][k])
+            emas[k].load_state_dict(ckpt["ema"][k])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"])
+        step, history = int(ckpt["step"]), list(ckpt["history"])
+    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
+    t0 = time.perf_counter()
+    for m in modules.values():
+        m.train()
+    while step < cfg.steps:
+        batch = buffer.sample(cfg.batch_size, generator, cfg.augment)
+        losses = _step_losses(models, batch, cfg, generator)
+        total = sum(weights[k] * v for k, v in losses.items())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        norms = {
+            k: float(torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip))
+            for k, m in modules.items()
+        }
+        optimizer.step()
+        for k, m in modules.items():
+            emas[k].update(m)
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            info = {"step": step, "loss": total.item(), "wall_time_s": time.perf_counter() - t0}
+            info.update({k: v.item() for k, v in losses.items()})
+            info.update({f"grad_norm_{k}": v for k, v in norms.items()})
+            history.append(info)
+            if callback is not None:
+                callback(info)
+        if path is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            atomic_torch_save(path, _checkpoint(models, emas, optimizer, step, generator, history, cfg))
+    ema_models = Models(
+        emas["score"].module if "score" in emas else None, emas["energy"].module, models.net_config
+    )
+    return TrainResult(models, ema_models, step, history)

@@ -1,0 +1,129 @@
+"""E(n)-equivariant graph network (Satorras et al. 2021 style), fully connected, for particle systems.
+
+Input x (batch, n·d) flattened particle positions (CoM-free), c_noise (batch,), optional
+temperature (batch,). Node features h_i start as the noise (and temperature) embedding, shared by
+all (identical) particles. Each of ``layers`` layers computes, for every ordered pair (i, j):
+
+    m_ij = φ_e(h_i, h_j, ‖x_i − x_j‖²)                       (edge MLP, SiLU)
+    x_i ← x_i + Σ_{j≠i} (x_i − x_j)/(‖x_i − x_j‖ + 1) · φ_x(m_ij) / (n − 1)
+    h_i ← h_i + φ_h(h_i, Σ_{j≠i} m_ij / (n − 1))
+
+and the output is the vector field F = P(x_final − x_input), P = centre-of-mass projection, shape
+(batch, n·d). F is rotation- and permutation-equivariant and translation-invariant by construction.
+
+Speed (CPU): the dense path never materialises the concatenation [h_i, h_j, d²]: the first edge
+linear layer is split, W·[h_i, h_j, d²] = W_a h_i + W_b h_j + w_c d², so two (batch, n, H)
+products are broadcast to (batch, n, n, H). No gathers, no scatters, no Python loop over particles;
+the diagonal i = j is included in the dense compute and masked out of the sums (x_i − x_i = 0
+already removes it from the coordinate update). ``forward_edges`` is the textbook edge-list
+version (gather + concatenate + index_add) kept as the "before" reference: it computes the same
+function with the same weights (tested) and is what ``benchmarks/bench_egnn.py`` compares against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from boltzpath.nets.embedding import NoiseEmbedding
+
+
+class EGNNLayer(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.edge_in = nn.Linear(2 * hidden + 1, hidden)  # acts on [h_i, h_j, d²_ij]
+        self.edge_out = nn.Linear(hidden, hidden)
+        self.coord_hidden = nn.Linear(hidden, hidden)
+        self.coord_out = nn.Linear(hidden, 1, bias=False)
+        nn.init.xavier_uniform_(self.coord_out.weight, gain=1e-3)
+        self.node_in = nn.Linear(2 * hidden, hidden)
+        self.node_out = nn.Linear(hidden, hidden)
+        self.act = nn.SiLU()
+        self.hidden = hidden
+
+    def _coord_weight(self, m: torch.Tensor) -> torch.Tensor:
+        return self.coord_out(self.act(self.coord_hidden(m)))[..., 0]
+
+    def _node_update(self, h: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        return h + self.node_out(self.act(self.node_in(torch.cat([h, agg], dim=-1))))
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, offdiag: torch.Tensor):
+        """Dense path. h (B, n, H), x (B, n, d), offdiag (n, n) float mask → (h', x')."""
+        n, hd = x.shape[1], self.hidden
+        diff = x[:, :, None, :] - x[:, None, :, :]  # (B, n, n, d): x_i − x_j
+        d2 = (diff * diff).sum(-1, keepdim=True)  # (B, n, n, 1)
+        w = self.edge_in.weight
+        a = h @ w[:, :hd].T  # (B, n, H): W_a h_i
+        b = h @ w[:, hd : 2 * hd].T  # W_b h_j
+        pre = a[:, :, None, :] + b[:, None, :, :] + d2 * w[:, 2 * hd] + self.edge_in.bias
+        m = self.act(self.edge_out(self.act(pre)))  # (B, n, n, H)
+        scale = self._coord_weight(m) * offdiag / (torch.sqrt(d2[..., 0] + 1e-8) + 1.0)
+        x = x + (diff * scale[..., None]).sum(2) / (n - 1)
+        agg = (m * offdiag[..., None]).sum(2) / (n - 1)
+        return self._node_update(h, agg), x
+
+    def forward_edges(self, h, x, src, dst):
+        """Edge-list reference (the "before" implementation): gather, concatenate, index_add."""
+        n = x.shape[1]
+        diff = x[:, src] - x[:, dst]  # (B, E, d)
+        d2 = (diff * diff).sum(-1, keepdim=True)
+        m = self.act(self.edge_out(self.act(self.edge_in(torch.cat([h[:, src], h[:, dst], d2], dim=-1)))))
+        scale = self._coord_weight(m) / (torch.sqrt(d2[..., 0] + 1e-8) + 1.0)
+        dx = torch.zeros_like(x).index_add_(1, src, diff * scale[..., None])
+        agg = torch.zeros_like(h).index_add_(1, src, m)
+        return self._node_update(h, agg / (n - 1)), x + dx / (n - 1)
+
+
+class EGNN(nn.Module):
+    """``forward(x, c_noise, temperature=None)`` → CoM-free vector field (batch, n·d)."""
+
+    def __init__(
+        self,
+        n_particles: int,
+        spatial_dim: int,
+        hidden: int = 64,
+        layers: int = 4,
+        emb_dim: int = 32,
+        temperature_conditioned: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_particles < 2 or spatial_dim < 1 or hidden < 1 or layers < 1:
+            raise ValueError(
+                f"bad EGNN sizes: n={n_particles}, d={spatial_dim}, hidden={hidden}, layers={layers}"
+            )
+        self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
+        self.embedding = NoiseEmbedding(emb_dim, temperature_conditioned)
+        self.h_in = nn.Linear(emb_dim, hidden)
+        self.layers = nn.ModuleList(EGNNLayer(hidden) for _ in range(layers))
+        n = self.n_particles
+        self.register_buffer("offdiag", 1.0 - torch.eye(n), persistent=False)
+        src, dst = torch.nonzero(self.offdiag, as_tuple=True)
+        self.register_buffer("src", src, persistent=False)
+        self.register_buffer("dst", dst, persistent=False)
+
+    def _initial(self, x, c_noise, temperature):
+        bsz = x.shape[0]
+        pos = x.reshape(bsz, self.n_particles, self.spatial_dim)
+        h = self.h_in(self.embedding(c_noise, temperature))[:, None, :].expand(bsz, self.n_particles, -1)
+        return pos, h
+
+    @staticmethod
+    def _output(pos, pos0):
+        out = pos - pos0
+        return (out - out.mean(dim=1, keepdim=True)).reshape(pos.shape[0], -1)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, temperature: torch.Tensor | None = None):
+        pos0, h = self._initial(x, c_noise, temperature)
+        pos = pos0
+        offdiag = self.offdiag.to(x.dtype)
+        for layer in self.layers:
+            h, pos = layer(h, pos, offdiag)
+        return self._output(pos, pos0)
+
+    def forward_edges(self, x, c_noise, temperature=None):
+        """Same function through the edge-list reference path (benchmarks and tests only)."""
+        pos0, h = self._initial(x, c_noise, temperature)
+        pos = pos0
+        for layer in self.layers:
+            h, pos = layer.forward_edges(h, pos, self.src, self.dst)
+        return self._output(pos, pos0)
