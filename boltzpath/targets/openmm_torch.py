@@ -128,7 +128,8 @@ class NonbondedTerm(torch.nn.Module):
         exc = [force.getExceptionParameters(k) for k in range(force.getNumExceptions())]
         special = {(min(a, b), max(a, b)) for a, b, *_ in exc}
         i, j = torch.triu_indices(n, n, offset=1)
-        keep = torch.tensor([(int(a), int(b)) not in special for a, b in zip(i, j)], dtype=torch.bool)
+        keep = torch.tensor([(a, b) not in special for a, b in zip(i.tolist(), j.tolist(), strict=True)],
+                            dtype=torch.bool)
         i, j = i[keep], j[keep]
         self.register_buffer("pair_i", i)
         self.register_buffer("pair_j", j)
@@ -138,7 +139,8 @@ class NonbondedTerm(torch.nn.Module):
         # exceptions with any interaction left (all-zero ones are pure exclusions)
         live = [e for e in exc if e[2].value_in_unit(unit.elementary_charge**2) != 0
                 or e[4].value_in_unit(KJ) != 0]
-        self.register_buffer("exc_idx", torch.tensor([[e[0], e[1]] for e in live], dtype=torch.long).reshape(-1, 2))
+        pairs = torch.tensor([[e[0], e[1]] for e in live], dtype=torch.long)
+        self.register_buffer("exc_idx", pairs.reshape(-1, 2))
         self.register_buffer("exc_qq", torch.tensor(
             [ONE_4PI_EPS0 * e[2].value_in_unit(unit.elementary_charge**2) for e in live], dtype=dtype))
         self.register_buffer("exc_sigma", torch.tensor([e[3].value_in_unit(NM) for e in live], dtype=dtype))
@@ -212,7 +214,8 @@ class SystemEnergy(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         if pos.ndim != 3 or pos.shape[1:] != (self.n_atoms, 3):
-            raise BadInput(f"expected positions of shape (batch, {self.n_atoms}, 3) in nm, got {tuple(pos.shape)}")
+            raise BadInput(f"expected positions of shape (batch, {self.n_atoms}, 3) in nm, "
+                           f"got {tuple(pos.shape)}")
         pos = pos.to(self.dtype)
         energy = self.terms[0](pos)
         for term in self.terms[1:]:

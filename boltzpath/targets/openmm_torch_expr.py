@@ -43,7 +43,8 @@ FUNCTIONS: dict[str, tuple[int, Callable]] = {
     "max": (2, torch.maximum), "min": (2, torch.minimum), "select": (3, _select),
 }
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z_][A-Za-z0-9_]*)|(.))")
+_NUMBER = r"\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
+_TOKEN = re.compile(rf"\s*(?:({_NUMBER})|([A-Za-z_][A-Za-z0-9_]*)|(.))")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

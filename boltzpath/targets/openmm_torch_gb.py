@@ -73,7 +73,8 @@ class NativeOBCTerm(torch.nn.Module):
         self.cutoff_nm = _cutoff_of(force, openmm.GBSAOBCForce.NoCutoff)
         eps_in, eps_out = force.getSoluteDielectric(), force.getSolventDielectric()
         self.prefactor = -ONE_4PI_EPS0 * (1.0 / eps_in - (1.0 / eps_out if eps_out != 0 else 0.0))
-        sa = force.getSurfaceAreaEnergy().value_in_unit(openmm.unit.kilojoule_per_mole / openmm.unit.nanometer**2)
+        kj_nm2 = openmm.unit.kilojoule_per_mole / openmm.unit.nanometer**2
+        sa = force.getSurfaceAreaEnergy().value_in_unit(kj_nm2)
         self.surface_factor = 4.0 * math.pi * float(sa)
         i, j = _pairs(len(q), None)
         self.register_buffer("pair_i", i)
@@ -125,7 +126,8 @@ class CustomOBCTerm(torch.nn.Module):
 
     def __init__(self, force: openmm.CustomGBForce, dtype=torch.float64):
         super().__init__()
-        names = tuple(force.getPerParticleParameterName(k) for k in range(force.getNumPerParticleParameters()))
+        n_par = force.getNumPerParticleParameters()
+        names = tuple(force.getPerParticleParameterName(k) for k in range(n_par))
         cvs = tuple(force.getComputedValueParameters(k)[0] for k in range(force.getNumComputedValues()))
         if names != OBC_PARAMETER_NAMES or cvs != OBC_COMPUTED_VALUES:
             raise BadInput(
@@ -154,7 +156,8 @@ class CustomOBCTerm(torch.nn.Module):
         n = len(table)
         i, j = _pairs(n, None)
         excluded = {tuple(sorted(force.getExclusionParticles(k))) for k in range(force.getNumExclusions())}
-        keep = torch.tensor([(int(a), int(b)) not in excluded for a, b in zip(i, j)], dtype=torch.bool)
+        keep = torch.tensor([(a, b) not in excluded for a, b in zip(i.tolist(), j.tolist(), strict=True)],
+                            dtype=torch.bool)
         self.register_buffer("pair_i", i)
         self.register_buffer("pair_j", j)
         self.register_buffer("pair_not_excluded", keep)
