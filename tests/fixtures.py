@@ -263,3 +263,9 @@ def ar1_chains(rho: float, steps: int, chains: int, generator: torch.Generator) 
     for t in range(1, steps):
         x[t] = rho * x[t - 1] + scale * noise[t]
     return x
+
+
+def z_scores(values: torch.Tensor, chains: int, exact) -> tuple[np.ndarray, MeanEstimate]:
+    """(estimate − exact)/SE per statistic for driver-ordered ``values`` (n,) or (n, k)."""
+    est = ess_standard_error(chains_view(values, chains))
+    return (est.mean - np.asarray(exact, dtype=np.float64).reshape(-1)) / est.se, est
