@@ -1,0 +1,126 @@
+"""EDM preconditioning and the score/energy parameterisations of SPEC §5, against hand values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from fixtures import seeded
+from torch import nn
+
+from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel, edm_coefficients
+
+
+class LinearNet(nn.Module):
+    """F(y, c) = A·y + c·b: analytic, so D and ∇U have closed forms."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.a = nn.Parameter(a.clone())
+        self.b = nn.Parameter(b.clone())
+
+    def forward(self, y, c_noise, temperature=None):
+        return y @ self.a.T + c_noise[:, None] * self.b
+
+
+def _net(dim=3, seed=0, dtype=torch.float64):
+    g = seeded(seed)
+    a = torch.randn(dim, dim, generator=g, dtype=dtype)
+    return LinearNet(a, torch.randn(dim, generator=g, dtype=dtype))
+
+
+def test_coefficients_hand_values_sigma_one():
+    c_skip, c_out, c_in, c_noise = edm_coefficients(torch.tensor(1.0, dtype=torch.float64))
+    # σ = σ_d = 1: c_skip = 1/2, c_out = c_in = 1/√2, c_noise = ¼ ln 1 = 0
+    assert float(c_skip) == pytest.approx(0.5, abs=1e-15)
+    assert float(c_out) == pytest.approx(1 / math.sqrt(2), abs=1e-15)
+    assert float(c_in) == pytest.approx(1 / math.sqrt(2), abs=1e-15)
+    assert float(c_noise) == 0.0
+
+
+def test_coefficients_general_sigma_data():
+    sigma, sd = torch.tensor(2.0, dtype=torch.float64), 0.5
+    c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, sd)
+    # hand values: σ² + σ_d² = 4.25
+    assert float(c_skip) == pytest.approx(0.25 / 4.25, rel=1e-14)
+    assert float(c_out) == pytest.approx(2 * 0.5 / math.sqrt(4.25), rel=1e-14)
+    assert float(c_in) == pytest.approx(1 / math.sqrt(4.25), rel=1e-14)
+    assert float(c_noise) == pytest.approx(0.25 * math.log(2.0), rel=1e-14)
+
+
+def test_score_model_denoiser_and_score():
+    net = _net()
+    model = ScoreModel(net)
+    x = torch.randn(5, 3, generator=seeded(1), dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.3, 1.0, 4.0, 80.0], dtype=torch.float64)
+    c_skip, c_out, c_in, c_noise = edm_coefficients(sigma[:, None])
+    expected = c_skip * x + c_out * ((c_in * x) @ net.a.T + c_noise * net.b)
+    torch.testing.assert_close(model.denoise(x, sigma), expected, rtol=1e-13, atol=1e-13)
+    score = (expected - x) / sigma[:, None] ** 2
+    torch.testing.assert_close(model.score(x, sigma), score, rtol=1e-12, atol=1e-12)
+
+
+def test_scalar_and_batched_sigma_agree():
+    model = ScoreModel(_net())
+    x = torch.randn(4, 3, generator=seeded(2), dtype=torch.float64)
+    batched = torch.full((4,), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(model.denoise(x, 0.7), model.denoise(x, batched))
+    with pytest.raises(ValueError):
+        model.denoise(x, torch.ones(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("sigma_data", [1.0, 0.6])
+def test_energy_model_closed_form(sigma_data):
+    net = _net()
+    model = EnergyModel(net, sigma_data=sigma_data)
+    x = torch.randn(6, 3, generator=seeded(3), dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.1, 0.5, 1.0, 3.0, 20.0], dtype=torch.float64)
+    s = sigma[:, None]
+    _, _, c_in, c_noise = edm_coefficients(s, sigma_data)
+    a, b = net.a.detach(), net.b.detach()
+    # U = ‖x‖²/(2(σ_d²+σ²)) − σ_d⟨A c_in x + c_noise b, c_in x⟩/σ
+    u = (x * x).sum(-1) / (2 * (sigma_data**2 + sigma**2)) - sigma_data * (
+        ((c_in * x) @ a.T + c_noise * b) * (c_in * x)
+    ).sum(-1) / sigma
+    grad = x / (sigma_data**2 + s**2) - sigma_data * (c_in**2 * x @ (a + a.T).T + c_in * c_noise * b) / s
+    torch.testing.assert_close(model.energy(x, sigma), u, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(model.grad_x(x, sigma), grad, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(model.denoise(x, sigma), x - s**2 * grad, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(model.score(x, sigma), -grad, rtol=1e-12, atol=1e-10)
+    # D_E has the EDM form c_skip·x + c_out·(F + J_Fᵀ c_in x) for every σ_d
+    c_skip, c_out, _, _ = edm_coefficients(s, sigma_data)
+    f_eff = (c_in * x) @ a.T + c_noise * b + (c_in * x) @ a
+    torch.testing.assert_close(model.denoise(x, sigma), c_skip * x + c_out * f_eff, rtol=1e-12, atol=1e-10)
+
+
+def test_energy_is_differentiable_in_sigma():
+    """∂U/∂σ by autograd (what PITA's ∂_tU uses) against a central finite difference."""
+    model = EnergyModel(_net(seed=4))
+    x = torch.randn(3, 3, generator=seeded(5), dtype=torch.float64)
+    sigma = torch.tensor([0.2, 1.0, 5.0], dtype=torch.float64, requires_grad=True)
+    (du,) = torch.autograd.grad(model.energy(x, sigma).sum(), sigma)
+    h = 1e-6
+    with torch.no_grad():
+        fd = (model.energy(x, sigma + h) - model.energy(x, sigma - h)) / (2 * h)
+    # central differences in float64: error O(h²) + rounding ~1e-9 relative
+    torch.testing.assert_close(du, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_grad_x_detached_unless_create_graph():
+    model = EnergyModel(_net())
+    x = torch.randn(2, 3, generator=seeded(6), dtype=torch.float64)
+    assert not model.grad_x(x, 0.5).requires_grad
+    g = model.grad_x(x, 0.5, create_graph=True)
+    assert g.requires_grad
+    g.sum().backward()
+    assert model.net.a.grad is not None and float(model.net.a.grad.abs().sum()) > 0
+
+
+def test_com_projection_applies_to_outputs():
+    proj = CoMProjection(4, 2)
+    model = ScoreModel(_net(dim=8), project=proj)
+    emodel = EnergyModel(_net(dim=8, seed=1), project=proj)
+    x = proj(torch.randn(5, 8, generator=seeded(7), dtype=torch.float64))
+    for v in (model.denoise(x, 0.3) - x, emodel.grad_x(x, 0.3)):
+        torch.testing.assert_close(v.reshape(5, 4, 2).mean(1), torch.zeros(5, 2, dtype=torch.float64))
