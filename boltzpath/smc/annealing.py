@@ -1,0 +1,221 @@
+"""Feynman–Kac SMC for inference-time annealing of a diffusion model (SPEC §6, PITA Prop. 1).
+
+The weighted particles follow q_t ∝ exp(−γ U_t): from the prior N(0, (σ_max²/γ) I) (CoM-projected
+for particles) simulate, in reverse time t: 1 → 0 with ds > 0,
+
+    x ← x + γ (g²/2)(s − ∇U) ds + g √ds ξ,
+    log w += ds · [ γ ∂_tU + γ (g²/2) ∇·s − γ² (g²/2) ⟨∇U, s⟩ ].
+
+Derivation check (also docs/pita.md): for q̃ = e^{−γU} and drift b = γ(g²/2)(s − ∇U) in reverse
+time τ, the Fokker–Planck operator gives −∇·(b q̃) + (g²/2)Δq̃ = q̃ (g²/2)[γ²⟨s, ∇U⟩ − γ∇·s], and
+∂_τ q̃ = γ ∂_tU q̃; the FK rate is the difference, the bracket above. With γ = 1 and exact
+s = −∇U = ∇ log p_t the rate is ∂_tU + (g²/2)(‖∇U‖² − ΔU) = 0 by the heat equation
+∂_t p = (g²/2)Δp, and the drift is the usual reverse SDE g²·s.
+
+Discretisation: Euler–Maruyama in h = σ² rather than t (the same SDE after the time change
+dh = g² dt): each step uses Δh = σ(t_k)² − σ(t_{k+1})² for g² ds, and ∂_tU ds → ∂_tU Δh / g²(t_k).
+This matches the Karras spacing and the variance the forward process adds exactly. All terms are
+evaluated at the step's left point (x_k, t_k).
+
+One step is one Feynman–Kac step function ``fk_step`` (mutate → reweight → resample) returning
+``(AnnealState, FKStepInfo)`` (blackjax smc style); ``anneal`` loops it and gathers ``AnnealInfo``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.errors import BadInput
+from boltzpath.smc.divergence import METHODS as DIV_METHODS
+from boltzpath.smc.model import DiffusionModel
+from boltzpath.smc.resample import RESAMPLERS
+from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
+
+Project = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AnnealConfig:
+    """Annealing SMC options. ``use_weights=False`` is the "score scaling" ablation (no FK weights)."""
+
+    n_steps: int = 100
+    gamma: float = 1.0
+    ess_threshold: float = 0.5
+    resample: str = "systematic"
+    stop_resampling_t: float = 0.1
+    divergence: str = "exact"
+    n_probes: int = 1
+    use_weights: bool = True
+    dtype: str = "float32"
+
+    def validate(self) -> None:
+        if self.n_steps < 1:
+            raise BadInput(f"anneal.n_steps must be >= 1, got {self.n_steps}")
+        if not self.gamma > 0:
+            raise BadInput(f"anneal.gamma must be > 0, got {self.gamma}")
+        if not 0 <= self.ess_threshold <= 1:
+            raise BadInput(f"anneal.ess_threshold must be in [0, 1], got {self.ess_threshold}")
+        if self.resample not in RESAMPLERS:
+            raise BadInput(f"anneal.resample must be one of {', '.join(RESAMPLERS)}, got {self.resample!r}")
+        if not 0 <= self.stop_resampling_t <= 1:
+            raise BadInput(f"anneal.stop_resampling_t must be in [0, 1], got {self.stop_resampling_t}")
+        if self.divergence not in DIV_METHODS:
+            known = ", ".join(DIV_METHODS)
+            raise BadInput(f"anneal.divergence must be one of {known}, got {self.divergence!r}")
+        if self.n_probes < 1:
+            raise BadInput(f"anneal.n_probes must be >= 1, got {self.n_probes}")
+        if self.dtype not in ("float32", "float64"):
+            raise BadInput(f"anneal.dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+
+@dataclass(frozen=True)
+class AnnealState:
+    """Particles x (n, dim), log-weights (n,) float64, running log-normaliser estimate (float64)."""
+
+    x: torch.Tensor
+    log_w: torch.Tensor
+    log_z: float = 0.0
+
+
+@dataclass(frozen=True)
+class FKStepInfo:
+    """One step: time reached, ESS before resampling, whether it resampled, weight spread,
+    log-normaliser increment log Σ_i W_i exp(Δ_i), and the largest |Δ_i| (float64)."""
+
+    t: float
+    ess: float
+    resampled: bool
+    log_weight_spread: float
+    log_z_increment: float
+    max_abs_increment: float
+
+
+@dataclass
+class AnnealInfo:
+    """Per-step log of an annealing run (lists of length n_steps)."""
+
+    t: list[float] = field(default_factory=list)
+    ess: list[float] = field(default_factory=list)
+    resampled: list[bool] = field(default_factory=list)
+    log_weight_spread: list[float] = field(default_factory=list)
+    log_z_increment: list[float] = field(default_factory=list)
+    max_abs_increment: list[float] = field(default_factory=list)
+
+    def append(self, step: FKStepInfo) -> None:
+        for name in ("t", "ess", "resampled", "log_weight_spread", "log_z_increment", "max_abs_increment"):
+            getattr(self, name).append(getattr(step, name))
+
+    @property
+    def n_resampling_events(self) -> int:
+        return int(sum(self.resampled))
+
+    def summary(self, n_particles: int) -> dict:
+        return {
+            "n_steps": len(self.t),
+            "n_resampling_events": self.n_resampling_events,
+            "min_ess_fraction": min(self.ess) / n_particles if self.ess else math.nan,
+            "max_log_weight_spread": max(self.log_weight_spread) if self.log_weight_spread else math.nan,
+        }
+
+
+@dataclass
+class AnnealResult:
+    """Final particles (n, dim), their log-weights (float64), log Z estimate, ESS and the step log."""
+
+    x: torch.Tensor
+    log_weights: torch.Tensor
+    log_z: float
+    ess: float
+    info: AnnealInfo
+
+
+def fk_increment(terms, gamma: float, dh: float, g2: float) -> torch.Tensor:
+    """Δ log w = γ ∂_tU ds + γ(g²ds/2)∇·s − γ²(g²ds/2)⟨∇U, s⟩ with g² ds = Δh, ds = Δh/g² (float64)."""
+    du_dt = terms.du_dt.to(torch.float64)
+    div = terms.div_score.to(torch.float64)
+    inner = (terms.grad_energy.to(torch.float64) * terms.score.to(torch.float64)).sum(-1)
+    return gamma * du_dt * (dh / g2) + gamma * 0.5 * dh * div - gamma**2 * 0.5 * dh * inner
+
+
+def fk_step(
+    model: DiffusionModel,
+    state: AnnealState,
+    t_now: float,
+    t_next: float,
+    schedule: KarrasSchedule,
+    cfg: AnnealConfig,
+    generator: torch.Generator,
+    project: Project,
+) -> tuple[AnnealState, FKStepInfo]:
+    """One Feynman–Kac step t_now → t_next < t_now: mutate → reweight → resample."""
+    x, gamma = state.x, cfg.gamma
+    dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
+    g2 = float(schedule.g2(t_now))
+    terms = model.terms(x, t_now, cfg.divergence, generator, cfg.n_probes)
+    # mutate: x ← x + γ(Δh/2)(s − ∇U) + √Δh ξ
+    drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))
+    noise = project(torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
+    x_new = x + drift + math.sqrt(dh) * noise
+    # reweight (float64); the increment depends on the ancestor x_k only
+    inc = fk_increment(terms, gamma, dh, g2)
+    finite = torch.isfinite(inc)
+    max_abs = float(inc[finite].abs().max()) if finite.any() else math.nan
+    log_w, log_z = state.log_w, state.log_z
+    log_z_inc = 0.0
+    if cfg.use_weights:
+        log_z_inc = float(torch.logsumexp(torch.log(normalised_weights(log_w)) + inc, dim=0))
+        log_w = log_w + inc
+        log_z = log_z + log_z_inc
+    n = x.shape[0]
+    ess = effective_sample_size(log_w)
+    spread = log_weight_spread(log_w)
+    # resample while t ≥ stop_resampling_t, when the ESS fraction drops below the threshold
+    resampled = False
+    if cfg.use_weights and t_next >= cfg.stop_resampling_t and ess < cfg.ess_threshold * n:
+        idx = RESAMPLERS[cfg.resample](generator, log_w, n)
+        x_new, log_w, resampled = x_new[idx], torch.zeros_like(log_w), True
+    info = FKStepInfo(float(t_next), ess, resampled, spread, log_z_inc, max_abs)
+    return AnnealState(x_new, log_w, log_z), info
+
+
+def anneal(
+    model: DiffusionModel,
+    n_particles: int,
+    schedule: KarrasSchedule,
+    cfg: AnnealConfig,
+    generator: torch.Generator,
+    project: Project | None = None,
+    callback: Callable[[int, int, dict], None] | None = None,
+) -> AnnealResult:
+    """Run the annealed reverse SDE with FK weights from t = 1 to t = 0 (module docstring).
+
+    ``project`` (particle systems: CoM removal) is applied to the prior, drifts and noise.
+    ``callback(step, n_steps, info_dict)`` is called after every step. Returns weighted particles;
+    after ``stop_resampling_t`` the weights are not reset, so the caller decides how to use them.
+    """
+    cfg.validate()
+    if int(n_particles) < 1:
+        raise BadInput(f"n_particles must be >= 1, got {n_particles}")
+    project = project or (lambda v: v)
+    dtype = cfg.torch_dtype
+    prior_std = schedule.sigma_max / math.sqrt(cfg.gamma)
+    x = prior_std * project(torch.randn(int(n_particles), model.dim, generator=generator, dtype=dtype))
+    state = AnnealState(x, torch.zeros(int(n_particles), dtype=torch.float64), 0.0)
+    grid = schedule.time_grid(cfg.n_steps).tolist()
+    info = AnnealInfo()
+    for k in range(cfg.n_steps):
+        state, step = fk_step(model, state, grid[k], grid[k + 1], schedule, cfg, generator, project)
+        info.append(step)
+        if callback is not None:
+            callback(k + 1, cfg.n_steps, {"t": step.t, "ess": step.ess, "resampled": step.resampled})
+    ess = effective_sample_size(state.log_w)
+    return AnnealResult(state.x, state.log_w, state.log_z, ess, info)
