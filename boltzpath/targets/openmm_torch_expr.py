@@ -23,15 +23,18 @@ import torch
 from boltzpath.errors import BadInput
 
 
+def _tensor(v) -> torch.Tensor:
+    """Python numbers become 0-d float64 tensors (they then follow the batch tensors' dtype)."""
+    return v if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64)
+
+
 def _step(x: torch.Tensor) -> torch.Tensor:
     # Lepton: step(x) = 1 if x >= 0 else 0
-    x = torch.as_tensor(x, dtype=None if torch.is_tensor(x) else torch.float64)
     return (x >= 0).to(x.dtype)
 
 
 def _select(c, a, b):
     # Lepton: select(x, y, z) = z if x == 0 else y
-    c, a, b = (torch.as_tensor(v) for v in (c, a, b))
     return torch.where(c != 0, a, b)
 
 
@@ -199,7 +202,7 @@ class Expression:
             if kind == "neg":
                 return -ev(node[1])
             if kind == "call":
-                return FUNCTIONS[node[1]][1](*(ev(a) for a in node[2:]))
+                return FUNCTIONS[node[1]][1](*(_tensor(ev(a)) for a in node[2:]))
             a, b = ev(node[1]), ev(node[2])
             if kind == "+":
                 return a + b
