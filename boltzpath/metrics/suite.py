@@ -150,53 +150,59 @@ def evaluate(samples, target, reference=None, generator: torch.Generator | None 
         metrics.update(_weights_metrics(samples, target))
         report("weights")
 
-    if ref is not None:
-        finite = torch.isfinite(e)
-        if not finite.all():
-            notes.append(f"{int((~finite).sum())} non-finite sample energies left out of energy W1/W2")
-        if finite.any():
-            e_ref = uncounted_energy(target, ref)
-            for p in (1, 2):
-                def ew(a, b, p=p):
-                    return dist.energy_w(uncounted_energy(target, a), uncounted_energy(target, b), p=p)
-                metrics[f"energy_w{p}"] = _entry(dist.energy_w(e[finite], e_ref, p=p), int(finite.sum()),
-                                                 ENERGY_CONV, floor(ew, int(finite.sum())))
-                report(f"energy_w{p}")
-
-    if target.is_particle_system:
-        if ref is not None:
-            metrics["distance_w2"] = _entry(
-                particles.distance_w2(x, ref, target), n,
-                "1-D W2 (sqrt of OT cost) over all i<j interatomic distances",
-                floor(lambda a, b: particles.distance_w2(a, b, target), n))
-            report("distance_w2")
-            metrics["distance_tvd"] = _entry(
-                particles.distance_tvd(x, ref, target), n,
-                "TVD of interatomic-distance histograms, 200 bins over the reference range + 2 overflow",
-                floor(lambda a, b: particles.distance_tvd(a, b, target), n))
-            report("distance_tvd")
-            a_n = particles.default_aligned_max_n(target) if aligned_max_n is None else aligned_max_n
-            w2, na, _ = particles.aligned_w2_with_n(x, ref, target, a_n, gen)
-            metrics["aligned_w2"] = _entry(
-                w2, na, "W2 (sqrt of exact OT cost) with pairwise cost min over permutation + proper "
-                "rotation of the squared distance (Hungarian/Kabsch alternation)",
-                floor(lambda a, b: particles.aligned_w2(a, b, target, a_n, gen), na))
-            report("aligned_w2")
-    else:
-        _toy_metrics(metrics, x, ref, target, floor, mmd_max_n, gen, report)
-
     if getattr(target, "is_peptide", False):
-        try:
-            from boltzpath.metrics.peptides import peptide_metrics
-        except ImportError as exc:
-            notes.append(f"peptide metrics unavailable: {exc}")
-        else:
-            metrics.update(peptide_metrics(samples, target, None if ref is None else ref.numpy()))
-            report("peptides")
+        _peptide_metrics(metrics, notes, samples, target, ref_pool, gen, max_n)
+        report("peptides")
+    elif ref is not None:
+        _energy_metrics(metrics, notes, e, ref, target, floor, report)
+        if target.is_particle_system:
+            _particle_metrics(metrics, x, ref, target, floor, aligned_max_n, gen, report)
+    if not target.is_particle_system and not getattr(target, "is_peptide", False):
+        _toy_metrics(metrics, x, ref, target, floor, mmd_max_n, gen, report)
 
     return {"n": int(samples.n), "n_reference": None if ref is None else int(ref.shape[0]),
             "reference": provenance, "metrics": metrics, "notes": notes,
             "evaluation_wall_time_s": time.perf_counter() - t0}
+
+
+def _energy_metrics(metrics, notes, e, ref, target, floor, report) -> None:
+    """Energy W1 and W2 between the finite sample energies and the reference energies."""
+    finite = torch.isfinite(e)
+    if not finite.all():
+        notes.append(f"{int((~finite).sum())} non-finite sample energies left out of energy W1/W2")
+    if not finite.any():
+        return
+    e_ref = uncounted_energy(target, ref)
+    n_fin = int(finite.sum())
+    for p in (1, 2):
+        def ew(a, b, p=p):
+            return dist.energy_w(uncounted_energy(target, a), uncounted_energy(target, b), p=p)
+
+        metrics[f"energy_w{p}"] = _entry(dist.energy_w(e[finite], e_ref, p=p), n_fin, ENERGY_CONV,
+                                         floor(ew, n_fin))
+        report(f"energy_w{p}")
+
+
+def _particle_metrics(metrics, x, ref, target, floor, aligned_max_n, gen, report) -> None:
+    """Interatomic-distance W2 and TVD, symmetry-aligned W2."""
+    n = x.shape[0]
+    metrics["distance_w2"] = _entry(
+        particles.distance_w2(x, ref, target), n,
+        "1-D W2 (sqrt of OT cost) over all i<j interatomic distances",
+        floor(lambda a, b: particles.distance_w2(a, b, target), n))
+    report("distance_w2")
+    metrics["distance_tvd"] = _entry(
+        particles.distance_tvd(x, ref, target), n,
+        "TVD of interatomic-distance histograms, 200 bins over the reference range + 2 overflow",
+        floor(lambda a, b: particles.distance_tvd(a, b, target), n))
+    report("distance_tvd")
+    a_n = particles.default_aligned_max_n(target) if aligned_max_n is None else aligned_max_n
+    w2, na, _ = particles.aligned_w2_with_n(x, ref, target, a_n, gen)
+    metrics["aligned_w2"] = _entry(
+        w2, na, "W2 (sqrt of exact OT cost), pairwise cost = min over particle permutation and proper "
+        "rotation of the squared distance (Hungarian/Kabsch alternation; subsampled)",
+        floor(lambda a, b: particles.aligned_w2(a, b, target, a_n, gen), na))
+    report("aligned_w2")
 
 
 def _toy_metrics(metrics, x, ref, target, floor, mmd_max_n, gen, report) -> None:
@@ -236,3 +242,14 @@ def _toy_metrics(metrics, x, ref, target, floor, mmd_max_n, gen, report) -> None
                 "distinct sign patterns hit / expected number for n exact samples",
                 floor(lambda a, b: modes.pattern_hit_ratio(a, target), n))
         report("modes")
+
+
+def _peptide_metrics(metrics, notes, samples, target, ref_pool, gen, max_n) -> None:
+    """Merge ``boltzpath.metrics.peptides.peptide_metrics`` (energy W, torsions, TICA, chirality)."""
+    try:
+        from boltzpath.metrics.peptides import peptide_metrics
+    except ImportError as exc:
+        notes.append(f"peptide metrics unavailable: {exc}")
+        return
+    reference = None if ref_pool is None else ref_pool.numpy()
+    metrics.update(peptide_metrics(samples, target, reference, generator=gen, max_n=max_n))

@@ -1,0 +1,1 @@
+"""Reports: run-folder figures (``plots.plot_run``) and summaries."""
