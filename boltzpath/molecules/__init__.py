@@ -1,0 +1,1 @@
+"""Molecules: OpenMM replica-exchange reference data for peptide targets (SPEC §2, §3, §8)."""
