@@ -1,0 +1,1 @@
+"""Sampling methods built from the library's pieces: the PITA ladder (``pita``)."""

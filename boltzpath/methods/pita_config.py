@@ -1,0 +1,83 @@
+"""Typed configuration of a PITA run (SPEC §6), built from presets + ``--set`` overrides.
+
+Sections: ``target``/``target_options``; ``temperatures`` (the ladder T₀ > T₁ > … > T_K, the last
+is the target temperature); ``stage0`` (the baseline sampler that makes the T₀ training data);
+``net`` and ``train`` / ``finetune`` (``boltzpath.diffusion`` NetConfig / TrainConfig for stage 0
+and for stages ≥ 1); ``schedule`` (the Karras σ(t)); ``anneal`` (FK-SMC; its ``gamma`` is set per
+stage to T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at T_k);
+``n_particles`` (one SMC population) and ``buffer_size`` (particles per stage, made by
+⌈buffer_size / n_particles⌉ independent populations); ``reference`` (an optional held-out file
+for the final stage's metrics, evaluation only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from boltzpath.diffusion.train import NetConfig, TrainConfig
+from boltzpath.errors import BadInput
+from boltzpath.smc.annealing import AnnealConfig
+from boltzpath.smc.relax import RelaxConfig
+
+
+@dataclass
+class Stage0Config:
+    """The T₀ sampler: a method of ``boltzpath.mcmc.registry`` (mala, hmc, pt, …) and its options."""
+
+    method: str = "mala"
+    n_samples: int = 2000
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.n_samples < 1:
+            raise BadInput(f"stage0.n_samples must be >= 1, got {self.n_samples}")
+
+
+@dataclass
+class ScheduleConfig:
+    """σ(t) = (σ_min^{1/ρ} + t(σ_max^{1/ρ} − σ_min^{1/ρ}))^ρ (SPEC §5)."""
+
+    sigma_min: float = 0.05
+    sigma_max: float = 80.0
+    rho: float = 7.0
+
+
+@dataclass
+class PITAConfig:
+    target: str = "gmm40"
+    target_options: dict[str, Any] = field(default_factory=dict)
+    temperatures: list[float] = field(default_factory=lambda: [4.0, 2.0, 1.0])
+    stage0: Stage0Config = field(default_factory=Stage0Config)
+    net: NetConfig = field(default_factory=NetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    anneal: AnnealConfig = field(default_factory=AnnealConfig)
+    relax: RelaxConfig = field(default_factory=RelaxConfig)
+    n_particles: int = 1000
+    buffer_size: int = 1000
+    reference: str | None = None
+    eval_max_n: int = 2000
+    eval_noise_floors: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        temps = [float(t) for t in self.temperatures]
+        if len(temps) < 2:
+            raise BadInput("temperatures needs at least two entries (T0 > ... > target temperature)")
+        if any(not t > 0 for t in temps):
+            raise BadInput(f"temperatures must be > 0, got {temps}")
+        if any(a <= b for a, b in zip(temps, temps[1:], strict=False)):
+            raise BadInput(f"temperatures must decrease strictly, got {temps}")
+        if self.anneal.gamma != 1.0:
+            raise BadInput("anneal.gamma is set per stage (T_{k-1}/T_k); leave it at 1 in the config")
+        if self.n_particles < 1 or self.buffer_size < 1:
+            raise BadInput("n_particles and buffer_size must be >= 1")
+        if self.eval_max_n < 10:
+            raise BadInput(f"eval_max_n must be >= 10, got {self.eval_max_n}")
+        self.temperatures = temps
+
+    def gamma(self, stage: int) -> float:
+        """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""
+        return self.temperatures[stage - 1] / self.temperatures[stage]
