@@ -188,3 +188,20 @@ def test_bad_call_raises_bad_input():
         run_digs(target, 0, seeded(0), DiGSConfig(chains=4))
     with pytest.raises(BadInput):
         run_digs(target, 8, seeded(0), DiGSConfig(chains=4), x0=torch.zeros(3, 2))
+
+
+# ------------------------------------------------------------------ mixing report
+@pytest.mark.parametrize("name", ["gmm40", "manywell32"])
+def test_digs_report_writes_mixing_plot(tmp_path, name):
+    from boltzpath.report.mixing import digs_report, mode_label
+
+    target = make_target(name)
+    cfg = _cfg(chains=6, burn_in=4, thin=2)
+    s = run_digs(target, 60, seeded(0), cfg)
+    before = target.counter.count
+    paths = digs_report(tmp_path, s, target, cfg, seeded(1))
+    assert [p.name for p in paths] == ["mixing.png"] and paths[0].stat().st_size > 1000
+    assert target.counter.count == before  # the MALA comparison runs on a private counter
+    labels, _ = mode_label(target, s.x)
+    assert labels.shape == (60,) and int(labels.max()) < (40 if name == "gmm40" else 16)
+    assert digs_report(tmp_path, s, make_target("dw4"), cfg, seeded(1)) == []
