@@ -69,7 +69,7 @@ def statistical_inefficiency(a: np.ndarray) -> tuple[float, str]:
         try:
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return max(1.0, float(ts.statistical_inefficiency(a, fft=True))), "pymbar"
+                return max(1.0, float(ts.statistical_inefficiency(a, fft=False))), "pymbar"
         except Exception:  # noqa: BLE001 - fall back to our own estimator on any pymbar failure
             pass
     return geyer_inefficiency(a), "geyer"

@@ -87,6 +87,8 @@ class ReferenceConfig:
             raise BadInput(
                 f"equilibration_iterations must be in [0, n_iterations), got {self.equilibration_iterations}"
             )
+        if self.minimize_max_iterations < 0:
+            raise BadInput(f"minimize_max_iterations must be >= 0, got {self.minimize_max_iterations}")
         for key in ("temperature_kelvin", "timestep_fs", "collision_rate_per_ps"):
             value = float(getattr(self, key))
             if not (np.isfinite(value) and value > 0):

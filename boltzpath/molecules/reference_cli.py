@@ -56,6 +56,8 @@ def _progress():
 @click.option(
     "--t-max", type=float, default=None, help="top of the geometric ladder (K); default 2x temperature"
 )
+@click.option("--checkpoint-every", type=int, default=50, show_default=True, help="iterations per checkpoint")
+@click.option("--minimize-iterations", type=int, default=200, show_default=True, help="0 skips minimisation")
 @click.option("--timestep-fs", type=float, default=1.0, show_default=True)
 @click.option("--all-temperatures", is_flag=True, help="also write samples for every ladder temperature")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -72,6 +74,8 @@ def reference(
     save_every,
     replicas,
     t_max,
+    checkpoint_every,
+    minimize_iterations,
     timestep_fs,
     all_temperatures,
     seed,
@@ -99,6 +103,8 @@ def reference(
             platform=platform,
             seed=seed,
             save_all_temperatures=all_temperatures,
+            checkpoint_every=checkpoint_every,
+            minimize_max_iterations=minimize_iterations,
         )
         cfg.validate()
         cfg.ladder()
