@@ -47,7 +47,7 @@ from boltzpath.smc.resample import systematic
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
-_PURPOSE = {"sample": 1, "train": 2, "metrics": 3}
+_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4}
 
 
 def _generator(seed: int, stage: int, purpose: str) -> torch.Generator:
@@ -142,7 +142,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
         metrics["evaluation"] = stage_metrics(samples, target_k, reference if last else None,
                                               _generator(cfg.seed, k, "metrics"), cfg.eval_max_n, sdir,
-                                              cfg.eval_noise_floors)
+                                              cfg.eval_noise_floors, cfg.stage_plots)
         buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
         sdir.write_samples(samples)
@@ -151,7 +151,9 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         t0 = time.perf_counter()
         prev = run.path / f"stage_{k - 1}" / "model.pt"
         if k == 0:
-            score, energy = build_models(target, cfg.net)
+            with torch.random.fork_rng(devices=[]):  # network initialisation draws from the global RNG
+                torch.manual_seed(int(_generator(cfg.seed, 0, "init").initial_seed()))
+                score, energy = build_models(target, cfg.net)
         else:
             score, energy = load_models(prev, target)  # fine-tune from the previous EMA weights
         tcfg = cfg.train if k == 0 else cfg.finetune

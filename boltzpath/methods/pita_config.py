@@ -7,7 +7,8 @@ and for stages ≥ 1); ``schedule`` (the Karras σ(t)); ``anneal`` (FK-SMC; its 
 stage to T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at T_k);
 ``n_particles`` (one SMC population) and ``buffer_size`` (particles per stage, made by
 ⌈buffer_size / n_particles⌉ independent populations); ``reference`` (an optional held-out file
-for the final stage's metrics, evaluation only).
+for the final stage's metrics, evaluation only); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
+(per-stage metrics and plots — plotting costs seconds per stage).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class PITAConfig:
     reference: str | None = None
     eval_max_n: int = 2000
     eval_noise_floors: bool = True
+    stage_plots: bool = True
     seed: int = 0
 
     def validate(self) -> None:

@@ -21,7 +21,7 @@ HEADLINE = ("energy_w2", "coordinate_w2", "aligned_w2")
 
 
 def stage_metrics(samples, target, reference, generator: torch.Generator, max_n: int, sdir,
-                  noise_floors: bool = True) -> dict:
+                  noise_floors: bool = True, plots: bool = True) -> dict:
     out: dict = {"mean_energy": float(samples.energy.double().mean()), "n": samples.n}
     try:
         from boltzpath.metrics.suite import evaluate
@@ -32,6 +32,8 @@ def stage_metrics(samples, target, reference, generator: torch.Generator, max_n:
                             noise_floors=noise_floors))
     except BadInput as exc:
         out["error"] = str(exc)
+    if not plots:
+        return out
     try:
         from boltzpath.report.plots import plot_run
     except ImportError:

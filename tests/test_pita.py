@@ -1,0 +1,129 @@
+"""The PITA ladder end to end: a tiny gmm40 run, kill-and-resume reproducibility, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from boltzpath.config import from_dict
+from boltzpath.errors import BadInput
+from boltzpath.io.samples import Samples
+from boltzpath.methods.pita import run_pita
+from boltzpath.methods.pita_cli import pita, resolve_config
+from boltzpath.methods.pita_config import PITAConfig
+
+TINY = {
+    "target": "gmm40",
+    "temperatures": [4.0, 2.0, 1.0],
+    "stage0": {"method": "mala", "n_samples": 256, "options": {"chains": 64, "burn_in": 50, "thin": 2}},
+    "net": {"kind": "mlp", "hidden": 16, "layers": 2, "emb_dim": 8, "sigma_data": 20.0},
+    "train": {"steps": 30, "batch_size": 64, "checkpoint_every": 10, "log_every": 10, "augment": False},
+    "finetune": {"steps": 30, "batch_size": 64, "checkpoint_every": 10, "log_every": 10, "augment": False},
+    "anneal": {"n_steps": 10, "divergence": "exact"},
+    "relax": {"n_steps": 6, "adapt_steps": 3, "step_size": 0.01},
+    "n_particles": 128,
+    "buffer_size": 128,
+    "eval_max_n": 128,
+    "eval_noise_floors": False,
+    "stage_plots": False,  # matplotlib costs ~5 s per stage; plots are covered by report tests
+}
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_tiny_run_writes_a_complete_run_folder(tmp_path):
+    res = run_pita(from_dict(PITAConfig, TINY), tmp_path / "run")
+    d = tmp_path / "run"
+    for f in ("config.yaml", "samples.npz", "metrics.json", "ladder.png", "run.log", "COMPLETE"):
+        assert (d / f).is_file(), f
+    for k in range(3):
+        assert (d / f"stage_{k}" / "samples.npz").is_file() and (d / f"stage_{k}" / "COMPLETE").is_file()
+    assert not (d / "stage_2" / "model.pt").exists()  # the last stage trains nothing
+    samples = Samples.load(d / "samples.npz")
+    assert samples.x.shape == (128, 2) and np.isfinite(samples.energy.numpy()).all()
+    metrics = json.loads((d / "metrics.json").read_text())
+    ev = metrics["energy_evaluations"]
+    # every phase is counted and the total is their sum (annealing uses the model only: 0)
+    assert ev["initial_data"] > 0 and ev["training_buffers"] == 256 + 128 + 128
+    assert ev["relaxation"] == 2 * 6 * 128 and ev["annealing"] == 0
+    assert ev["total"] == sum(v for k, v in ev.items() if k != "total")
+    assert metrics["evaluation"]["metrics"]["mode_coverage"]["n"] == 128
+    assert res.samples.n == 128
+    # relaxation actually moved the particles (reported per stage)
+    st = json.loads((d / "stage_2" / "metrics.json").read_text())
+    assert st["relaxation"]["mean_rms_displacement"] > 0
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
+    cfg = from_dict(PITAConfig, TINY)
+    full = run_pita(cfg, tmp_path / "full")
+
+    def kill(event, info):  # dies mid fine-tuning of stage 1 (after a checkpoint at step 10)
+        if event == "train" and info["stage"] == 1 and info["step"] >= 20:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_pita(cfg, tmp_path / "cut", callback=kill)
+    assert (tmp_path / "cut" / "stage_0" / "COMPLETE").is_file()
+    assert not (tmp_path / "cut" / "stage_1" / "COMPLETE").is_file()
+    stage0_before = (tmp_path / "cut" / "stage_0" / "samples.npz").read_bytes()
+    events = []
+    resumed = run_pita(cfg, tmp_path / "cut", resume=True, callback=lambda e, i: events.append((e, i)))
+    # finished stage 0 is not redone (no stage-0 sampling or training events) and its files are untouched
+    assert not any(i.get("stage", 0) == 0 and e in ("train", "sample") for e, i in events)
+    assert (tmp_path / "cut" / "stage_0" / "samples.npz").read_bytes() == stage0_before
+    # identical stage outputs: fixed per-stage seeds + bit-for-bit training resume
+    for k in range(3):
+        a = Samples.load(tmp_path / "full" / f"stage_{k}" / "samples.npz")
+        b = Samples.load(tmp_path / "cut" / f"stage_{k}" / "samples.npz")
+        assert np.array_equal(a.x.numpy(), b.x.numpy()), k
+    assert np.array_equal(full.samples.x.numpy(), resumed.samples.x.numpy())
+    assert full.metrics["energy_evaluations"] == resumed.metrics["energy_evaluations"]
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
+    runner = CliRunner()
+    cases = [
+        ["--preset", "nonsense", "--out", str(tmp_path / "a")],
+        ["--target", "gmm40", "--out", str(tmp_path / "b"), "--set", "anneal.nsteps=3"],
+        ["--target", "gmm40", "--out", str(tmp_path / "c"), "--set", "temperatures=[1.0, 2.0]"],
+        ["--target", "gmm40", "--out", str(tmp_path / "d"), "--set", "anneal.gamma=2"],
+        ["--target", "nope", "--out", str(tmp_path / "e"), "--set", "train.steps=1"],
+    ]
+    for args in cases:
+        r = runner.invoke(pita, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Error" in r.output and "Traceback" not in r.output
+
+
+def test_presets_resolve_and_overrides_apply():
+    for preset in ("quick", "cpu", "paper"):
+        for target in ("lj13", "dw4", "gmm40"):
+            cfg = resolve_config(target, preset, 3, ())
+            assert cfg.target == target and cfg.seed == 3
+    cfg = resolve_config("gmm40", "quick", None, ("anneal.n_steps=7", "net.hidden=8"))
+    assert cfg.anneal.n_steps == 7 and cfg.net.hidden == 8 and cfg.net.kind == "mlp"
+    with pytest.raises(BadInput):
+        resolve_config("gmm40", "quick", None, ("nosuchkey=1",))
+
+
+def test_cli_runs_and_refuses_to_clobber(tmp_path):
+    # a preset given as a YAML path, plus overrides on top of it
+    runner = CliRunner()
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(TINY))
+    out = str(tmp_path / "run")
+    args = ["--preset", str(preset), "--out", out, "--quiet"]
+    r = runner.invoke(pita, [*args, "--set", "temperatures=[2.0, 1.0]"])
+    assert r.exit_code == 0, r.output
+    assert "energy evaluations" in r.output
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["temperatures"] == [2.0, 1.0]
+    r2 = runner.invoke(pita, ["--preset", str(preset), "--out", out, "--quiet"])
+    assert r2.exit_code == 2 and "not empty" in r2.output
+    # resuming with a different config is refused rather than mixing two runs
+    r3 = runner.invoke(pita, ["--preset", str(preset), "--out", out, "--quiet", "--resume"])
+    assert r3.exit_code == 2 and "different config" in r3.output
