@@ -114,6 +114,7 @@ def local_aligned_sq(a: torch.Tensor, b: torch.Tensor, extra_starts: torch.Tenso
     ``all_starts=False``: one alternation from the structured start with the best symmetric
     nearest-neighbour (chamfer) score — cheap. ``all_starts=True``: from every structured start
     plus ``extra_starts`` (k, d, d), keeping the lowest cost — k+2^(d−1)+1 times dearer.
+    Never above ‖a − b‖² (the identity permutation and rotation are a candidate).
     """
     a, b = centre(a), centre(b)
     batch, n, d = a.shape
@@ -124,9 +125,10 @@ def local_aligned_sq(a: torch.Tensor, b: torch.Tensor, extra_starts: torch.Tenso
     if all_starts:
         aa = a[:, None].expand(batch, k, n, d).reshape(-1, n, d)
         bb = b[:, None].expand(batch, k, n, d).reshape(-1, n, d)
-        return _alternate(aa, bb, starts.reshape(-1, d, d), n_iter).view(batch, k).min(1).values
-    rb = b[:, None] @ starts.transpose(2, 3)  # (batch, k, n, d)
-    d2 = torch.cdist(a[:, None].expand(batch, k, n, d).reshape(-1, n, d), rb.reshape(-1, n, d)).pow(2)
-    chamfer = (d2.min(2).values.sum(1) + d2.min(1).values.sum(1)).view(batch, k)
-    best = starts[torch.arange(batch), chamfer.argmin(1)]
-    return _alternate(a, b, best, n_iter)
+        cost = _alternate(aa, bb, starts.reshape(-1, d, d), n_iter).view(batch, k).min(1).values
+    else:
+        rb = b[:, None] @ starts.transpose(2, 3)  # (batch, k, n, d)
+        d2 = torch.cdist(a[:, None].expand(batch, k, n, d).reshape(-1, n, d), rb.reshape(-1, n, d)).pow(2)
+        chamfer = (d2.min(2).values.sum(1) + d2.min(1).values.sum(1)).view(batch, k)
+        cost = _alternate(a, b, starts[torch.arange(batch), chamfer.argmin(1)], n_iter)
+    return torch.minimum(cost, ((a - b) ** 2).sum((1, 2)))
