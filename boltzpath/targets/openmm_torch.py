@@ -164,7 +164,9 @@ class NonbondedTerm(torch.nn.Module):
             pair = self._lj(r, self.sigma, self.epsilon) + self.qq / r
         else:
             pair = self._lj(r, self.sigma, self.epsilon) + self.qq * (1 / r + self.k_rf * r**2 - self.c_rf)
-            pair = torch.where(r < self.cutoff_nm, pair, torch.zeros_like(pair))
+            within = r < self.cutoff_nm
+            if not bool(within.all()):  # skip the masking pass when every pair is inside the cutoff
+                pair = torch.where(within, pair, torch.zeros_like(pair))
         e = pair.sum(-1)
         if self.exc_idx.shape[0]:
             re = (pos[:, self.exc_idx[:, 0]] - pos[:, self.exc_idx[:, 1]]).norm(dim=-1)

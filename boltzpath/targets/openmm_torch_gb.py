@@ -171,12 +171,18 @@ class CustomOBCTerm(torch.nn.Module):
         return env
 
     def _pair_mask(self, r, honour_exclusions: bool):
-        mask = torch.ones_like(r, dtype=torch.bool)
+        """Pairs that interact, or None when all do (skips a masking pass, the common case)."""
+        mask = None
         if self.cutoff_nm is not None:
-            mask = r < self.cutoff_nm
-        if honour_exclusions:
-            mask = mask & self.pair_not_excluded
+            within = r < self.cutoff_nm
+            mask = None if bool(within.all()) else within
+        if honour_exclusions and not bool(self.pair_not_excluded.all()):
+            mask = self.pair_not_excluded if mask is None else mask & self.pair_not_excluded
         return mask
+
+    @staticmethod
+    def _masked(mask, g):
+        return g if mask is None else torch.where(mask, g, torch.zeros_like(g))
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         i, j = self.pair_i, self.pair_j
@@ -190,7 +196,7 @@ class CustomOBCTerm(torch.nn.Module):
                 for a, b in ((i, j), (j, i)):
                     env = {**self.globals, "r": r, **self._particle_env(a, "1", values),
                            **self._particle_env(b, "2", values)}
-                    g = torch.where(mask, expr.evaluate(env), torch.zeros_like(r))
+                    g = self._masked(mask, torch.as_tensor(expr.evaluate(env)).expand_as(r))
                     acc = acc.index_add(1, a, g)
                 values[name] = acc
             else:
@@ -201,8 +207,8 @@ class CustomOBCTerm(torch.nn.Module):
             if is_pair:
                 env = {**self.globals, "r": r, **self._particle_env(i, "1", values),
                        **self._particle_env(j, "2", values)}
-                g = expr.evaluate(env)
-                energy = energy + torch.where(self._pair_mask(r, honour), g, torch.zeros_like(r)).sum(-1)
+                g = torch.as_tensor(expr.evaluate(env)).expand_as(r)
+                energy = energy + self._masked(self._pair_mask(r, honour), g).sum(-1)
             else:
                 env = {**self.globals, **self._particle_env(None, "", values)}
                 energy = energy + torch.as_tensor(expr.evaluate(env)).expand(shape).sum(-1)
