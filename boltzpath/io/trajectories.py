@@ -49,6 +49,11 @@ def export_trajectory(samples: Samples | np.ndarray | torch.Tensor, topology: An
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise BadInput(f"unknown trajectory format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    if path.suffix.lower() == ".h5":
+        try:
+            import tables  # noqa: F401
+        except ImportError:
+            raise BadInput("the .h5 format needs PyTables (pip install tables); use .dcd or .pdb") from None
     traj = samples_to_mdtraj(samples, topology)
     with tempfile.TemporaryDirectory(
         prefix=".traj", dir=path.parent if path.parent.is_dir() else None
