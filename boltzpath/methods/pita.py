@@ -62,12 +62,7 @@ class PITAResult:
 
 
 def _network_model(score, energy, target, schedule) -> NetworkModel:
-    for m in (score, energy):
-        if m is not None:
-            m.eval()
-            m.requires_grad_(False)
-    score_fn = None if score is None else (lambda x, s: score.score(x, s))
-    return NetworkModel(schedule, target.dim, lambda x, s: energy.energy(x, s), score_fn, target.project)
+    return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project)
 
 
 def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[torch.Tensor, dict]:

@@ -88,6 +88,17 @@ class NetworkModel:
         self.energy_net, self.score_net = energy_net, score_net
         self._project = project or (lambda v: v)
 
+    @classmethod
+    def from_diffusion(cls, score_model, energy_model, schedule: KarrasSchedule, dim: int, project=None):
+        """Wrap ``boltzpath.diffusion`` models (``EnergyModel.energy(x, σ)``, ``ScoreModel.score(x, σ)``;
+        ``score_model`` None → s = −∇U). The modules are put in eval mode with frozen parameters."""
+        for m in (score_model, energy_model):
+            if m is not None:
+                m.eval()
+                m.requires_grad_(False)
+        score_fn = None if score_model is None else (lambda x, s: score_model.score(x, s))
+        return cls(schedule, dim, lambda x, s: energy_model.energy(x, s), score_fn, project)
+
     def _t(self, x: torch.Tensor, t: float, requires_grad: bool = False) -> torch.Tensor:
         tt = torch.full((x.shape[0],), float(t), dtype=torch.float64, device=x.device)
         return tt.requires_grad_(requires_grad)
