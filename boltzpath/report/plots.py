@@ -36,7 +36,7 @@ N_EXACT_REFERENCE = 5_000
 def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=100)
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
@@ -63,10 +63,11 @@ def _clip_range(*arrays: np.ndarray, q: float = 0.005) -> tuple[float, float]:
 
 
 def energy_hist(path: Path, e: np.ndarray, e_ref: np.ndarray | None, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     lo, hi = _clip_range(e, e_ref)
     bins = np.linspace(lo, hi, 80)
-    ax.hist(e[np.isfinite(e)], bins=bins, density=True, alpha=0.6, label=f"samples (n={e.size})")
+    ax.hist(e[np.isfinite(e)], bins=bins, density=True, alpha=0.6, histtype="stepfilled",
+            label=f"samples (n={e.size})")
     if e_ref is not None:
         ax.hist(e_ref, bins=bins, density=True, histtype="step", lw=1.5, color="k",
                 label=f"reference (n={e_ref.size})")
@@ -78,10 +79,10 @@ def energy_hist(path: Path, e: np.ndarray, e_ref: np.ndarray | None, title: str)
 
 
 def distance_hist(path: Path, d: np.ndarray, d_ref: np.ndarray | None, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     lo, hi = _clip_range(d, d_ref, q=0.0)
     bins = np.linspace(lo, hi, 100)
-    ax.hist(d, bins=bins, density=True, alpha=0.6, label="samples")
+    ax.hist(d, bins=bins, density=True, alpha=0.6, histtype="stepfilled", label="samples")
     if d_ref is not None:
         ax.hist(d_ref, bins=bins, density=True, histtype="step", lw=1.5, color="k", label="reference")
     ax.set_xlabel("interatomic distance")
@@ -99,7 +100,7 @@ def density_2d(path: Path, x: np.ndarray, target) -> Path:
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))
     logp = -uncounted_energy(target, grid).numpy().reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
     ax.contour(gx, gy, np.maximum(logp, logp.max() - 30), levels=25, cmap="viridis", linewidths=0.6)
     ax.scatter(x[:, 0], x[:, 1], s=2, c="C3", alpha=0.5, label=f"samples (n={x.shape[0]})")
     ax.set_xlim(lo[0], hi[0])
@@ -113,12 +114,15 @@ def density_2d(path: Path, x: np.ndarray, target) -> Path:
 def manywell_marginals(path: Path, x: np.ndarray, target, n_wells: int = 4) -> Path:
     """x₁ histograms of the first ``n_wells`` wells against the exact 1-D marginal (quadrature)."""
     xs, dens = manywell_marginal_grid(target)
+    step = max(1, xs.size // 2000)  # the quadrature grid is far finer than a plot needs
+    xs, dens = xs[::step], dens[::step]
     keep = dens > dens.max() * 1e-6
     k = min(n_wells, target.n_wells)
-    fig, axes = plt.subplots(1, k, figsize=(3 * k, 2.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(3 * k, 2.8), sharey=True, squeeze=False,
+                             layout="constrained")
     for w, ax in enumerate(axes[0]):
         ax.hist(x[:, 2 * w], bins=np.linspace(xs[keep][0], xs[keep][-1], 60), density=True, alpha=0.6,
-                label="samples")
+                histtype="stepfilled", label="samples")
         ax.plot(xs[keep], dens[keep], "k", lw=1.2, label="exact")
         ax.set_title(f"well {w + 1}: x$_1$")
     axes[0][0].set_ylabel("density")
