@@ -149,3 +149,33 @@ def test_peptide_metrics_of_the_reference_against_itself(holdout_frames):
         assert m[name]["noise_floor"] > 0, name  # two disjoint halves of the reference differ
         assert m[name]["n"] > 0 and "convention" in m[name]
     assert m["phi_positive_fraction"]["value"] == m["phi_positive_fraction"]["reference_value"]
+
+
+def test_plot_peptide_writes_three_figures(holdout_frames, tmp_path):
+    from boltzpath import make_target
+    from boltzpath.report.peptide_plots import plot_peptide
+
+    target = make_target("aldp-fab")
+    x = holdout_frames[:300]
+    with torch.no_grad():
+        energy = target.energy(torch.from_numpy(x)).double()
+    paths = plot_peptide(
+        tmp_path, Samples(x=torch.from_numpy(x), energy=energy), target, holdout_frames[300:]
+    )
+    assert sorted(p.name for p in paths) == ["energy_hist_kj_mol.png", "ramachandran.png", "tica.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without a reference there is nothing to fit TICA on: two figures
+    assert len(plot_peptide(tmp_path / "noref", Samples(x=torch.from_numpy(x), energy=energy), target)) == 2
+
+
+def test_reference_free_metrics_without_a_reference(holdout_frames):
+    from boltzpath import make_target
+    from boltzpath.metrics.peptides import peptide_metrics
+
+    target = make_target("aldp-fab")
+    x = holdout_frames[:50]
+    samples = Samples(x=torch.from_numpy(x), energy=torch.zeros(50, dtype=torch.float64))
+    m = peptide_metrics(samples, target, None)
+    assert set(m) == {"high_energy_fraction", "mirrored_fraction", "mixed_chirality_fraction"}
+    assert m["mirrored_fraction"]["value"] == 0.0

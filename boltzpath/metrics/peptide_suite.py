@@ -54,6 +54,23 @@ def compute_peptide_metrics(
     kt = float(target.kt_kj_mol)
 
     chir = chirality_report(samples.x, topology)
+    metrics: dict[str, dict] = {
+        "high_energy_fraction": _entry(
+            high_energy_fraction(samples.energy),
+            samples.n,
+            "fraction of samples with E/kT > 1000 or non-finite",
+        ),
+        "mirrored_fraction": _entry(
+            chir["mirrored_fraction"],
+            chir["n"],
+            "fraction with every chiral centre D (flipped before other metrics)",
+        ),
+        "mixed_chirality_fraction": _entry(
+            chir["mixed_fraction"], chir["n"], "fraction with both L and D centres (cannot be flipped)"
+        ),
+    }
+    if reference is None:
+        return metrics
     idx = P._subsample(rng, samples.n, max_n)
     x, flipped = fix_chirality(samples.x.numpy()[idx], topology)
     e = samples.energy.double().numpy()[idx]
@@ -92,8 +109,6 @@ def compute_peptide_metrics(
     o_s, o_r = P._subsample(rng, x.shape[0], n_ot), P._subsample(rng, ridx.shape[0], n_ot)
     m_ot = min(max_n_ot, m)
     fa, fb = half_a[:m_ot], half_b[:m_ot]
-
-    metrics: dict[str, dict] = {}
 
     def add(name: str, fn: Callable, s, r, floor_a, floor_b, n: int, floor_n: int) -> None:
         floor = fn(floor_a, floor_b) if floor_n > 0 else None
@@ -146,17 +161,6 @@ def compute_peptide_metrics(
     frac = lambda a, b: float(np.mean(a[:, 0] > 0))  # noqa: E731
     metrics["phi_positive_fraction"] = _entry(
         frac(angles, None), x.shape[0], _CONV["phi_positive_fraction"], reference_value=frac(rangles, None)
-    )
-    metrics["high_energy_fraction"] = _entry(
-        high_energy_fraction(samples.energy), samples.n, "fraction of samples with E/kT > 1000 or non-finite"
-    )
-    metrics["mirrored_fraction"] = _entry(
-        chir["mirrored_fraction"],
-        chir["n"],
-        "fraction of samples with every chiral centre D (flipped before the other metrics)",
-    )
-    metrics["mixed_chirality_fraction"] = _entry(
-        chir["mixed_fraction"], chir["n"], "fraction with both L and D centres (cannot be flipped)"
     )
     metrics["flipped_in_subsample"] = _entry(
         float(np.mean(flipped)), x.shape[0], "fraction reflected z -> -z"

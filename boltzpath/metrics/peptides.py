@@ -108,8 +108,6 @@ def _subsample(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
 
 def _reference_parts(reference, target: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """(positions (n, 3·n_atoms) float32 nm, energies E/kT at the target temperature or None)."""
-    if reference is None:
-        raise BadInput("peptide metrics need a reference (a samples.npz, a trajectory or an array)")
     if isinstance(reference, Samples):
         t_ref = reference.info.get("temperature_kelvin")
         same_t = t_ref is None or abs(float(t_ref) - float(target.temperature)) < 1e-6
@@ -119,13 +117,10 @@ def _reference_parts(reference, target: Any) -> tuple[np.ndarray, np.ndarray | N
 
 
 def _reduced_energy(target: Any, x: np.ndarray) -> np.ndarray:
-    """E/kT at the target temperature for positions (n, dim) nm (in batches of 1024)."""
-    out = []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], 1024):
-            xb = torch.as_tensor(x[start : start + 1024], dtype=torch.float32)
-            out.append(target.energy(xb).double().cpu().numpy())
-    return np.concatenate(out)
+    """E/kT at the target temperature for positions (n, dim) nm, on a private evaluation counter."""
+    from boltzpath.metrics.suite import uncounted_energy
+
+    return uncounted_energy(target, torch.as_tensor(x, dtype=torch.float32)).numpy()
 
 
 def peptide_metrics(
@@ -136,7 +131,11 @@ def peptide_metrics(
     max_n: int = 5000,
     max_n_ot: int = MAX_N_OT,
 ) -> dict:
-    """``{name: {"value", "n", "convention", "noise_floor", "noise_floor_n"}}`` for a peptide target."""
+    """``{name: {"value", "n", "convention", "noise_floor", "noise_floor_n"}}`` for a peptide target.
+
+    ``reference``: a ``Samples`` record, an (n, 3·n_atoms) or (n, n_atoms, 3) array of nm positions, or
+    None (then only the reference-free metrics: chirality fractions and the E/kT > 1000 fraction).
+    """
     from boltzpath.metrics.peptide_suite import compute_peptide_metrics
 
     return compute_peptide_metrics(samples, target, reference, generator, max_n, max_n_ot)
