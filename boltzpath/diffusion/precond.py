@@ -39,8 +39,10 @@ def edm_coefficients(sigma: torch.Tensor, sigma_data: float = 1.0):
 
 def _sigma_column(sigma, x: torch.Tensor) -> torch.Tensor:
     """σ as a (batch, 1) tensor in x's dtype (keeps autograd through σ)."""
-    s = sigma if isinstance(sigma, torch.Tensor) else torch.tensor(float(sigma))
-    s = s.to(dtype=x.dtype, device=x.device)
+    if isinstance(sigma, torch.Tensor):
+        s = sigma.to(dtype=x.dtype, device=x.device)
+    else:  # a Python float goes straight to x's dtype (no float32 round trip)
+        s = torch.tensor(float(sigma), dtype=x.dtype, device=x.device)
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):

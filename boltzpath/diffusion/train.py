@@ -200,7 +200,7 @@ def train(
         raise BadInput("energy-only training needs dsm > 0 or tsm > 0")
     modules = models.modules()
     params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, foreach=True)  # foreach: fewer CPU kernel launches
     emas = {k: Ema(m, cfg.ema) for k, m in modules.items()}
     step, history = 0, []
     path = None if checkpoint_path is None else Path(checkpoint_path)

@@ -14,13 +14,16 @@ import torch
 from torch import nn
 
 
-def sinusoidal_features(u: torch.Tensor, dim: int, max_period: float = 1e3) -> torch.Tensor:
-    """[cos(ω_k·100u), sin(ω_k·100u)], ω_k = max_period^{−k/(dim/2)}, k < dim/2; (batch,) → (batch, dim)."""
+def sinusoidal_features(u: torch.Tensor, dim: int, max_frequency: float = 16.0) -> torch.Tensor:
+    """[cos(ω_k u), sin(ω_k u)], ω_k geometric in [1, max_frequency], k < dim/2; (batch,) → (batch, dim).
+
+    u = c_noise = ¼ ln σ spans ≈ [−1.2, 1.1] over the schedule: the slowest feature is smooth in σ
+    (neighbouring noise levels share their embedding, so the net generalises across σ) and the
+    fastest resolves ≈ 16 rad per unit of u.
+    """
     half = dim // 2
-    k = torch.arange(half, dtype=u.dtype, device=u.device)
-    freqs = torch.exp(-math.log(max_period) * k / half)
-    # u is O(1) (¼ ln σ ∈ [−1.2, 1.1] over the schedule): scale so the fastest frequency resolves it
-    angles = (100.0 * u)[:, None] * freqs[None, :]
+    freqs = torch.logspace(0.0, math.log10(max_frequency), half, dtype=u.dtype, device=u.device)
+    angles = u[:, None] * freqs[None, :]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
