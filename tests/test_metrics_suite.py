@@ -113,6 +113,16 @@ def test_log_weights_give_ess_and_log_z_error():
         "value"] == pytest.approx(0.5)
 
 
+def test_non_finite_samples_are_left_out_with_a_note():
+    t = make_target("gmm40")
+    s = _samples(t, t.exact_sample(100, _gen(13)))
+    s.x[:5] = float("nan")
+    s.energy[:5] = float("inf")
+    res = evaluate(s, t, generator=_gen(14), noise_floors=False)
+    assert res["metrics"]["high_energy_fraction"]["value"] == pytest.approx(0.05)
+    assert res["metrics"]["coordinate_w2"]["n"] == 95 and res["notes"]
+
+
 def test_no_reference_and_bad_reference():
     t = make_target("lj13")
     x = t.prior_sample(20, _gen(8), dtype=torch.float64)

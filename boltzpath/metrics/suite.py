@@ -115,10 +115,18 @@ def evaluate(samples, target, reference=None, generator: torch.Generator | None 
     notes: list[str] = []
     metrics: dict[str, dict] = {}
 
+    e_all = samples.energy.detach().double()
+    ok = torch.isfinite(x_all).all(1)
+    if not ok.all():
+        notes.append(f"{int((~ok).sum())} samples with non-finite coordinates left out of all metrics "
+                     "but high_energy_fraction")
+        x_all, e_all = x_all[ok], e_all[ok]
+        if x_all.shape[0] == 0:
+            raise BadInput("every sample has non-finite coordinates")
     sampler = _exact_sampler(target) if reference is None else None
     ref_pool = None  # the whole given reference (noise floors split it into disjoint halves)
     idx = _subsample(x_all, max_n, gen)
-    x, e = x_all[idx], samples.energy.detach().double()[idx]
+    x, e = x_all[idx], e_all[idx]
     n = x.shape[0]
     if sampler is not None:
         ref, provenance = sampler(n, gen), "exact sampler"
