@@ -101,6 +101,7 @@ TINY = dict(
     platform="Reference",
     minimize_max_iterations=20,
     seed=5,
+    save_all_temperatures=True,
 )
 
 
@@ -141,6 +142,13 @@ def test_tiny_run_writes_the_reference_files(straight_run):
     traj = md.load(str(run_dir.file("trajectory.dcd")), top=str(run_dir.file("topology.pdb")))
     # DCD stores Å as float32: 1e-5 nm is well above its rounding and far below any bond length
     np.testing.assert_allclose(traj.xyz.reshape(5, -1), samples.x.numpy(), atol=1e-5)
+    hot = Samples.load(run_dir.file("temperatures/330.0K/samples.npz"))
+    with np.load(run_dir.file("energies.npz")) as e:
+        # every ladder temperature gets its own samples, reduced at its own temperature
+        np.testing.assert_allclose(
+            hot.energy.numpy(), e["energy_kj_mol"][:, 1] / (KB_KJ_MOL_K * 330.0), rtol=1e-9
+        )
+    assert hot.info["temperature_kelvin"] == pytest.approx(330.0)
     assert metrics["energy_evaluations"] == 6 * 10 * 2
     assert metrics["ns_per_day"] > 0
     assert -250.0 < metrics["mean_energy_kj_mol"] < 50.0  # a sane alanine dipeptide, not an exploded one

@@ -77,7 +77,8 @@ def compute_peptide_metrics(
     e = e[np.isfinite(e)]
     ref_full, ref_e_full = P._reference_parts(reference, target)
     n_ref = ref_full.shape[0]
-    tica = TicaProjection(ref_full, topology)  # fitted on the whole reference in its given (time) order
+    # TICA is fitted on the whole reference in its given (time) order; too short a reference → no TICA-W2
+    tica = TicaProjection(ref_full, topology) if n_ref > TICA_LAGTIME_FRAMES + 2 else None
     # the metric's reference set has the samples' size; the noise floor compares two disjoint
     # reference sets of that size m (fewer when the reference is short: see noise_floor_n)
     ridx = P._subsample(rng, n_ref, min(n_ref, x.shape[0]))
@@ -95,7 +96,8 @@ def compute_peptide_metrics(
     rangles_full = np.zeros((n_ref, angles.shape[1]))
     rangles_full[used] = np.concatenate([rphi, rpsi], 1)
     rproj_full = np.zeros((n_ref, 2))
-    rproj_full[used] = tica.transform(ref_full[used])
+    if tica is not None:
+        rproj_full[used] = tica.transform(ref_full[used])
     rangles, ref_e = rangles_full[ridx], ref_e_full[ridx]
     n_res = phi.shape[1]
 
@@ -104,7 +106,8 @@ def compute_peptide_metrics(
             np.mean([P.ramachandran_kl(a[:, [r, n_res + r]], b[:, [r, n_res + r]]) for r in range(n_res)])
         )
 
-    proj, rproj = tica.transform(x), rproj_full[ridx]
+    proj = tica.transform(x) if tica is not None else np.zeros((x.shape[0], 2))
+    rproj = rproj_full[ridx]
     n_ot = min(max_n_ot, x.shape[0])
     o_s, o_r = P._subsample(rng, x.shape[0], n_ot), P._subsample(rng, ridx.shape[0], n_ot)
     m_ot = min(max_n_ot, m)
@@ -136,7 +139,8 @@ def compute_peptide_metrics(
         m,
     )
     add("torus_w2", P.torus_w2, angles[o_s], rangles[o_r], rangles_full[fa], rangles_full[fb], n_ot, m_ot)
-    add("tica_w2", P.euclidean_w2, proj[o_s], rproj[o_r], rproj_full[fa], rproj_full[fb], n_ot, m_ot)
+    if tica is not None:
+        add("tica_w2", P.euclidean_w2, proj[o_s], rproj[o_r], rproj_full[fa], rproj_full[fb], n_ot, m_ot)
     for p in (1, 2):
         add(
             f"energy_w{p}",
