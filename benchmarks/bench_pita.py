@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -51,10 +52,16 @@ def _rows(method, target, evaluation, n_evals, wall, command, n):
 
 
 def _pita(target, preset, ref_path, runs, use_weights, command):
+    """Run (or resume, if its folder exists) one ladder. The ablation differs from the FK run only
+    after stage 0, so it starts from a copy of the FK run's finished stage 0."""
     over = ("anneal.use_weights=false",) if not use_weights else ()
     cfg = resolve_config(target, preset, None, over + ("stage_plots=false",))
     cfg.reference = str(ref_path)
-    res = run_pita(cfg, runs / f"{target}_{preset}_{'fk' if use_weights else 'scaling'}", overwrite=True)
+    folder = runs / f"{target}_{preset}_{'fk' if use_weights else 'scaling'}"
+    stage0 = runs / f"{target}_{preset}_fk" / "stage_0"
+    if not folder.exists() and not use_weights and (stage0 / "COMPLETE").is_file():
+        shutil.copytree(stage0, folder / "stage_0")
+    res = run_pita(cfg, folder, resume=folder.exists())
     ev = res.metrics["energy_evaluations"]["total"]
     method = "pita" if use_weights else "pita-score-scaling"
     return res, _rows(method, target, res.metrics["evaluation"], ev, res.metrics["wall_time_s"], command,
