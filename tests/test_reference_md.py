@@ -218,3 +218,53 @@ def test_cli_refuses_a_non_empty_folder(tmp_path):
     )
     assert result.exit_code == 2
     assert (tmp_path / "x.txt").read_text() == "keep me"
+
+
+def test_cli_end_to_end_single_replica(tmp_path):
+    # --replicas 1 is plain Langevin MD (the 1200 K PITA stage-0 recipe), here at 1200 K
+    out = tmp_path / "hot"
+    args = ["--out", str(out), "--temperature", "1200", "--replicas", "1", "--n-iterations", "3",
+            "--steps-per-exchange", "5", "--equilibration", "1", "--minimize-iterations", "0",
+            "--platform", "Reference"]  # fmt: skip
+    result = CliRunner().invoke(reference, args)
+    assert result.exit_code == 0, result.output
+    assert "2 frames at 1200 K" in result.output
+    samples = Samples.load(out / "samples.npz")
+    assert samples.info["temperature_kelvin"] == 1200.0 and samples.n == 2
+    # resuming a finished run of the same length only rewrites the outputs
+    again = CliRunner().invoke(reference, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert np.array_equal(Samples.load(out / "samples.npz").x.numpy(), samples.x.numpy())
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_through_the_cli(tmp_path):
+    # a real kill -9 of the command while it runs; the resumed command must finish from the checkpoint
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    args = ["--out", str(out), "--replicas", "2", "--t-max", "330", "--n-iterations", "40",
+            "--steps-per-exchange", "20", "--equilibration", "1", "--checkpoint-every", "2",
+            "--minimize-iterations", "10", "--platform", "Reference"]  # fmt: skip
+    code = "import sys; from boltzpath.molecules.reference_cli import reference; reference(sys.argv[1:])"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (out / "chunks").is_dir() or len(list((out / "chunks").iterdir())) < 2:
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "COMPLETE").exists()
+    result = CliRunner().invoke(reference, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    log = (out / "run.log").read_text()
+    assert "resumed from iteration" in log
+    resumed_at = int(log.split("resumed from iteration ")[1].split()[0])
+    assert resumed_at >= 4
+    assert Samples.load(out / "samples.npz").n == 39
