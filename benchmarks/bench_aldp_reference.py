@@ -169,6 +169,7 @@ def quality(n_iterations: int, out: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 REMD iterations (100 ps per replica)")
+    parser.add_argument("--iterations", type=int, default=None, help="override the REMD iterations")
     parser.add_argument("--out", type=Path, default=None, help="run folder for the REMD run")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -179,7 +180,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['method']}: {r['value']:.1f} ns/day", file=sys.stderr)
     out = args.out or Path(tempfile.mkdtemp(prefix="aldp_ref_"))
-    rows += quality(200 if args.quick else 2000, out)
+    rows += quality(args.iterations or (200 if args.quick else 2000), out)
     for r in rows[2:]:
         print(f"{r['metric']}: {r['value']:.4g} (n={r['n']}, floor={r['noise_floor']})", file=sys.stderr)
     atomic_write_json(RESULTS, {"rows": rows, "run_folder": str(out)})
