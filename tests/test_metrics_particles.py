@@ -107,3 +107,18 @@ def test_aligned_w2_subsamples_and_reports_n():
         aligned_w2(x, y, make_target("gmm40"))
     with pytest.raises(BadInput):
         aligned_w2(x[:, :5], y, t)
+
+
+def test_thorough_alignment_never_worse_and_still_exact_on_copies():
+    t = make_target("lj13")
+    a, b = _clusters(t, 8, 10), _clusters(t, 8, 11)
+    extra = alignment.random_rotations(4, 3, torch.Generator().manual_seed(0))
+    cheap = alignment.local_aligned_sq(a, b)
+    thorough = alignment.local_aligned_sq(a, b, extra, all_starts=True)
+    # the thorough search runs the same deterministic alternation from a superset of the starts,
+    # so pair by pair it can only be lower or equal; a bug in the start bookkeeping breaks this
+    assert (thorough <= cheap + 1e-9).all()
+    copy = _scramble(a, torch.Generator().manual_seed(12))
+    assert alignment.local_aligned_sq(a, copy, extra, all_starts=True).max() < 1e-9
+    x = a.reshape(8, -1)
+    assert aligned_w2(x, copy.reshape(8, -1), t, thorough=True) < 1e-6
