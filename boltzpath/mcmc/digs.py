@@ -129,8 +129,10 @@ def mwg_proposal(target, state, alpha, sigma, generator, correct=True):
 
 
 def digs_sweep(target, state, alpha, sigma, log_step, generator, cfg: DiGSConfig, adapt_from: int | None):
-    """One Gibbs sweep at (α, σ). ``log_step`` (chains,) float64 is adapted in place of a copy when
-    ``adapt_from`` (this level's adaptation counter) is not None. Returns (state, log_step, info)."""
+    """One Gibbs sweep at (α, σ) from target state ``state``. ``log_step`` (chains,) float64 are the
+    level's log step sizes; when ``adapt_from`` (the level's adaptation counter) is not None they
+    are adapted after every MALA step and the new values returned. Returns (state, log_step, info).
+    """
     x_noisy, state, mwg_acc = mwg_proposal(target, state, alpha, sigma, generator, cfg.mwg_correction)
     cond = ConditionalPotential(target, x_noisy, alpha, sigma)
     cstate = cond.lift(state)
