@@ -96,7 +96,7 @@ def _alternate(a: torch.Tensor, b: torch.Tensor, rot: torch.Tensor, n_iter: int)
     for _ in range(n_iter):
         if active.numel() == 0:
             break
-        cost = torch.cdist(a[active], b[active] @ rot[active].transpose(1, 2)).pow(2).numpy()
+        cost = torch.cdist(a[active], b[active] @ rot[active].transpose(1, 2)).square_().numpy()
         new = torch.from_numpy(np.stack([linear_sum_assignment(c)[1] for c in cost]))
         changed = (new != perm[active]).any(1)
         perm[active] = new
@@ -128,7 +128,7 @@ def local_aligned_sq(a: torch.Tensor, b: torch.Tensor, extra_starts: torch.Tenso
         cost = _alternate(aa, bb, starts.reshape(-1, d, d), n_iter).view(batch, k).min(1).values
     else:
         rb = b[:, None] @ starts.transpose(2, 3)  # (batch, k, n, d)
-        d2 = torch.cdist(a[:, None].expand(batch, k, n, d).reshape(-1, n, d), rb.reshape(-1, n, d)).pow(2)
+        d2 = torch.cdist(a[:, None].expand(batch, k, n, d).reshape(-1, n, d), rb.reshape(-1, n, d)).square_()
         chamfer = (d2.min(2).values.sum(1) + d2.min(1).values.sum(1)).view(batch, k)
         cost = _alternate(a, b, starts[torch.arange(batch), chamfer.argmin(1)], n_iter)
     return torch.minimum(cost, ((a - b) ** 2).sum((1, 2)))
