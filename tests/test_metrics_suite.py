@@ -133,6 +133,8 @@ def test_no_reference_and_bad_reference():
         evaluate(_samples(t, x), t, reference=np.zeros((10, 12)))
     with pytest.raises(BadInput):
         evaluate(_samples(t, x), make_target("dw4"))
+    with pytest.raises(BadInput):
+        evaluate(_samples(t, x), t, max_n=1)
 
 
 def test_peptide_metrics_are_merged(monkeypatch):

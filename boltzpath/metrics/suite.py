@@ -106,6 +106,8 @@ def evaluate(samples, target, reference=None, generator: torch.Generator | None 
     ``reference``: (N, dim) array/tensor, or None for the exact sampler; ``max_n`` caps the points
     used from each side for OT metrics; ``callback(name)`` is called after each metric.
     """
+    if max_n < 2:
+        raise BadInput(f"max_n must be >= 2, got {max_n}")
     t0 = time.perf_counter()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     report = callback or (lambda name: None)
