@@ -29,6 +29,7 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.targets.openmm_torch_gb import ONE_4PI_EPS0, CustomOBCTerm, NativeOBCTerm
+from boltzpath.targets.openmm_torch_select import difference, lengths, vectors
 
 NM, RAD, KJ = unit.nanometer, unit.radian, unit.kilojoule_per_mole
 
@@ -44,33 +45,36 @@ def _t(values, dtype, kind=None) -> torch.Tensor:
 class BondTerm(torch.nn.Module):
     """HarmonicBondForce: E = Σ ½ k (r − r0)²."""
 
-    def __init__(self, force: openmm.HarmonicBondForce, dtype):
+    def __init__(self, force: openmm.HarmonicBondForce, dtype, n_atoms: int):
         super().__init__()
-        rows = [force.getBondParameters(k) for k in range(force.getNumBonds())]
-        self.register_buffer("idx", _t([[a, b] for a, b, *_ in rows], dtype, torch.long).reshape(-1, 2))
-        self.register_buffer("r0", _t([p[2].value_in_unit(NM) for p in rows], dtype))
-        self.register_buffer("k", _t([p[3].value_in_unit(KJ / NM**2) for p in rows], dtype))
+        table = [force.getBondParameters(k) for k in range(force.getNumBonds())]
+        idx = _t([[a, b] for a, b, *_ in table], dtype, torch.long).reshape(-1, 2)
+        self.register_buffer("vec", difference(idx[:, 0], idx[:, 1], n_atoms, dtype))
+        self.register_buffer("r0", _t([p[2].value_in_unit(NM) for p in table], dtype))
+        self.register_buffer("k", _t([p[3].value_in_unit(KJ / NM**2) for p in table], dtype))
 
     def forward(self, pos):
-        r = (pos[:, self.idx[:, 0]] - pos[:, self.idx[:, 1]]).norm(dim=-1)
+        r = lengths(vectors(self.vec, pos))
         return (0.5 * self.k * (r - self.r0) ** 2).sum(-1)
 
 
 class AngleTerm(torch.nn.Module):
     """HarmonicAngleForce: E = Σ ½ k (θ − θ0)², θ the angle at the middle atom."""
 
-    def __init__(self, force: openmm.HarmonicAngleForce, dtype):
+    def __init__(self, force: openmm.HarmonicAngleForce, dtype, n_atoms: int):
         super().__init__()
-        rows = [force.getAngleParameters(k) for k in range(force.getNumAngles())]
-        self.register_buffer("idx", _t([p[:3] for p in rows], dtype, torch.long).reshape(-1, 3))
-        self.register_buffer("theta0", _t([p[3].value_in_unit(RAD) for p in rows], dtype))
-        self.register_buffer("k", _t([p[4].value_in_unit(KJ / RAD**2) for p in rows], dtype))
+        table = [force.getAngleParameters(k) for k in range(force.getNumAngles())]
+        idx = _t([p[:3] for p in table], dtype, torch.long).reshape(-1, 3)
+        self.register_buffer("vec_a", difference(idx[:, 0], idx[:, 1], n_atoms, dtype))
+        self.register_buffer("vec_b", difference(idx[:, 2], idx[:, 1], n_atoms, dtype))
+        self.register_buffer("theta0", _t([p[3].value_in_unit(RAD) for p in table], dtype))
+        self.register_buffer("k", _t([p[4].value_in_unit(KJ / RAD**2) for p in table], dtype))
 
     def forward(self, pos):
-        a = pos[:, self.idx[:, 0]] - pos[:, self.idx[:, 1]]
-        b = pos[:, self.idx[:, 2]] - pos[:, self.idx[:, 1]]
+        a = vectors(self.vec_a, pos)  # (batch, 3, m)
+        b = vectors(self.vec_b, pos)
         # atan2(|a×b|, a·b) has a finite gradient at every angle, unlike acos of the cosine
-        theta = torch.atan2(torch.linalg.cross(a, b).norm(dim=-1), (a * b).sum(-1))
+        theta = torch.atan2(lengths(torch.linalg.cross(a, b, dim=1)), (a * b).sum(1))
         return (0.5 * self.k * (theta - self.theta0) ** 2).sum(-1)
 
 
@@ -80,36 +84,44 @@ def dihedral_angles(pos: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     IUPAC sign convention (as OpenMM and mdtraj): φ = atan2(|b2| b1·(n2), n1·n2),
     b1 = x1 − x0, b2 = x2 − x1, b3 = x3 − x2, n1 = b1×b2, n2 = b2×b3.
     """
-    b1 = pos[:, idx[:, 1]] - pos[:, idx[:, 0]]
-    b2 = pos[:, idx[:, 2]] - pos[:, idx[:, 1]]
-    b3 = pos[:, idx[:, 3]] - pos[:, idx[:, 2]]
-    n1 = torch.linalg.cross(b1, b2)
-    n2 = torch.linalg.cross(b2, b3)
-    y = b2.norm(dim=-1) * (b1 * n2).sum(-1)
-    x = (n1 * n2).sum(-1)
+    return _dihedral_from_bonds(pos[:, idx[:, 1]] - pos[:, idx[:, 0]], pos[:, idx[:, 2]] - pos[:, idx[:, 1]],
+                                pos[:, idx[:, 3]] - pos[:, idx[:, 2]], dim=-1)
+
+
+def _dihedral_from_bonds(b1: torch.Tensor, b2: torch.Tensor, b3: torch.Tensor, dim: int) -> torch.Tensor:
+    n1 = torch.linalg.cross(b1, b2, dim=dim)
+    n2 = torch.linalg.cross(b2, b3, dim=dim)
+    y = (b2 * b2).sum(dim).sqrt() * (b1 * n2).sum(dim)
+    x = (n1 * n2).sum(dim)
     return torch.atan2(y, x)
 
 
 class TorsionTerm(torch.nn.Module):
     """PeriodicTorsionForce: E = Σ k (1 + cos(n φ − φ0))."""
 
-    def __init__(self, force: openmm.PeriodicTorsionForce, dtype):
+    def __init__(self, force: openmm.PeriodicTorsionForce, dtype, n_atoms: int):
         super().__init__()
-        rows = [force.getTorsionParameters(k) for k in range(force.getNumTorsions())]
-        self.register_buffer("idx", _t([p[:4] for p in rows], dtype, torch.long).reshape(-1, 4))
-        self.register_buffer("n", _t([p[4] for p in rows], dtype))
-        self.register_buffer("phi0", _t([p[5].value_in_unit(RAD) for p in rows], dtype))
-        self.register_buffer("k", _t([p[6].value_in_unit(KJ) for p in rows], dtype))
+        table = [force.getTorsionParameters(k) for k in range(force.getNumTorsions())]
+        idx = _t([p[:4] for p in table], dtype, torch.long).reshape(-1, 4)
+        # several periodicities share one quadruple: compute each distinct dihedral once
+        unique, which = torch.unique(idx, dim=0, return_inverse=True)
+        self.register_buffer("which", which.reshape(-1))
+        for k, name in enumerate(("b1", "b2", "b3")):
+            self.register_buffer(name, difference(unique[:, k + 1], unique[:, k], n_atoms, dtype))
+        self.register_buffer("n", _t([p[4] for p in table], dtype))
+        self.register_buffer("phi0", _t([p[5].value_in_unit(RAD) for p in table], dtype))
+        self.register_buffer("k", _t([p[6].value_in_unit(KJ) for p in table], dtype))
 
     def forward(self, pos):
-        phi = dihedral_angles(pos, self.idx)
+        b1, b2, b3 = (vectors(m, pos) for m in (self.b1, self.b2, self.b3))
+        phi = _dihedral_from_bonds(b1, b2, b3, dim=1)[:, self.which]
         return (self.k * (1 + torch.cos(self.n * phi - self.phi0))).sum(-1)
 
 
 class NonbondedTerm(torch.nn.Module):
     """NonbondedForce (NoCutoff or CutoffNonPeriodic with reaction field); see the module docstring."""
 
-    def __init__(self, force: openmm.NonbondedForce, dtype):
+    def __init__(self, force: openmm.NonbondedForce, dtype, n_atoms: int):
         super().__init__()
         method = force.getNonbondedMethod()
         if method not in (openmm.NonbondedForce.NoCutoff, openmm.NonbondedForce.CutoffNonPeriodic):
@@ -131,8 +143,7 @@ class NonbondedTerm(torch.nn.Module):
         keep = torch.tensor([(a, b) not in special for a, b in zip(i.tolist(), j.tolist(), strict=True)],
                             dtype=torch.bool)
         i, j = i[keep], j[keep]
-        self.register_buffer("pair_i", i)
-        self.register_buffer("pair_j", j)
+        self.register_buffer("pair_vec", difference(i, j, n_atoms, dtype))
         self.register_buffer("qq", (ONE_4PI_EPS0 * q[i] * q[j]).to(dtype))
         self.register_buffer("sigma", ((sig[i] + sig[j]) / 2).to(dtype))
         self.register_buffer("epsilon", torch.sqrt(eps[i] * eps[j]).to(dtype))
@@ -140,7 +151,8 @@ class NonbondedTerm(torch.nn.Module):
         live = [e for e in exc if e[2].value_in_unit(unit.elementary_charge**2) != 0
                 or e[4].value_in_unit(KJ) != 0]
         pairs = torch.tensor([[e[0], e[1]] for e in live], dtype=torch.long)
-        self.register_buffer("exc_idx", pairs.reshape(-1, 2))
+        pairs = pairs.reshape(-1, 2)
+        self.register_buffer("exc_vec", difference(pairs[:, 0], pairs[:, 1], n_atoms, dtype))
         self.register_buffer("exc_qq", torch.tensor(
             [ONE_4PI_EPS0 * e[2].value_in_unit(unit.elementary_charge**2) for e in live], dtype=dtype))
         self.register_buffer("exc_sigma", torch.tensor([e[3].value_in_unit(NM) for e in live], dtype=dtype))
@@ -159,7 +171,7 @@ class NonbondedTerm(torch.nn.Module):
         return 4 * epsilon * (s6 * s6 - s6)
 
     def forward(self, pos):
-        r = (pos[:, self.pair_i] - pos[:, self.pair_j]).norm(dim=-1)
+        r = lengths(vectors(self.pair_vec, pos))
         if self.cutoff_nm is None:
             pair = self._lj(r, self.sigma, self.epsilon) + self.qq / r
         else:
@@ -168,8 +180,8 @@ class NonbondedTerm(torch.nn.Module):
             if not bool(within.all()):  # skip the masking pass when every pair is inside the cutoff
                 pair = torch.where(within, pair, torch.zeros_like(pair))
         e = pair.sum(-1)
-        if self.exc_idx.shape[0]:
-            re = (pos[:, self.exc_idx[:, 0]] - pos[:, self.exc_idx[:, 1]]).norm(dim=-1)
+        if self.exc_vec.shape[0]:
+            re = lengths(vectors(self.exc_vec, pos))
             e = e + (self._lj(re, self.exc_sigma, self.exc_epsilon) + self.exc_qq / re).sum(-1)
         return e
 
@@ -209,7 +221,7 @@ class SystemEnergy(torch.nn.Module):
         if any(system.isVirtualSite(k) for k in range(system.getNumParticles())):
             raise UnsupportedForce("virtual sites are not supported")
         forces = [f for f in system.getForces() if not isinstance(f, IGNORED)]
-        terms = [TERMS[type(f)](f, dtype) for f in forces]
+        terms = [TERMS[type(f)](f, dtype, system.getNumParticles()) for f in forces]
         module = cls(terms, system.getNumParticles(), [type(f).__name__ for f in forces])
         module.dtype = dtype
         return module.to(device=device)

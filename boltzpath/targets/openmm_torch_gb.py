@@ -30,6 +30,7 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.targets.openmm_torch_expr import parse
+from boltzpath.targets.openmm_torch_select import difference, lengths, rows, scatter_sum, selection, vectors
 
 #: OpenMM's Coulomb constant 1/(4π ε0) in kJ·nm/(mol·e²) (NonbondedForce / GBSAOBCForce)
 ONE_4PI_EPS0 = 138.93545764438198
@@ -59,7 +60,7 @@ def _cutoff_of(force, no_cutoff_value) -> float | None:
 class NativeOBCTerm(torch.nn.Module):
     """OpenMM ``GBSAOBCForce`` (OBC2 + ACE), see the module docstring for the equations."""
 
-    def __init__(self, force: openmm.GBSAOBCForce, dtype=torch.float64):
+    def __init__(self, force: openmm.GBSAOBCForce, dtype=torch.float64, n_atoms: int | None = None):
         super().__init__()
         params = [force.getParticleParameters(k) for k in range(force.getNumParticles())]
         q = [float(p[0].value_in_unit(openmm.unit.elementary_charge)) for p in params]
@@ -79,6 +80,9 @@ class NativeOBCTerm(torch.nn.Module):
         i, j = _pairs(len(q), None)
         self.register_buffer("pair_i", i)
         self.register_buffer("pair_j", j)
+        self.register_buffer("pair_vec", difference(i, j, len(q), dtype))
+        self.register_buffer("sel_i", selection(i, len(q), dtype))
+        self.register_buffer("sel_j", selection(j, len(q), dtype))
 
     def _h(self, r, rho_i, sr_j):
         """H_ij of the Born-radius sum for atom i seeing atom j at distance r."""
@@ -94,16 +98,15 @@ class NativeOBCTerm(torch.nn.Module):
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         i, j = self.pair_i, self.pair_j
-        r = (pos[:, i] - pos[:, j]).norm(dim=-1)
+        r = lengths(vectors(self.pair_vec, pos))
         rho_t, sr = self.offset_radius_nm, self.scaled_radius_nm
-        total = torch.zeros(pos.shape[0], pos.shape[1], dtype=pos.dtype, device=pos.device)
-        total = total.index_add(1, i, self._h(r, rho_t[i], sr[j]))
-        total = total.index_add(1, j, self._h(r, rho_t[j], sr[i]))
+        total = (scatter_sum(self._h(r, rho_t[i], sr[j]), self.sel_i)
+                 + scatter_sum(self._h(r, rho_t[j], sr[i]), self.sel_j))
         psi = 0.5 * total * rho_t
         born = 1 / (1 / rho_t - torch.tanh(OBC2_ALPHA * psi - OBC2_BETA * psi**2 + OBC2_GAMMA * psi**3)
                     / self.radius_nm)
         q = self.charge
-        bb = born[:, i] * born[:, j]
+        bb = rows(self.sel_i, born) * rows(self.sel_j, born)
         f = torch.sqrt(r**2 + bb * torch.exp(-(r**2) / (4 * bb)))
         inv = 1 / f
         if self.cutoff_nm is not None:
@@ -124,7 +127,7 @@ class CustomOBCTerm(torch.nn.Module):
     semantics). NoExclusions variants ignore the exclusion list.
     """
 
-    def __init__(self, force: openmm.CustomGBForce, dtype=torch.float64):
+    def __init__(self, force: openmm.CustomGBForce, dtype=torch.float64, n_atoms: int | None = None):
         super().__init__()
         n_par = force.getNumPerParticleParameters()
         names = tuple(force.getPerParticleParameterName(k) for k in range(n_par))
@@ -161,13 +164,19 @@ class CustomOBCTerm(torch.nn.Module):
         self.register_buffer("pair_i", i)
         self.register_buffer("pair_j", j)
         self.register_buffer("pair_not_excluded", keep)
+        self.register_buffer("pair_vec", difference(i, j, n, dtype))
+        self.register_buffer("sel_i", selection(i, n, dtype))
+        self.register_buffer("sel_j", selection(j, n, dtype))
 
-    def _particle_env(self, idx, suffix: str, values: dict) -> dict:
+    def _particle_env(self, side: str | None, suffix: str, values: dict) -> dict:
+        """Per-particle parameters and computed values, per atom (side None) or per pair side i/j."""
+        idx = {"i": self.pair_i, "j": self.pair_j, None: None}[side]
+        sel = {"i": self.sel_i, "j": self.sel_j, None: None}[side]
         env = {}
         for k, name in enumerate(self.param_names):
             env[name + suffix] = self.params[idx, k] if idx is not None else self.params[:, k]
         for name, v in values.items():
-            env[name + suffix] = v[:, idx] if idx is not None else v
+            env[name + suffix] = rows(sel, v) if sel is not None else v
         return env
 
     def _pair_mask(self, r, honour_exclusions: bool):
@@ -185,19 +194,18 @@ class CustomOBCTerm(torch.nn.Module):
         return g if mask is None else torch.where(mask, g, torch.zeros_like(g))
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
-        i, j = self.pair_i, self.pair_j
-        r = (pos[:, i] - pos[:, j]).norm(dim=-1)
+        r = lengths(vectors(self.pair_vec, pos))
         values: dict[str, torch.Tensor] = {}
         shape = (pos.shape[0], pos.shape[1])
         for name, expr, is_pair, honour in self.values:
             if is_pair:
                 mask = self._pair_mask(r, honour)
                 acc = torch.zeros(shape, dtype=pos.dtype, device=pos.device)
-                for a, b in ((i, j), (j, i)):
+                for a, b in (("i", "j"), ("j", "i")):  # value of atom a, summed over partners b
                     env = {**self.globals, "r": r, **self._particle_env(a, "1", values),
                            **self._particle_env(b, "2", values)}
                     g = self._masked(mask, torch.as_tensor(expr.evaluate(env)).expand_as(r))
-                    acc = acc.index_add(1, a, g)
+                    acc = acc + scatter_sum(g, self.sel_i if a == "i" else self.sel_j)
                 values[name] = acc
             else:
                 env = {**self.globals, **self._particle_env(None, "", values)}
@@ -205,8 +213,8 @@ class CustomOBCTerm(torch.nn.Module):
         energy = torch.zeros(pos.shape[0], dtype=pos.dtype, device=pos.device)
         for expr, is_pair, honour in self.terms:
             if is_pair:
-                env = {**self.globals, "r": r, **self._particle_env(i, "1", values),
-                       **self._particle_env(j, "2", values)}
+                env = {**self.globals, "r": r, **self._particle_env("i", "1", values),
+                       **self._particle_env("j", "2", values)}
                 g = torch.as_tensor(expr.evaluate(env)).expand_as(r)
                 energy = energy + self._masked(self._pair_mask(r, honour), g).sum(-1)
             else:
