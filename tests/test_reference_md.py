@@ -133,6 +133,8 @@ def test_tiny_run_writes_the_reference_files(straight_run):
         "checkpoint.npz",
     ):
         assert run_dir.file(name).is_file(), name
+    # the run-folder convention `boltzpath evaluate` rebuilds the target from
+    assert run_dir.read_config()["target"] == {"name": "aldp-fab", "temperature": 300.0}
     samples = Samples.load(run_dir.file("samples.npz"))
     assert samples.x.shape == (5, 66)  # 6 iterations − 1 of equilibration, 22 atoms × 3
     with np.load(run_dir.file("energies.npz")) as e:

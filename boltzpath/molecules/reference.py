@@ -125,8 +125,11 @@ def run_reference(
         cfg.seed,
     )
     ckpt_path = run_dir.file("checkpoint.npz")
+    # "target" as a {name, options} mapping, the run-folder convention `boltzpath evaluate` reads
     resolved = {
+        "command": "reference",
         **asdict(cfg),
+        "target": {"name": cfg.target, "temperature": float(cfg.temperature_kelvin)},
         "temperatures_kelvin": temps.tolist(),
         "platform_used": engine.platform.getName(),
     }
