@@ -126,5 +126,5 @@ def manywell_marginal_grid(target) -> tuple[np.ndarray, np.ndarray]:
     if not _is_manywell(target):
         raise BadInput("manywell_marginal_grid applies to manywell targets only")
     # The target owns its quadrature grid (used for log Z, p_right and the exact sampler).
-    xs, dens, _ = target._grid()
+    xs, dens = target.marginal_grid()
     return xs, dens / np.trapezoid(dens, xs)

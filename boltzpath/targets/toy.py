@@ -139,6 +139,11 @@ class ManyWell(Target):
             self._grid_cache[key] = (xs, dens, z)
         return self._grid_cache[key]
 
+    def marginal_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """(grid, unnormalised density) of one well's x₁ marginal at the current temperature."""
+        xs, dens, _ = self._grid()
+        return xs, dens
+
     def well_z(self) -> float:
         """∫ exp(-(x⁴ − 6x² − 0.5x)/T) dx by quadrature (11784.50927 at T = 1)."""
         return self._grid()[2]
