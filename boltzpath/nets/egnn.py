@@ -12,12 +12,13 @@ and the output is the vector field F = P(x_final − x_input), P = centre-of-mas
 (batch, n·d). F is rotation- and permutation-equivariant and translation-invariant by construction.
 
 Speed (CPU): the dense path never materialises the concatenation [h_i, h_j, d²]: the first edge
-linear layer is split, W·[h_i, h_j, d²] = W_a h_i + W_b h_j + w_c d², so two (batch, n, H)
-products are broadcast to (batch, n, n, H). No gathers, no scatters, no Python loop over particles;
-the diagonal i = j is included in the dense compute and masked out of the sums (x_i − x_i = 0
-already removes it from the coordinate update). ``forward_edges`` is the textbook edge-list
-version (gather + concatenate + index_add) kept as the "before" reference: it computes the same
-function with the same weights (tested) and is what ``benchmarks/bench_egnn.py`` compares against.
+linear layer is split, W·[h_i, h_j, d²] + b = (W_a h_i + b) + W_b h_j + w_c d², so two (batch, n, H)
+products are broadcast to (batch, n, n, H) (one add, one addcmul). The coordinate update is
+x_i Σ_j s_ij − (S x)_i (a batched matmul, no (batch, n, n, d) product) and the message sum is
+Σ_j m_ij − m_ii (no masked copy of the messages). No gathers, no scatters, no Python loop over
+particles. ``forward_edges`` is the textbook edge-list version (gather + concatenate + index_add)
+kept as the "before" reference: it computes the same function with the same weights (tested) and
+is what ``benchmarks/bench_egnn.py`` compares against.
 """
 
 from __future__ import annotations
@@ -50,16 +51,18 @@ class EGNNLayer(nn.Module):
     def forward(self, h: torch.Tensor, x: torch.Tensor, offdiag: torch.Tensor):
         """Dense path. h (B, n, H), x (B, n, d), offdiag (n, n) float mask → (h', x')."""
         n, hd = x.shape[1], self.hidden
-        diff = x[:, :, None, :] - x[:, None, :, :]  # (B, n, n, d): x_i − x_j
+        diff = x[:, :, None, :] - x[:, None, :, :]  # (B, n, n, d): x_i − x_j (exact 0 on the diagonal)
         d2 = (diff * diff).sum(-1, keepdim=True)  # (B, n, n, 1)
         w = self.edge_in.weight
-        a = h @ w[:, :hd].T  # (B, n, H): W_a h_i
+        a = torch.addmm(self.edge_in.bias, h.reshape(-1, hd), w[:, :hd].T).reshape(h.shape)  # W_a h_i + b
         b = h @ w[:, hd : 2 * hd].T  # W_b h_j
-        pre = a[:, :, None, :] + b[:, None, :, :] + d2 * w[:, 2 * hd] + self.edge_in.bias
-        m = self.act(self.edge_out(self.act(pre)))  # (B, n, n, H)
-        scale = self._coord_weight(m) * offdiag / (torch.sqrt(d2[..., 0] + 1e-8) + 1.0)
-        x = x + (diff * scale[..., None]).sum(2) / (n - 1)
-        agg = (m * offdiag[..., None]).sum(2) / (n - 1)
+        pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2, w[:, 2 * hd])  # (B, n, n, H)
+        m = self.act(self.edge_out(self.act(pre)))
+        # Σ_{j≠i} s_ij (x_i − x_j) = x_i Σ_j s_ij − Σ_j s_ij x_j: a batched matmul, no (B, n, n, d) product
+        scale = self._coord_weight(m) * offdiag / (torch.sqrt(d2[..., 0] + 1e-8) + 1.0)  # (B, n, n)
+        x = x + (x * scale.sum(-1, keepdim=True) - torch.bmm(scale, x)) / (n - 1)
+        # Σ_{j≠i} m_ij = Σ_j m_ij − m_ii: no masked copy of the (B, n, n, H) messages
+        agg = (m.sum(2) - torch.diagonal(m, dim1=1, dim2=2).transpose(1, 2)) / (n - 1)
         return self._node_update(h, agg), x
 
     def forward_edges(self, h, x, src, dst):

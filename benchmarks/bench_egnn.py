@@ -1,0 +1,181 @@
+"""EGNN speed on CPU: the edge-list reference ("before") vs the dense broadcast path ("after").
+
+Measures iterations per second at LJ-13, batch 256, hidden 64, 4 layers (the PITA LJ-13 size) for
+  forward           F(x, c_noise) under no_grad (SMC drift evaluations),
+  forward+backward  a DSM-type loss through the score model D_θ, backward to the parameters,
+  double backward   the energy-distillation loss λ‖D_E − D‖² with D_E = x − σ²∇ₓU_η (create_graph),
+  train step        one full ``train`` step (score+energy: DSM + distillation, Adam, EMA),
+and tries ``torch.compile`` on the dense forward (reported honestly, including failures).
+Writes ``benchmarks/results/egnn_speed.json``. ``--quick`` uses fewer repetitions.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_egnn.py [--quick] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from boltzpath import make_target
+from boltzpath.diffusion import Models, NetConfig, TrainConfig, TrainingBuffer, build_models, train
+from boltzpath.diffusion.losses import edm_weight
+from boltzpath.diffusion.precond import edm_coefficients
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+
+
+def _rate(fn, reps: int, warmup: int = 1) -> tuple[float, float, float]:
+    """(median rate, best rate, total seconds) over ``reps`` timed calls of fn() after ``warmup``.
+
+    The machine is shared: the best (least-disturbed) call is the closer estimate of the code's own
+    speed, the median what a run under the same load sees. Both are reported.
+    """
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1.0 / statistics.median(times), 1.0 / min(times), sum(times)
+
+
+def _cases(net, path: str, x, c, sigma):
+    forward = net.forward if path == "dense" else net.forward_edges
+    c_skip, c_out, c_in, _ = edm_coefficients(sigma[:, None])
+
+    def fwd():
+        with torch.no_grad():
+            forward(x, c)
+
+    def fwd_bwd():
+        net.zero_grad(set_to_none=True)
+        d = c_skip * x + c_out * forward(c_in * x, c)
+        (edm_weight(sigma)[:, None] * (d - x) ** 2).mean().backward()
+
+    def double_bwd():
+        net.zero_grad(set_to_none=True)
+        xg = x.detach().requires_grad_(True)
+        xin = c_in * xg
+        u = (xg * xg).sum(-1) / (2 * (1 + sigma**2)) - (forward(xin, c) * xin).sum(-1) / sigma
+        (g,) = torch.autograd.grad(u.sum(), xg, create_graph=True)
+        d_e = xg - sigma[:, None] ** 2 * g
+        (edm_weight(sigma)[:, None] * (d_e - x) ** 2).mean().backward()
+
+    return {"forward": fwd, "forward+backward": fwd_bwd, "double_backward": double_bwd}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--no-compile", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    target = make_target("lj13")
+    reps = 3 if args.quick else 10
+    cfg = NetConfig(hidden=64, layers=4, emb_dim=32)
+    score, energy = build_models(target, cfg)
+    net = score.net
+    g = torch.Generator().manual_seed(0)
+    x = target.project(torch.randn(args.batch, target.dim, generator=g))
+    sigma = torch.exp(-1.2 + 1.2 * torch.randn(args.batch, generator=g))
+    c = 0.25 * torch.log(sigma)
+    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_egnn.py" + (
+        " --quick" if args.quick else ""
+    )
+    machine = describe_machine()
+    rows = []
+
+    def row(method, metric, value, wall, best=None):
+        rows.append(
+            {
+                "benchmark": "egnn_speed",
+                "method": method,
+                "target": "lj13",
+                "metric": metric,
+                "value": round(value, 3),
+                "n": args.batch,
+                "noise_floor": None,
+                "energy_evaluations": None,
+                "wall_time_s": round(wall, 3),
+                "machine": machine,
+                "command": command,
+                "best": None if best is None else round(best, 3),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+        extra = "" if best is None else f"  (best {best:.2f})"
+        print(f"{method:>30s}  {metric:<34s} {value:9.3f}{extra}", file=sys.stderr)
+
+    cases = {path: _cases(net, path, x, c, sigma) for path in ("edge_list", "dense")}
+    for name in cases["dense"]:
+        for path in ("edge_list", "dense"):  # interleaved, so both see similar machine load
+            fn = cases[path][name]
+            rate, best, wall = _rate(fn, reps)
+            row(f"egnn_{path}", f"{name}_iterations_per_s", rate, wall, best)
+
+    buffer = TrainingBuffer.from_target(target, x)
+    for mode in ("score+energy", "energy"):
+        mcfg = NetConfig(hidden=64, layers=4, emb_dim=32, mode=mode)
+        models = Models(*build_models(target, mcfg), net_config=mcfg)
+        tcfg = TrainConfig(steps=2, batch_size=args.batch, log_every=1000)
+        train(models, buffer, tcfg, torch.Generator().manual_seed(1))  # warm-up
+        tcfg = TrainConfig(steps=reps, batch_size=args.batch, log_every=1000)
+        t0 = time.perf_counter()
+        train(models, buffer, tcfg, torch.Generator().manual_seed(2))
+        wall = time.perf_counter() - t0
+        row(f"egnn_dense_train[{mode}]", "train_steps_per_s", reps / wall, wall)
+
+    if not args.no_compile:
+        try:
+            t0 = time.perf_counter()
+            compiled = torch.compile(net)
+            with torch.no_grad():
+                compiled(x, c)
+            compile_s = time.perf_counter() - t0
+
+            def cfwd():
+                with torch.no_grad():
+                    compiled(x, c)
+
+            rate, best, wall = _rate(cfwd, reps)
+            row("egnn_dense_compiled", "forward_iterations_per_s", rate, wall, best)
+            row("egnn_dense_compiled", "compile_time_s", compile_s, compile_s)
+        except Exception as exc:  # report the failure instead of a number
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            print(f"torch.compile failed: {msg}", file=sys.stderr)
+            rows.append(
+                {
+                    "benchmark": "egnn_speed",
+                    "method": "egnn_dense_compiled",
+                    "target": "lj13",
+                    "metric": "forward_iterations_per_s",
+                    "value": None,
+                    "n": args.batch,
+                    "noise_floor": None,
+                    "energy_evaluations": None,
+                    "wall_time_s": None,
+                    "machine": machine,
+                    "command": command,
+                    "error": msg,
+                }
+            )
+
+    out = Path(__file__).resolve().parent / "results" / "egnn_speed.json"
+    atomic_write_json(out, {"rows": rows, "threads": args.threads, "quick": args.quick})
+    print(json.dumps({"written": str(out), "rows": len(rows)}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
