@@ -170,7 +170,11 @@ class AsymmetricDoubleWell(Target):
 
 # ------------------------------------------------------------------------------ two Gaussians
 class TwoGaussians1D(GaussianMixture):
-    """0.9·N(−4, 1) + 0.1·N(+4, 1) by default (normalised; log Z = 0 at T = 1)."""
+    """0.9·N(−4, 1) + 0.1·N(+4, 1) by default (normalised; log Z = 0 at T = 1).
+
+    ``mean``, ``second_moment`` and ``p_positive`` are exact at T = 1 (a tempered mixture is not
+    a mixture of Gaussians with the same weights).
+    """
 
     name = "two-gaussians-1d"
 
