@@ -71,11 +71,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes and conformations")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch and OpenMM-CPU threads (1: fair on a shared machine; both sides equal)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     batches = (1, 64, 256, 1024) if args.quick else (1, 64, 256, 1024, 4096)
     n_openmm = 200 if args.quick else 1000
     min_seconds = 1.0 if args.quick else 3.0
-    command = "python benchmarks/bench_peptide_energy.py" + (" --quick" if args.quick else "")
+    command = ("python benchmarks/bench_peptide_energy.py" + (" --quick" if args.quick else "")
+               + f" --threads {args.threads}")
     machine = describe_machine()
     rows = []
 
