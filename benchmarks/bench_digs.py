@@ -28,6 +28,7 @@ Writes benchmarks/results/digs.json.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -140,14 +141,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/20 of every evaluation budget")
     parser.add_argument("--targets", default=",".join(SETUPS), help="comma-separated subset")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of methods; rows of "
+                        "other methods already in --out are kept")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_digs.py" + (" --quick" if args.quick else "")
     if args.targets != ",".join(SETUPS):
         command += f" --targets {args.targets}"
+    if args.methods is not None:
+        command += f" --methods {args.methods}"
     machine = describe_machine()
+    only = None if args.methods is None else set(args.methods.split(","))
     rows = []
+    if only is not None and Path(args.out).is_file():  # keep the other methods' rows
+        old = json.loads(Path(args.out).read_text())["rows"]
+        rows = [r for r in old if not (r["target"] in args.targets.split(",") and r["method"] in only)]
     for name in args.targets.split(","):
         n, per_sample, chains, methods = SETUPS[name]
         if args.quick:
@@ -160,11 +169,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: ../shared/holdout absent, skipped", file=sys.stderr)
                 continue
             e_ref = float(uncounted_energy(target, reference).mean())
+            rows = [r for r in rows if not (r["target"] == name and r["method"] == "holdout test set")]
             rows.append({"benchmark": "digs", "method": "holdout test set", "target": name,
                          "metric": "mean_energy", "value": e_ref, "n": int(reference.shape[0]),
                          "noise_floor": None, "energy_evaluations": None, "wall_time_s": None,
                          "machine": machine, "command": command})
         for method in methods:
+            if only is not None and method not in only:
+                continue
             opts = method_options(method, name, n, per_sample, chains)
             gen = torch.Generator().manual_seed(args.seed)
             t0 = time.perf_counter()

@@ -21,8 +21,9 @@ from boltzpath.errors import BadInput
 #: (sigma_min, sigma_max, count) per target name, VP σ ∈ (0, 1). Proposal scale σ/α in brackets.
 DEFAULT_NOISE: dict[str, tuple[float, float, int]] = {
     # 40 modes of std 1.31 in an 80 × 80 box, nearest neighbours ~ 6–12 apart: the largest level
-    # must propose across several modes (σ/α ≈ 10); the smallest refines within one (σ/α ≈ 0.2).
-    "gmm40": (0.3, 0.995, 5),
+    # proposes across the box (σ/α ≈ 32) so mode weights equilibrate globally, not by diffusion
+    # from neighbour to neighbour; the smallest refines within one mode (σ/α ≈ 0.3).
+    "gmm40": (0.3, 0.9995, 6),
     # 16 independent double wells (minima ±1.7, barrier ≈ 9 kT) in 32-D: a large σ/α moves all
     # 32 coordinates at once and is always rejected, so the top level stays near the well width.
     "manywell32": (0.05, 0.6, 6),
