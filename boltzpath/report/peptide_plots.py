@@ -117,6 +117,6 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
     ax.set_xlabel("E (kJ/mol)")
     ax.set_ylabel("density")
     ax.set_title(f"{target.name} at {target.temperature:g} K: energy")
-    ax.legend()
+    ax.legend(loc="upper right")
     written.append(_save(fig, out / "energy_hist_kj_mol.png"))
     return written
