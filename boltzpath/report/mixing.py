@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from boltzpath.errors import BadInput
-from boltzpath.report.plots import _save, plt
+from boltzpath.report.plots import plt, save_png
 from boltzpath.targets.base import EvaluationCounter
 
 TRACE_CHAINS = 4
@@ -55,7 +55,7 @@ def plot_mode_traces(out_path, traces: dict[str, torch.Tensor], ylabel: str,
         ax.set_xlabel(xlabel)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    return _save(fig, Path(out_path))
+    return save_png(fig, Path(out_path))
 
 
 def digs_report(run_dir_path, samples, target, cfg, generator: torch.Generator) -> list[Path]:

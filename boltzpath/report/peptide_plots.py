@@ -11,7 +11,6 @@ Agg backend, never shown, rendered to bytes and written atomically; returns the 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from boltzpath.io.atomic import atomic_write_bytes  # noqa: E402
 from boltzpath.io.samples import Samples  # noqa: E402
 from boltzpath.metrics.chirality import fix_chirality  # noqa: E402
 from boltzpath.metrics.peptides import _reduced_energy, _reference_parts, backbone_dihedrals  # noqa: E402
+from boltzpath.report.plots import save_png  # noqa: E402
 
 MAX_POINTS = 20_000
 F_MAX_KT = 10.0
 
-
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _free_energy(a: np.ndarray, b: np.ndarray, edges_a, edges_b) -> np.ndarray:
@@ -79,7 +70,7 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
         rphi, rpsi = backbone_dihedrals(ref_x, topology)
         fields.append((f"reference (n={ref_x.shape[0]})", _free_energy(rphi[:, 0], rpsi[:, 0], edges, edges)))
     fig = _panels(f"{target.name}: Ramachandran free energy", fields, edges, edges, "φ (rad)", "ψ (rad)")
-    written.append(_save(fig, out / "ramachandran.png"))
+    written.append(save_png(fig, out / "ramachandran.png", dpi=110, tight=True))
 
     if ref_x is not None and ref_x.shape[0] > 20:
         from boltzpath.metrics.tica import TicaProjection
@@ -94,7 +85,7 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
             (f"reference (n={ref_x.shape[0]})", _free_energy(rproj[:, 0], rproj[:, 1], ea, eb)),
         ]
         fig = _panels(f"{target.name}: TICA free energy", fields, ea, eb, "TIC 1", "TIC 2")
-        written.append(_save(fig, out / "tica.png"))
+        written.append(save_png(fig, out / "tica.png", dpi=110, tight=True))
 
     kt = float(target.kt_kj_mol)
     e = samples.energy.double().numpy()[:MAX_POINTS] * kt
@@ -118,5 +109,5 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
     ax.set_ylabel("density")
     ax.set_title(f"{target.name} at {target.temperature:g} K: energy")
     ax.legend(loc="upper right")
-    written.append(_save(fig, out / "energy_hist_kj_mol.png"))
+    written.append(save_png(fig, out / "energy_hist_kj_mol.png", dpi=110, tight=True))
     return written

@@ -33,10 +33,11 @@ MAX_PLOT_POINTS = 20_000
 N_EXACT_REFERENCE = 5_000
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path, dpi: int = 100, tight: bool = False) -> Path:
+    """Render ``fig`` to PNG in memory, close it, and write the bytes atomically."""
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=100)
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
@@ -75,7 +76,7 @@ def energy_hist(path: Path, e: np.ndarray, e_ref: np.ndarray | None, title: str)
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def distance_hist(path: Path, d: np.ndarray, d_ref: np.ndarray | None, title: str) -> Path:
@@ -89,7 +90,7 @@ def distance_hist(path: Path, d: np.ndarray, d_ref: np.ndarray | None, title: st
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def density_2d(path: Path, x: np.ndarray, target) -> Path:
@@ -108,7 +109,7 @@ def density_2d(path: Path, x: np.ndarray, target) -> Path:
     ax.set_aspect("equal")
     ax.set_title(f"{target.name}: samples over log p contours")
     ax.legend(fontsize=8, loc="upper right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def manywell_marginals(path: Path, x: np.ndarray, target, n_wells: int = 4) -> Path:
@@ -127,7 +128,7 @@ def manywell_marginals(path: Path, x: np.ndarray, target, n_wells: int = 4) -> P
         ax.set_title(f"well {w + 1}: x$_1$")
     axes[0][0].set_ylabel("density")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_run(out_dir, samples, target, reference=None) -> list[Path]:
