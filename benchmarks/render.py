@@ -47,6 +47,8 @@ def fmt(v) -> str:
         if a >= 1e5 or a < 1e-3:
             return f"{v:.3g}"
         return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(f"{x:.2g}" if isinstance(x, float) else fmt(x) for x in v) + "]"
     if isinstance(v, dict):  # e.g. a noise floor given as mean ± std
         if "mean" in v:
             return f"{fmt(v['mean'])} ± {fmt(v.get('std'))}"
