@@ -37,9 +37,19 @@ class PeptideSystem:
     description: str
 
 
-def _dipeptide_pdb() -> app.PDBFile:
-    import openmmtools
+def _quiet_openmmtools():
+    """Import openmmtools without the banner its pymbar import prints (library code never prints)."""
+    import contextlib
+    import io
 
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        import openmmtools
+        import openmmtools.testsystems  # noqa: F401
+    return openmmtools
+
+
+def _dipeptide_pdb() -> app.PDBFile:
+    openmmtools = _quiet_openmmtools()
     path = os.path.join(os.path.dirname(openmmtools.__file__), "data", "alanine-dipeptide-gbsa",
                         "alanine-dipeptide.pdb")
     return app.PDBFile(path)
@@ -59,9 +69,7 @@ def _positions_nm(positions) -> np.ndarray:
 def build_peptide_system(name: str) -> PeptideSystem:
     """The OpenMM System, topology and initial positions of a peptide target, by registry name."""
     if name == "aldp-fab":
-        from openmmtools import testsystems
-
-        test = testsystems.AlanineDipeptideImplicit(constraints=None)
+        test = _quiet_openmmtools().testsystems.AlanineDipeptideImplicit(constraints=None)
         return PeptideSystem(name, test.system, test.topology, _positions_nm(test.positions),
                              "alanine dipeptide, AMBER ff96 + OBC1 (openmmtools AlanineDipeptideImplicit)")
     if name == "aldp-pita":
