@@ -58,8 +58,12 @@ class SampleRun:
             raise BadInput(f"seed must be >= 0, got {self.seed}")
 
 
-def build_target(spec: dict[str, Any]) -> Target:
-    """``{"name": ..., **options}`` → a Target."""
+def build_target(spec: dict[str, Any] | str) -> Target:
+    """``{"name": ..., **options}`` (or just the name, as PITA configs store it) → a Target."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise BadInput(f"config: target must be a name or a mapping with a 'name', got {spec!r}")
     options = {k: v for k, v in spec.items() if k != "name"}
     return make_target(spec["name"], **options)
 

@@ -127,3 +127,17 @@ def test_non_finite_energies_exit_2_and_keep_the_samples(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "non-finite" in res.output, res.output
     assert (tmp_path / "r" / "samples.npz").is_file()
     assert not (tmp_path / "r" / "COMPLETE").exists()
+
+
+def test_evaluate_accepts_a_config_that_names_the_target_by_string(tmp_path):
+    assert sample(tmp_path / "a", target="dw4").exit_code == 0
+    cfg = tmp_path / "a" / "config.yaml"
+    data = yaml.safe_load(cfg.read_text())
+    data["target"] = "dw4"  # the form PITA run folders use
+    cfg.write_text(yaml.safe_dump(data))
+    res = invoke("evaluate", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    data["target"] = 3
+    cfg.write_text(yaml.safe_dump(data))
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "target must be" in res.output
