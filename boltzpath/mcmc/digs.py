@@ -31,12 +31,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from boltzpath.config import to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.base import ChainState, init_state, metropolis, select
 from boltzpath.mcmc.digs_schedule import NoiseConfig, alpha_of
-from boltzpath.mcmc.driver import adapt_step_size
+from boltzpath.mcmc.driver import adapt_step_size, run_provenance
 from boltzpath.mcmc.mala import mala_step
 
 
@@ -197,16 +196,13 @@ def run_digs(target, n: int, generator: torch.Generator, cfg: DiGSConfig, callba
     e = torch.stack(es).reshape(-1)[:n]
     seen = visits.clamp(min=1)
     info = {
-        "method": "digs",
-        "target": target.describe(),
-        "config": to_dict(cfg),
+        **run_provenance("digs", target, cfg, start_count, t0),
         "sigmas": sigmas,
         "alphas": alphas,
         "proposal_scales": [s / a for s, a in zip(sigmas, alphas, strict=True)],
         "mwg_acceptance": (acc["mwg"] / seen).tolist(),
         "mala_acceptance": (acc["mala"] / seen).tolist(),
         "step_size_median": log_step.exp().median(dim=1).values.tolist(),
-        "energy_evaluations": target.counter.count - start_count,
         "evaluations_per_sweep": 1 + cfg.mala_steps,
         "sweeps": total,
         "chains": cfg.chains,
@@ -214,6 +210,5 @@ def run_digs(target, n: int, generator: torch.Generator, cfg: DiGSConfig, callba
         "thin_sweeps": cfg.thin,
         "layout": "sample i = chain i % chains at collected time i // chains",
         "x0_head": x0[: min(8, cfg.chains)].double().tolist(),
-        "wall_time_s": time.perf_counter() - t0,
     }
     return Samples(x=x, energy=e, info=info)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
+from boltzpath.config import to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.base import ChainState, StepInfo, init_state
@@ -96,6 +97,18 @@ def run_chains(
     return x, e, stats
 
 
+def run_provenance(method: str, target: Target, cfg, start_count: int, t0: float) -> dict:
+    """The provenance every sampler records: method, target, config, evaluations since
+    ``start_count`` (counted by the target), wall time since ``t0``."""
+    return {
+        "method": method,
+        "target": target.describe(),
+        "config": to_dict(cfg),
+        "energy_evaluations": target.counter.count - start_count,
+        "wall_time_s": time.perf_counter() - t0,
+    }
+
+
 def run_kernel_sampler(
     method: str,
     kernel: Kernel,
@@ -115,12 +128,5 @@ def run_kernel_sampler(
     x0 = target.check_input(x0.to(cfg.torch_dtype))
     start_count, t0 = target.counter.count, time.perf_counter()
     x, e, stats = run_chains(target, kernel, x0, n, generator, cfg, callback)
-    info = {
-        "method": method,
-        "target": target.describe(),
-        "config": asdict(cfg),
-        "energy_evaluations": target.counter.count - start_count,
-        "wall_time_s": time.perf_counter() - t0,
-        **stats,
-    }
+    info = {**run_provenance(method, target, cfg, start_count, t0), **stats}
     return Samples(x=x, energy=e, info=info)

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.base import Potential, StepInfo, as_chain_column
-from boltzpath.mcmc.driver import ChainConfig
+from boltzpath.mcmc.driver import ChainConfig, run_provenance
 
 
 @dataclass(frozen=True)
@@ -138,11 +138,7 @@ def run_langevin(target, n, generator, cfg: LangevinConfig, callback=None, x0=No
         if callback is not None:
             callback(it + 1, total, {})
     info = {
-        "method": "langevin",
-        "target": target.describe(),
-        "config": asdict(cfg),
-        "energy_evaluations": target.counter.count - start_count,
-        "wall_time_s": time.perf_counter() - t0,
+        **run_provenance("langevin", target, cfg, start_count, t0),
         "steps": total,
         "unadjusted": True,
         # ⟨v²⟩ per coordinate at the end (≈ 1 = kT for BAOAB; 0 for ULA, which has no velocity)

@@ -24,14 +24,14 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.base import ChainState, init_state, metropolis
-from boltzpath.mcmc.driver import ChainConfig, adapt_step_size
+from boltzpath.mcmc.driver import ChainConfig, adapt_step_size, run_provenance
 from boltzpath.mcmc.hmc import hmc_step
 from boltzpath.mcmc.mala import mala_step
 
@@ -181,11 +181,7 @@ def run_pt(target, n, generator, cfg: PTConfig, callback=None, x0=None, return_a
     x_all = torch.stack(xs, dim=1)  # (K, steps, chains, dim)
     e_all = torch.stack(es, dim=1)
     info = {
-        "method": "pt",
-        "target": target.describe(),
-        "config": asdict(cfg),
-        "energy_evaluations": target.counter.count - start_count,
-        "wall_time_s": time.perf_counter() - t0,
+        **run_provenance("pt", target, cfg, start_count, t0),
         "steps": total,
         "temperatures": temps,
         "swap_acceptance": (swap_sum / swap_tries.clamp(min=1)).tolist(),
