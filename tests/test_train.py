@@ -145,3 +145,40 @@ def test_bad_configs_raise_badinput(tmp_path):
         load_models(bad, target)
     with pytest.raises(BadInput):
         train(_models(target), buffer, TrainConfig(steps=2, batch_size=4), seeded(0), checkpoint_path=bad)
+
+
+def test_ema_warm_up_follows_the_model_early_and_the_decay_later():
+    # update n uses min(d, (1+n)/(10+n)): the first update keeps 10 % of the start, a late one d
+    from boltzpath.diffusion.ema import Ema
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = Ema(model, decay=0.999)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, step=0)
+    assert float(ema.module.weight) == pytest.approx(0.9)
+    assert ema.decay_at(10_000) == 0.999 and ema.decay_at(0) == pytest.approx(0.1)
+    # no step: the plain decay
+    ema2 = Ema(torch.nn.Linear(1, 1, bias=False), decay=0.5)
+    with torch.no_grad():
+        ema2.module.weight.fill_(0.0)
+        model.weight.fill_(1.0)
+    ema2.update(model)
+    assert float(ema2.module.weight) == pytest.approx(0.5)
+
+
+def test_short_training_moves_the_ema_weights_away_from_the_start():
+    # a 30-step run: without warm-up the EMA at 0.999 would still be ~97 % the initial weights
+    target = make_target("gmm40")
+    torch.manual_seed(0)
+    score, energy = build_models(target, NetConfig(hidden=16, layers=2, emb_dim=8))
+    start = _all_params(Models(score, energy))
+    x = target.exact_sample(256, torch.Generator().manual_seed(0)).float()
+    buffer = TrainingBuffer.from_target(target, x)
+    cfg = TrainConfig(steps=30, batch_size=64)
+    result = train(Models(score, energy), buffer, cfg, torch.Generator().manual_seed(1))
+    moved = (_all_params(result.ema) - start).norm()
+    raw = (_all_params(result.models) - start).norm()
+    assert moved > 0.5 * raw

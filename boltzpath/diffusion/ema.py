@@ -1,7 +1,12 @@
 """Exponential moving average of a model's parameters: θ_ema ← d·θ_ema + (1 − d)·θ.
 
 ``Ema(model, decay)`` holds an independent copy (``ema.module``, eval-ready, no grad) that is
-updated in place by ``ema.update(model)`` after each optimiser step. Buffers are copied as-is.
+updated in place by ``ema.update(model, step)`` after each optimiser step. Buffers are copied as-is.
+
+Warm-up: the decay used at update ``step`` (0-based, counted from the start of this training or
+fine-tuning run) is min(decay, (1 + step)/(10 + step)). Without it a short run keeps mostly the
+starting weights — after 300 steps at d = 0.999 the average still holds 0.999³⁰⁰ ≈ 74 % of them —
+and a fine-tuning run of a few hundred steps would barely change the model used for sampling.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ class Ema:
         self.module = copy.deepcopy(model)
         self.module.requires_grad_(False)
 
+    def decay_at(self, step: int) -> float:
+        """The warmed-up decay min(d, (1 + step)/(10 + step)) for 0-based update ``step``."""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """One EMA update; ``step=None`` uses the plain decay (no warm-up)."""
+        d = self.decay if step is None else self.decay_at(int(step))
         for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1.0 - self.decay)
+            p_ema.lerp_(p.detach(), 1.0 - d)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 

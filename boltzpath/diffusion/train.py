@@ -7,10 +7,10 @@ targets, an MLP otherwise; ``mode="energy"`` skips the score model (then s = −
   score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²
   energy only:  dsm·DSM(D_E) + tsm·TSM(D_E) + pin·pinning
 with ln σ ~ N(p_mean, p_std²) (TSM: the same law truncated to σ < tsm_sigma_max), particle noise
-CoM-projected, Adam(lr), per-model gradient-norm clipping, EMA. The distillation uses the same
-x_t and σ as DSM. Every random draw comes from ``generator`` in a fixed order, and checkpoints
-hold (models, EMA, optimiser, step, generator state, history), so a resumed run reproduces the
-uninterrupted one bit-for-bit. Checkpoints are written atomically and read with
+CoM-projected, Adam(lr), per-model gradient-norm clipping, EMA (with warm-up, ``diffusion.ema``).
+The distillation uses the same x_t and σ as DSM. Every random draw comes from ``generator`` in a
+fixed order, and checkpoints hold (models, EMA, optimiser, step, generator state, history), so a
+resumed run reproduces the uninterrupted one bit-for-bit. Checkpoints are written atomically and read with
 ``torch.load(weights_only=True)``.
 """
 
@@ -60,7 +60,7 @@ class TrainConfig:
     distill: float = 1.0
     pin: float = 0.0
     tsm_sigma_max: float = 0.19
-    pin_sigma: float = 0.01
+    pin_sigma: float | None = None  # None: the sampling schedule's σ_min (train(pin_sigma_default=…))
     p_mean: float = -1.2
     p_std: float = 1.2
     augment: bool = True
@@ -118,7 +118,7 @@ def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel |
     return score, EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
 
 
-def _step_losses(models: Models, batch, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
+def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: float) -> dict:
     """Every loss of one step (fixed order of random draws: σ, ε, then TSM σ, ε)."""
     energy_model, score_model = models.energy, models.score
     first = score_model if score_model is not None else energy_model
@@ -141,7 +141,7 @@ def _step_losses(models: Models, batch, cfg: TrainConfig, generator) -> dict[str
     if score_model is not None and cfg.distill > 0:
         losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
     if cfg.pin > 0:
-        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, cfg.pin_sigma, temps)
+        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, pin_sigma, temps)
     return losses
 
 
@@ -192,8 +192,14 @@ def train(
     callback: Callable[[dict[str, float]], None] | None = None,
     checkpoint_path: str | Path | None = None,
     resume: bool = True,
+    pin_sigma_default: float = 0.01,
 ) -> TrainResult:
-    """Train in place; see the module docstring. ``callback(info)`` every ``log_every`` steps."""
+    """Train in place; see the module docstring. ``callback(info)`` every ``log_every`` steps.
+
+    Energy pinning anchors U_η(·, σ) at ``cfg.pin_sigma``, or, when that is None, at
+    ``pin_sigma_default`` — callers that sample pass their schedule's σ_min, the σ at which the
+    annealing stops and U_η is read as the energy.
+    """
     if cfg.steps < 0 or cfg.batch_size < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise BadInput("need steps >= 0, batch_size, log_every, checkpoint_every >= 1")
     if models.score is None and cfg.dsm <= 0 and cfg.tsm <= 0:
@@ -212,13 +218,16 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
         step, history = int(ckpt["step"]), list(ckpt["history"])
+    pin_sigma = float(cfg.pin_sigma if cfg.pin_sigma is not None else pin_sigma_default)
+    if not pin_sigma > 0:
+        raise BadInput(f"pin_sigma must be > 0, got {pin_sigma}")
     weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
     t0 = time.perf_counter()
     for m in modules.values():
         m.train()
     while step < cfg.steps:
         batch = buffer.sample(cfg.batch_size, generator, cfg.augment)
-        losses = _step_losses(models, batch, cfg, generator)
+        losses = _step_losses(models, batch, cfg, generator, pin_sigma)
         total = sum(weights[k] * v for k, v in losses.items())
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
@@ -230,7 +239,7 @@ def train(
         }
         optimizer.step()
         for k, m in modules.items():
-            emas[k].update(m)
+            emas[k].update(m, step)  # warm-up counted per train() call: a fine-tune restarts it
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             info = {"step": step, "loss": total.item(), "wall_time_s": time.perf_counter() - t0}

@@ -154,7 +154,8 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         tcfg = cfg.train if k == 0 else cfg.finetune
         result = train(Models(score, energy, cfg.net), buffer, tcfg, _generator(cfg.seed, k, "train"),
                        callback=lambda info: callback("train", {"stage": k, "of": tcfg.steps, **info}),
-                       checkpoint_path=sdir.file("model.pt"), resume=True)
+                       checkpoint_path=sdir.file("model.pt"), resume=True,
+                       pin_sigma_default=cfg.schedule.sigma_min)
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
         sdir.write_metrics(metrics)
