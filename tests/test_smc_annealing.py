@@ -143,3 +143,35 @@ def test_relaxation_moves_particles_and_keeps_the_target():
     assert torch.all((res.x.mean(0) - target.mean().to(torch.float64)).abs() < 5 * se)
     assert 0.4 < res.info["acceptance"] < 0.75
     assert res.info["mean_rms_displacement"] > 0.2
+
+
+def test_overlap_repair_separates_overlapping_lj_particles_and_leaves_good_ones():
+    # LJ-13 at kT = 1: a centred icosahedron of radius 1.1 (E < 0) and copies with particle 0 pushed
+    # onto particle 1 (E/kT ~ 1e9). MALA alone cannot move those (its step adapts to ~0); the
+    # repair must bring every one below the 1000 E/kT flag, count its evaluations and not touch
+    # the good configurations. Without repair (repair_above=None) they stay above 1000.
+    from boltzpath import make_target
+    from boltzpath.smc.relax import repair
+
+    target = make_target("lj13")
+    phi = (1 + math.sqrt(5)) / 2
+    verts = [(0, a, b * phi) for a in (-1, 1) for b in (-1, 1)]
+    verts = [v[k:] + v[:k] for v in verts for k in range(3)]  # the 12 cyclic permutations
+    ico = torch.tensor([(0.0, 0.0, 0.0)] + verts, dtype=torch.float64)
+    ico[1:] *= 1.1 / ico[1].norm()
+    x = ico.reshape(1, 39).repeat(6, 1)
+    assert float(target.energy_and_grad(x[:1])[0]) < 0
+    for i in range(1, 6):
+        p = x[i].reshape(13, 3)
+        p[0] = p[1] + 0.2 * i / 6 * (p[0] - p[1])  # pair distance 0.03–0.17
+    e0, _ = target.energy_and_grad(x)
+    assert float(e0[1:].min()) > 1e6
+    c = target.counter.count
+    xr, er, _, info = repair(target, x, 1000.0, 200, 0.01)
+    assert info["repaired"] == 5 and info["still_above_threshold"] == 0
+    assert torch.all(er <= 1000.0) and target.counter.count > c + 6
+    assert torch.equal(xr[0], target.project(x)[0])
+    # the relaxation with repair off keeps them high
+    res = relax(target, x, torch.Generator().manual_seed(0),
+                RelaxConfig(n_steps=20, adapt_steps=10, step_size=1e-4, repair_above=None))
+    assert float(res.energy[1:].min()) > 1000.0

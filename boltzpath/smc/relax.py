@@ -10,6 +10,18 @@ several decades in a short warm-up, and a relaxation whose step size stays tiny 
 acceptance rate and the mean displacement (RMS over coordinates per particle), which shows
 that the step size actually moves the particles.
 
+Overlap repair (before MALA): a learned model can leave some particles on top of each other
+(LJ: E/kT ~ 1e11). MALA cannot move such a configuration — its gradient is astronomically
+large, so its adapted step shrinks to ~1e-7 and the sample keeps its absurd energy. Configurations
+with E/kT above ``repair_above`` (SPEC §8's high-energy flag, 1000) or non-finite energy first get
+steepest descent with an adaptive step, the scheme of MD packages' "steep" minimisers: move along
+the force, scaled so the largest per-particle displacement is δ; on a lower energy accept and
+δ ← 1.2δ, otherwise reject and δ ← 0.2δ; stop once E/kT ≤ ``repair_above`` (or after
+``repair_steps``). Only flagged configurations are evaluated (the target's counter counts them).
+This is an initialisation of the MALA chain, not part of its invariant kernel: the chain after it
+is as valid as one started anywhere else. ``info`` reports how many configurations needed repair
+and how many still exceed the threshold after it — a direct measure of the model's failures.
+
 State/kernel/info: the state is a ``ChainState`` (position (n, dim), E/kT (n,), ∇E (n, dim)).
 """
 
@@ -22,19 +34,23 @@ from dataclasses import dataclass
 import torch
 
 from boltzpath.errors import BadInput
-from boltzpath.mcmc.base import init_state
+from boltzpath.mcmc.base import ChainState, init_state
 from boltzpath.mcmc.mala import mala_step
 
 
 @dataclass
 class RelaxConfig:
-    """MALA relaxation: total steps, warm-up steps adapting ε, initial ε, target acceptance."""
+    """MALA relaxation: total steps, warm-up steps adapting ε, initial ε, target acceptance;
+    overlap repair threshold (E/kT; None: off), its step budget and initial displacement δ."""
 
     n_steps: int = 100
     adapt_steps: int = 50
     step_size: float = 1e-4
     target_accept: float = 0.574
     adapt_rate: float = 0.5
+    repair_above: float | None = 1000.0
+    repair_steps: int = 200
+    repair_step: float = 0.01
 
     def validate(self) -> None:
         if self.n_steps < 0 or self.adapt_steps < 0:
@@ -45,6 +61,10 @@ class RelaxConfig:
             raise BadInput(f"relax.target_accept must be in (0, 1), got {self.target_accept}")
         if not self.adapt_rate > 0:
             raise BadInput(f"relax.adapt_rate must be > 0, got {self.adapt_rate}")
+        if self.repair_steps < 0 or not self.repair_step > 0:
+            raise BadInput("relax.repair_steps must be >= 0 and relax.repair_step > 0")
+        if self.repair_above is not None and not math.isfinite(self.repair_above):
+            raise BadInput(f"relax.repair_above must be a finite E/kT or null, got {self.repair_above}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,50 @@ class RelaxResult:
     energy: torch.Tensor
     grad: torch.Tensor
     info: dict
+
+
+def _max_displacement(v: torch.Tensor, target) -> torch.Tensor:
+    """Largest per-particle displacement norm of v (n, dim); per coordinate for non-particle targets."""
+    n_part = getattr(target, "n_particles", None)
+    if n_part:
+        return v.reshape(v.shape[0], int(n_part), -1).norm(dim=-1).amax(dim=-1)
+    return v.abs().amax(dim=-1)
+
+
+def repair(target, x: torch.Tensor, threshold: float, n_steps: int, step: float):
+    """Steepest descent (module docstring) on configurations with E/kT > threshold or non-finite.
+
+    Returns (x, E/kT, ∇E, info) for all configurations; untouched ones are evaluated once.
+    """
+    x = target.project(x)
+    energy, grad = target.energy_and_grad(x)
+    bad = ~torch.isfinite(energy) | (energy > threshold)
+    info = {"repaired": int(bad.sum()), "repair_steps_taken": 0}
+    idx = torch.nonzero(bad).flatten()
+    if idx.numel():
+        xs, es, gs = x[idx].clone(), energy[idx].clone(), grad[idx].clone()
+        delta = torch.full((idx.numel(),), float(step), dtype=torch.float64)
+        todo = torch.ones(idx.numel(), dtype=torch.bool)
+        for it in range(n_steps):
+            act = torch.nonzero(todo).flatten()
+            if act.numel() == 0:
+                break
+            info["repair_steps_taken"] = it + 1
+            force = -target.project(gs[act])
+            force = torch.nan_to_num(force, nan=0.0, posinf=1e30, neginf=-1e30)
+            scale = (delta[act] / _max_displacement(force, target).clamp_min(1e-300)).to(xs.dtype)
+            x_try = xs[act] + scale[:, None] * force
+            e_try, g_try = target.energy_and_grad(x_try)
+            better = torch.isfinite(e_try) & ~(e_try >= es[act])  # es may be inf or nan
+            acc = act[better]
+            xs[acc], es[acc], gs[acc] = x_try[better], e_try[better], g_try[better]
+            delta[act] = torch.where(better, delta[act] * 1.2, delta[act] * 0.2)
+            todo[act] = ~(torch.isfinite(es[act]) & (es[act] <= threshold))
+        x, energy, grad = x.clone(), energy.clone(), grad.clone()
+        x[idx], energy[idx], grad[idx] = xs, es, gs
+    still = ~torch.isfinite(energy) | (energy > threshold)
+    info["still_above_threshold"] = int(still.sum())
+    return x, energy, grad, info
 
 
 def relax(
@@ -70,7 +134,12 @@ def relax(
     step-size median/min/max, mean RMS displacement per coordinate, and steps.
     """
     cfg.validate()
-    state = init_state(target, x)
+    repair_info: dict = {}
+    if cfg.repair_above is not None:
+        xr, energy, grad, repair_info = repair(target, x, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
+        state = ChainState(xr, energy, grad)
+    else:
+        state = init_state(target, x)
     start = state.position.clone()
     n = x.shape[0]
     log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64)
@@ -95,5 +164,6 @@ def relax(
         "step_size_min": float(steps.min()),
         "step_size_max": float(steps.max()),
         "mean_rms_displacement": float(disp.mean()),
+        **repair_info,
     }
     return RelaxResult(state.position, state.energy, state.grad, info)
