@@ -5,7 +5,11 @@ For each target: the PITA ladder with the ``cpu`` preset (``--quick``: the ``qui
 number of target energy evaluations as the PITA run. Also profiles one training step and one SMC
 step (steps/s) of the preset's network. Writes ``benchmarks/results/bench_pita.json`` (rows).
 
-    python benchmarks/bench_pita.py --quick [--targets lj13,dw4] [--no-ablation] [--no-pt]
+    python benchmarks/bench_pita.py --quick [--targets lj13,dw4] [--methods pita,scaling,pt,profile]
+        [--runs-dir DIR] [--out FILE]
+
+``--methods`` picks what runs; the ablation and PT can run as separate processes once the PITA
+run's stage 0 (ablation) or the whole run (PT: its evaluation budget) is complete in ``--runs-dir``.
 
 The held-out sets in ../shared/holdout/ are used for evaluation only.
 """
@@ -125,8 +129,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the quick preset instead of cpu")
     p.add_argument("--targets", default="lj13,dw4")
-    p.add_argument("--no-ablation", action="store_true")
-    p.add_argument("--no-pt", action="store_true")
+    p.add_argument("--methods", default="profile,pita,scaling,pt",
+                   help="comma list of profile, pita, scaling (the ablation), pt")
     p.add_argument("--runs-dir", default=None, help="where run folders go (default: a temporary folder)")
     p.add_argument("--out", default=str(ROOT / "results" / "bench_pita.json"))
     args = p.parse_args(argv)
@@ -140,15 +144,26 @@ def main(argv=None):
             print(f"skipping {target}: {ref_path} not found (held-out sets live in ../shared/holdout)")
             continue
         ref = load_reference(ref_path)
-        rows += _profile(target, preset, command)
-        res, r = _pita(target, preset, ref_path, runs, True, command)
-        rows += r
-        print(json.dumps(r, indent=1))
-        if not args.no_ablation:
+        methods = set(args.methods.split(","))
+        if unknown := methods - {"profile", "pita", "scaling", "pt"}:
+            p.error(f"unknown --methods {sorted(unknown)}")
+        if "profile" in methods:
+            rows += _profile(target, preset, command)
+        if "pita" in methods:
+            _, r = _pita(target, preset, ref_path, runs, True, command)
+            rows += r
+            print(json.dumps(r, indent=1))
+        if "scaling" in methods:
+            stage0 = runs / f"{target}_{preset}_fk" / "stage_0" / "COMPLETE"
+            if "pita" not in methods and not stage0.is_file():
+                p.error(f"the ablation reuses the PITA run's stage 0: {stage0} not found")
             rows += _pita(target, preset, ref_path, runs, False, command)[1]
-        if not args.no_pt:
-            budget = res.metrics["energy_evaluations"]["total"]
-            rows += _pt_same_budget(target, budget, res.samples.n, ref, command)
+        if "pt" in methods:
+            done = runs / f"{target}_{preset}_fk" / "metrics.json"
+            if not (done.parent / "COMPLETE").is_file():
+                p.error(f"PT at the same budget needs the finished PITA run: {done.parent} is not complete")
+            fk = json.loads(done.read_text())
+            rows += _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command)
         atomic_write_json(args.out, {"rows": rows})
     atomic_write_json(args.out, {"rows": rows})
     for r in rows:
