@@ -125,6 +125,13 @@ def _profile(target_name, preset, command):
              "value": smc_sps, "n": 3}]
 
 
+def _describe(preset: str, methods: str) -> str:
+    return (f"PITA with the `{preset}` preset against the held-out sets ({methods}): `pita` is the "
+            "FK-weighted ladder, `pita-score-scaling` the same ladder without weights (reusing its stage 0), "
+            "`pt-same-budget` parallel tempering given the PITA run's total energy evaluations; "
+            "`pita-profile` rows are steps/s of one training step and one SMC step.")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the quick preset instead of cpu")
@@ -164,8 +171,8 @@ def main(argv=None):
                 p.error(f"PT at the same budget needs the finished PITA run: {done.parent} is not complete")
             fk = json.loads(done.read_text())
             rows += _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command)
-        atomic_write_json(args.out, {"rows": rows})
-    atomic_write_json(args.out, {"rows": rows})
+        atomic_write_json(args.out, {"description": _describe(preset, args.methods), "rows": rows})
+    atomic_write_json(args.out, {"description": _describe(preset, args.methods), "rows": rows})
     for r in rows:
         print(f"{r['target']:6s} {r['method']:20s} {r['metric']:45s} {r['value']:.4g} (n={r['n']}, "
               f"floor={r['noise_floor']}, evals={r['energy_evaluations']})")
