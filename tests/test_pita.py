@@ -56,6 +56,10 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     # relaxation actually moved the particles (reported per stage)
     st = json.loads((d / "stage_2" / "metrics.json").read_text())
     assert st["relaxation"]["mean_rms_displacement"] > 0
+    # the repair report (no gmm40 sample is above 1000 E/kT) and the buffer's distinct ancestors
+    assert st["relaxation"]["repaired"] == 0 and st["relaxation"]["still_above_threshold"] == 0
+    for pop in st["populations"]:
+        assert 1 <= pop["distinct_after_final_resampling"] <= 128
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):

@@ -91,6 +91,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
         idx = systematic(gen, res.log_weights, cfg.n_particles)  # equal weights for the buffer
         xs.append(res.x[idx].detach())
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
+                     "distinct_after_final_resampling": int(torch.unique(idx).numel()),
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled})
     x = torch.cat(xs)[: cfg.buffer_size]
     summary = {"gamma": acfg.gamma, "populations": logs,
