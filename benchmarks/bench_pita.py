@@ -143,6 +143,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     command = "python benchmarks/bench_pita.py " + " ".join(argv if argv is not None else sys.argv[1:])
     preset = "quick" if args.quick else "cpu"
+    methods = set(args.methods.split(","))
+    if unknown := methods - {"profile", "pita", "scaling", "pt"}:
+        p.error(f"unknown --methods {sorted(unknown)}")
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench_pita_"))
     rows = []
     for target in args.targets.split(","):
@@ -151,9 +154,6 @@ def main(argv=None):
             print(f"skipping {target}: {ref_path} not found (held-out sets live in ../shared/holdout)")
             continue
         ref = load_reference(ref_path)
-        methods = set(args.methods.split(","))
-        if unknown := methods - {"profile", "pita", "scaling", "pt"}:
-            p.error(f"unknown --methods {sorted(unknown)}")
         if "profile" in methods:
             rows += _profile(target, preset, command)
         if "pita" in methods:

@@ -70,7 +70,7 @@ def render() -> str:
         rows = data.get("rows", [])
         if not rows:
             continue
-        title = data.get("title") or f.stem  # one section per result file
+        title = f.stem  # one section per result file
         machines = sorted({str(r.get("machine")) for r in rows if r.get("machine")})
         commands = sorted({str(r.get("command")) for r in rows if r.get("command")})
         parts.append(f"\n## {title}\n")

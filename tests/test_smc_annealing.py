@@ -151,6 +151,7 @@ def test_overlap_repair_separates_overlapping_lj_particles_and_leaves_good_ones(
     # repair must bring every one below the 1000 E/kT flag, count its evaluations and not touch
     # the good configurations. Without repair (repair_above=None) they stay above 1000.
     from boltzpath import make_target
+    from boltzpath.mcmc.base import init_state
     from boltzpath.smc.relax import repair
 
     target = make_target("lj13")
@@ -167,10 +168,11 @@ def test_overlap_repair_separates_overlapping_lj_particles_and_leaves_good_ones(
     e0, _ = target.energy_and_grad(x)
     assert float(e0[1:].min()) > 1e6
     c = target.counter.count
-    xr, er, _, info = repair(target, x, 1000.0, 200, 0.01)
+    start = init_state(target, x)
+    repaired, info = repair(target, start, 1000.0, 200, 0.01)
     assert info["repaired"] == 5 and info["still_above_threshold"] == 0
-    assert torch.all(er <= 1000.0) and target.counter.count > c + 6
-    assert torch.equal(xr[0], target.project(x)[0])
+    assert torch.all(repaired.energy <= 1000.0) and target.counter.count > c + 6
+    assert torch.equal(repaired.position[0], target.project(x)[0])
     # the relaxation with repair off keeps them high
     res = relax(target, x, torch.Generator().manual_seed(0),
                 RelaxConfig(n_steps=20, adapt_steps=10, step_size=1e-4, repair_above=None))

@@ -30,9 +30,9 @@ class Ema:
         return min(self.decay, (1.0 + step) / (10.0 + step))
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int | None = None) -> None:
-        """One EMA update; ``step=None`` uses the plain decay (no warm-up)."""
-        d = self.decay if step is None else self.decay_at(int(step))
+    def update(self, model: nn.Module, step: int) -> None:
+        """One EMA update at 0-based update ``step`` (warmed-up decay ``decay_at(step)``)."""
+        d = self.decay_at(int(step))
         for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
             p_ema.lerp_(p.detach(), 1.0 - d)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):

@@ -204,6 +204,9 @@ def train(
         raise BadInput("need steps >= 0, batch_size, log_every, checkpoint_every >= 1")
     if models.score is None and cfg.dsm <= 0 and cfg.tsm <= 0:
         raise BadInput("energy-only training needs dsm > 0 or tsm > 0")
+    pin_sigma = float(cfg.pin_sigma if cfg.pin_sigma is not None else pin_sigma_default)
+    if not pin_sigma > 0:
+        raise BadInput(f"pin_sigma must be > 0, got {pin_sigma}")
     modules = models.modules()
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, foreach=True)  # foreach: fewer CPU kernel launches
@@ -218,9 +221,6 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
         step, history = int(ckpt["step"]), list(ckpt["history"])
-    pin_sigma = float(cfg.pin_sigma if cfg.pin_sigma is not None else pin_sigma_default)
-    if not pin_sigma > 0:
-        raise BadInput(f"pin_sigma must be > 0, got {pin_sigma}")
     weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
     t0 = time.perf_counter()
     for m in modules.values():

@@ -85,13 +85,12 @@ def _max_displacement(v: torch.Tensor, target) -> torch.Tensor:
     return v.abs().amax(dim=-1)
 
 
-def repair(target, x: torch.Tensor, threshold: float, n_steps: int, step: float):
+def repair(target, state: ChainState, threshold: float, n_steps: int, step: float):
     """Steepest descent (module docstring) on configurations with E/kT > threshold or non-finite.
 
-    Returns (x, E/kT, ∇E, info) for all configurations; untouched ones are evaluated once.
+    Returns (ChainState, info); configurations at or below the threshold are returned unchanged.
     """
-    x = target.project(x)
-    energy, grad = target.energy_and_grad(x)
+    x, energy, grad = state.position, state.energy, state.grad
     bad = ~torch.isfinite(energy) | (energy > threshold)
     info = {"repaired": int(bad.sum()), "repair_steps_taken": 0}
     idx = torch.nonzero(bad).flatten()
@@ -118,7 +117,7 @@ def repair(target, x: torch.Tensor, threshold: float, n_steps: int, step: float)
         x[idx], energy[idx], grad[idx] = xs, es, gs
     still = ~torch.isfinite(energy) | (energy > threshold)
     info["still_above_threshold"] = int(still.sum())
-    return x, energy, grad, info
+    return ChainState(x, energy, grad), info
 
 
 def relax(
@@ -134,12 +133,10 @@ def relax(
     step-size median/min/max, mean RMS displacement per coordinate, and steps.
     """
     cfg.validate()
+    state = init_state(target, x)
     repair_info: dict = {}
     if cfg.repair_above is not None:
-        xr, energy, grad, repair_info = repair(target, x, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
-        state = ChainState(xr, energy, grad)
-    else:
-        state = init_state(target, x)
+        state, repair_info = repair(target, state, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
     start = state.position.clone()
     n = x.shape[0]
     log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64)
