@@ -130,6 +130,14 @@ def test_anneal_config_rejects_bad_values():
             AnnealConfig(**bad).validate()
 
 
+def test_relax_config_rejects_bad_repair_settings():
+    for bad in ({"repair_step": 0.0}, {"repair_steps": -1}, {"repair_above": math.inf},
+                {"repair_above": math.nan}):
+        with pytest.raises(BadInput, match="repair"):
+            RelaxConfig(**bad).validate()
+    RelaxConfig(repair_above=None).validate()  # null switches the repair off
+
+
 def test_relaxation_moves_particles_and_keeps_the_target():
     # Start from exact samples of a 3-D correlated Gaussian; MALA preserves it. Mean within 5 SE
     # (SE = √(diag Σ / n), chains independent); acceptance near the 0.574 target (0.4–0.75);

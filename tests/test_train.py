@@ -145,6 +145,8 @@ def test_bad_configs_raise_badinput(tmp_path):
         load_models(bad, target)
     with pytest.raises(BadInput):
         train(_models(target), buffer, TrainConfig(steps=2, batch_size=4), seeded(0), checkpoint_path=bad)
+    with pytest.raises(BadInput, match="pin_sigma"):
+        train(_models(target), buffer, TrainConfig(steps=2, batch_size=4, pin=1.0, pin_sigma=0.0), seeded(0))
 
 
 def test_ema_warm_up_follows_the_model_early_and_the_decay_later():
