@@ -47,9 +47,10 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert samples.x.shape == (128, 2) and np.isfinite(samples.energy.numpy()).all()
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
-    # every phase is counted and the total is their sum (annealing uses the model only: 0)
+    # every phase is counted and the total is their sum (annealing uses the model only; the
+    # true-energy tail correction evaluates each annealed particle once)
     assert ev["initial_data"] > 0 and ev["training_buffers"] == 256 + 128 + 128
-    assert ev["relaxation"] == 2 * 6 * 128 and ev["annealing"] == 0
+    assert ev["relaxation"] == 2 * 6 * 128 and ev["final_reweighting"] == 2 * 128
     assert ev["total"] == sum(v for k, v in ev.items() if k != "total")
     assert metrics["evaluation"]["metrics"]["mode_coverage"]["n"] == 128
     assert res.samples.n == 128

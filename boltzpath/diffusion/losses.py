@@ -9,7 +9,10 @@ for particle systems via ``project``). Each loss returns the mean over batch and
                 (SPEC writes it unweighted; λ is a per-σ constant, so the minimiser is the same
                 and TSM and DSM are in the same units when both are on)
 * distillation: λ(σ)‖D_E(x_t, σ) − sg[D_θ(x_t, σ)]‖²   (double backprop through ∇ₓU_η)
-* pinning:      (U_η(x₀, σ_min) − E(x₀)/kT)²
+* pinning:      (U_η(x₀, σ_min) − E(x₀)/kT)² / d over samples with E(x₀)/kT ≤ 1000
+                (the 1/d puts pinning in the per-coordinate units of the other losses: the released
+                PITA code sums DSM over coordinates and adds the pinning term with weight 1, which is
+                weight 1 here; samples above the high-energy flag are masked out as there)
 
 ``model`` is anything with ``denoise(x, sigma, temperature)`` (ScoreModel, or EnergyModel which
 then needs ``create_graph=True``; ``denoise_fn`` handles that).
@@ -65,7 +68,18 @@ def distillation_loss(energy_model: EnergyModel, x_t, sigma, d_teacher, temperat
     return _weighted_mse(d_e, d_teacher.detach(), sigma, energy_model.sigma_data)
 
 
-def pinning_loss(energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None) -> torch.Tensor:
-    """(U_η(x₀, σ_min) − E(x₀)/kT)², averaged over the batch; energy0 (batch,) is E/kT."""
+def pinning_loss(
+    energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None, mask_above: float | None = 1000.0
+) -> torch.Tensor:
+    """(U_η(x₀, σ_min) − E(x₀)/kT)² / d, averaged over the batch; energy0 (batch,) is E/kT.
+
+    Samples with E/kT > ``mask_above`` (SPEC's high-energy flag; None keeps all) contribute zero,
+    as in the released PITA code: a clash's energy is a number the network should not chase.
+    The 1/d makes the strength per dimension independent of d (see the module docstring).
+    """
+    d = x0.shape[1]
     u = energy_model.energy(x0, torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype), temperature)
-    return ((u - energy0.to(u.dtype)) ** 2).mean()
+    sq = (u - energy0.to(u.dtype)) ** 2 / d
+    if mask_above is not None:
+        sq = torch.where(energy0.to(u.dtype) <= mask_above, sq, torch.zeros_like(sq))
+    return sq.mean()

@@ -4,7 +4,7 @@
 targets, an MLP otherwise; ``mode="energy"`` skips the score model (then s = −∇U_η).
 
 ``train(Models, TrainingBuffer, TrainConfig, generator)`` minimises, per step (batch B):
-  score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²
+  score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²/d
   energy only:  dsm·DSM(D_E) + tsm·TSM(D_E) + pin·pinning
 with ln σ ~ N(p_mean, p_std²) (TSM: the same law truncated to σ < tsm_sigma_max), particle noise
 CoM-projected, Adam(lr), per-model gradient-norm clipping, EMA (with warm-up, ``diffusion.ema``).
@@ -61,6 +61,7 @@ class TrainConfig:
     pin: float = 0.0
     tsm_sigma_max: float = 0.19
     pin_sigma: float | None = None  # None: the sampling schedule's σ_min (train(pin_sigma_default=…))
+    pin_mask_above: float | None = 1000.0  # buffer samples with E/kT above this are not pinned
     p_mean: float = -1.2
     p_std: float = 1.2
     augment: bool = True
@@ -141,7 +142,7 @@ def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: 
     if score_model is not None and cfg.distill > 0:
         losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
     if cfg.pin > 0:
-        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, pin_sigma, temps)
+        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, pin_sigma, temps, cfg.pin_mask_above)
     return losses
 
 

@@ -44,6 +44,8 @@ from boltzpath.smc.annealing import anneal
 from boltzpath.smc.model import NetworkModel
 from boltzpath.smc.relax import relax
 from boltzpath.smc.resample import systematic
+from boltzpath.smc.tail import final_log_weights
+from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
@@ -79,23 +81,38 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[t
 
 
 def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback):
-    """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics."""
+    """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics.
+
+    Each population ends with the tail correction of ``cfg.anneal.tail`` (``smc.tail``; for
+    ``true_energy`` and ``released`` the true E/kT_k of every particle is evaluated, counted by the
+    target as ``final_reweighting``) and one systematic resampling to equal weights.
+    """
     score, energy = load_models(models_path, target)
     model = _network_model(score, energy, target, schedule)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
+    needs_energy = acfg.use_weights and acfg.tail != "fk"
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
         res = anneal(model, cfg.n_particles, schedule, acfg, gen, target.project,
                      callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
                                                                          "step": i, "of": n, **info}))
-        idx = systematic(gen, res.log_weights, cfg.n_particles)  # equal weights for the buffer
-        xs.append(res.x[idx].detach())
+        x = res.x.detach()
+        if needs_energy:
+            with torch.no_grad():
+                e_true = target_k.energy(x).to(torch.float64)
+        else:
+            e_true = torch.zeros(x.shape[0], dtype=torch.float64)
+        lw = final_log_weights(model, x, res.log_weights, e_true, acfg)
+        idx = systematic(gen, lw, cfg.n_particles)  # equal weights for the buffer
+        xs.append(x[idx])
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
+                     "ess_after_tail_correction": effective_sample_size(lw),
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled})
     x = torch.cat(xs)[: cfg.buffer_size]
-    summary = {"gamma": acfg.gamma, "populations": logs,
-               "final_ess_fraction": float(np.mean([p["final_ess"] for p in logs])) / cfg.n_particles}
+    summary = {"gamma": acfg.gamma, "tail": acfg.tail, "populations": logs,
+               "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
+               / cfg.n_particles}
     return x, summary
 
 
@@ -121,7 +138,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         else:
             x, extra = _anneal_stage(cfg, k, run.path / f"stage_{k - 1}" / "model.pt", target, target_k,
                                      schedule, gen, callback)
-            evals["annealing"], c = counter.count - c, counter.count
+            evals["final_reweighting"], c = counter.count - c, counter.count  # 0 for tail "fk"
             rel = relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then

@@ -37,11 +37,25 @@ from boltzpath.smc.resample import RESAMPLERS
 from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
 
 Project = Callable[[torch.Tensor], torch.Tensor]
+TAILS = ("fk", "true_energy", "released")
 
 
 @dataclass
 class AnnealConfig:
-    """Annealing SMC options. ``use_weights=False`` is the "score scaling" ablation (no FK weights)."""
+    """Annealing SMC options. ``use_weights=False`` is the "score scaling" ablation (no FK weights).
+
+    ``tail`` — what happens after ``stop_resampling_t`` (``smc.tail`` applies the final correction):
+      ``fk``           increments accumulate to t = 0; the final weights are the FK weights (exact
+                       for p_model^γ, i.e. exp(−γU_η(·, σ_min)));
+      ``true_energy``  as ``fk``, then U_η(x₀, σ_min) is replaced by the true energy:
+                       log w += −E(x₀)/kT_target + γU_η(x₀, σ_min) — exact for the *true* p^γ
+                       whatever the error of U_η at σ_min (importance sampling at t = 0);
+      ``released``     the released PITA code: increments stop at ``stop_resampling_t`` and the
+                       final resampling uses −E(x₀)/kT_target + γU_η(x₀, σ(t_stop)) clamped at its
+                       90 % quantile. An approximation, not exact (see ``smc.tail``).
+    ``clamp_quantile`` (e.g. 0.9): clamp each step's increments at that quantile (variance control,
+    biased; off by default).
+    """
 
     n_steps: int = 100
     gamma: float = 1.0
@@ -51,6 +65,8 @@ class AnnealConfig:
     divergence: str = "exact"
     n_probes: int = 1
     use_weights: bool = True
+    tail: str = "true_energy"
+    clamp_quantile: float | None = None
     dtype: str = "float32"
 
     def validate(self) -> None:
@@ -71,6 +87,10 @@ class AnnealConfig:
             raise BadInput(f"anneal.n_probes must be >= 1, got {self.n_probes}")
         if self.dtype not in ("float32", "float64"):
             raise BadInput(f"anneal.dtype must be float32 or float64, got {self.dtype!r}")
+        if self.tail not in TAILS:
+            raise BadInput(f"anneal.tail must be one of {', '.join(TAILS)}, got {self.tail!r}")
+        if self.clamp_quantile is not None and not 0 < self.clamp_quantile <= 1:
+            raise BadInput(f"anneal.clamp_quantile must be in (0, 1] or null, got {self.clamp_quantile}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -167,6 +187,10 @@ def fk_step(
     x_new = x + drift + math.sqrt(dh) * noise
     # reweight (float64); the increment depends on the ancestor x_k only
     inc = fk_increment(terms, gamma, dh, g2)
+    if cfg.tail == "released" and t_next < cfg.stop_resampling_t:
+        inc = torch.zeros_like(inc)  # the released protocol stops the increments with resampling
+    elif cfg.clamp_quantile is not None and cfg.clamp_quantile < 1:
+        inc = torch.minimum(inc, torch.quantile(inc, cfg.clamp_quantile))
     finite = torch.isfinite(inc)
     max_abs = float(inc[finite].abs().max()) if finite.any() else math.nan
     log_w, log_z = state.log_w, state.log_z
