@@ -69,7 +69,8 @@ def distillation_loss(energy_model: EnergyModel, x_t, sigma, d_teacher, temperat
 
 
 def pinning_loss(
-    energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None, mask_above: float | None = 1000.0
+    energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None,
+    mask_above: float | None = 1000.0,
 ) -> torch.Tensor:
     """(U_η(x₀, σ_min) − E(x₀)/kT)² / d, averaged over the batch; energy0 (batch,) is E/kT.
 
