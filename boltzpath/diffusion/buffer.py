@@ -102,6 +102,12 @@ class TrainingBuffer:
             b0.spatial_dim,
         )
 
+    def subset(self, idx: torch.Tensor) -> TrainingBuffer:
+        """The samples at ``idx`` (a new buffer; tensors are indexed copies)."""
+        temps = None if self.temperature is None else self.temperature[idx]
+        return TrainingBuffer(self.x[idx], self.energy[idx], self.score[idx], temps,
+                              self.n_particles, self.spatial_dim)
+
     def sample(self, batch_size: int, generator: torch.Generator, augment: bool = True) -> Batch:
         """A minibatch drawn uniformly with replacement; rotated (x and score together) for particles."""
         idx = torch.randint(len(self), (int(batch_size),), generator=generator)

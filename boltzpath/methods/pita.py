@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ import torch
 
 from boltzpath.config import to_dict
 from boltzpath.diffusion.buffer import TrainingBuffer
+from boltzpath.diffusion.quality import energy_model_quality, split_holdout
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import Models, build_models, load_models, train
 from boltzpath.errors import BadInput
@@ -49,7 +50,7 @@ from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
-_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4}
+_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6}
 
 
 def _generator(seed: int, stage: int, purpose: str) -> torch.Generator:
@@ -170,17 +171,64 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         else:
             score, energy = load_models(prev, target)  # fine-tune from the previous EMA weights
         tcfg = cfg.train if k == 0 else cfg.finetune
-        result = train(Models(score, energy, cfg.net), buffer, tcfg, _generator(cfg.seed, k, "train"),
-                       callback=lambda info: callback("train", {"stage": k, "of": tcfg.steps, **info}),
-                       checkpoint_path=sdir.file("model.pt"), resume=True,
-                       pin_sigma_default=cfg.schedule.sigma_min)
+        result, gate = _train_with_gate(cfg, k, Models(score, energy, cfg.net), buffer, tcfg, sdir, callback)
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
+        metrics["energy_model_gate"] = gate
         sdir.write_metrics(metrics)
         run.log(f"stage {k} trained: {result.step} steps")
+        if gate and not gate["passed"]:
+            last_q = gate["checks"][-1]
+            msg = (f"stage {k}: the energy model is too poor for gamma={last_q['gamma']:.3g} "
+                   f"(held-out reweighting ESS {last_q['reweight_ess_fraction']:.2f} < "
+                   f"{cfg.gate.min_reweight_ess}, corr {last_q['corr']:.2f}); "
+                   "raise the training steps or gate.max_steps")
+            run.log("WARNING " + msg)
+            if cfg.gate.action == "refuse":
+                raise BadInput(msg)
     sdir.mark_complete()
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _train_with_gate(cfg, k, models, buffer, tcfg, sdir, callback: Callback):
+    """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
+    model's quality for γ = T_k/T_{k+1} on it, and extend training in ``gate.check_every`` steps up
+    to ``gate.max_steps`` until the gate passes (``diffusion.quality``). Returns (TrainResult, report)."""
+    gcfg = cfg.gate
+    train_buf, hold = buffer, None
+    if gcfg.enabled:
+        tr_idx, ho_idx = split_holdout(len(buffer), gcfg.holdout_fraction, _generator(cfg.seed, k, "holdout"))
+        train_buf, hold = buffer.subset(tr_idx), buffer.subset(ho_idx)
+    steps, checks = tcfg.steps, []
+    cap = max(gcfg.max_steps, tcfg.steps) if gcfg.check_every > 0 else tcfg.steps
+    while True:
+        def report(info, of=steps):
+            callback("train", {"stage": k, "of": of, **info})
+
+        result = train(models, train_buf, replace(tcfg, steps=steps), _generator(cfg.seed, k, "train"),
+                       callback=report,
+                       checkpoint_path=sdir.file("model.pt"), resume=True,
+                       pin_sigma_default=cfg.schedule.sigma_min)
+        if hold is None:
+            return result, None
+        q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
+                                 cfg.gamma(k + 1), cfg.schedule.sigma_min,
+                                 _generator(cfg.seed, k, "quality"), gcfg.sigmas)
+        checks.append({"step": result.step, **q})
+        passed = gcfg.passes(q)
+        if passed or steps >= cap:
+            return result, {"passed": passed, "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
+                            "min_corr": gcfg.min_corr}
+        steps = min(steps + gcfg.check_every, cap)
+
+
+def _gate_summary(gate: dict | None) -> dict | None:
+    if not gate:
+        return None
+    last = gate["checks"][-1]
+    return {"passed": gate["passed"], "steps": last["step"], "corr": last["corr"],
+            "residual_std": last["residual_std"], "reweight_ess_fraction": last["reweight_ess_fraction"]}
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
@@ -218,6 +266,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         "stages": [{"stage": m["stage"], "temperature": m["temperature"],
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
+                    "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
                     "evaluation": m["evaluation"]} for m in stages],
     }
     info = {**samples.info, "energy_evaluations": final["energy_evaluations"]["total"], "wall_time_s": wall}

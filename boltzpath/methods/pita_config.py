@@ -8,7 +8,9 @@ stage to T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at 
 ``n_particles`` (one SMC population) and ``buffer_size`` (particles per stage, made by
 ⌈buffer_size / n_particles⌉ independent populations); ``reference`` (an optional held-out file
 for the final stage's metrics, evaluation only); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
-(per-stage metrics and plots — plotting costs seconds per stage).
+(per-stage metrics and plots — plotting costs seconds per stage); ``gate`` (the energy-model
+quality gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the report, and
+whether training is extended until U_η is good enough for the next γ).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from boltzpath.diffusion.quality import QualityGate
 from boltzpath.diffusion.train import NetConfig, TrainConfig
 from boltzpath.errors import BadInput
 from boltzpath.smc.annealing import AnnealConfig
@@ -56,6 +59,7 @@ class PITAConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     anneal: AnnealConfig = field(default_factory=AnnealConfig)
     relax: RelaxConfig = field(default_factory=RelaxConfig)
+    gate: QualityGate = field(default_factory=QualityGate)
     n_particles: int = 1000
     buffer_size: int = 1000
     reference: str | None = None
@@ -79,6 +83,7 @@ class PITAConfig:
         if self.eval_max_n < 10:
             raise BadInput(f"eval_max_n must be >= 10, got {self.eval_max_n}")
         self.temperatures = temps
+        self.gate.validate()
 
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""

@@ -1,0 +1,98 @@
+"""How good is the energy model for Feynman–Kac annealing? Measured on held-out buffer samples.
+
+PITA's weights steer particles towards exp(−γU_η); an error δ(x) = U_η(x, σ_min) − E(x)/kT − c
+enters the weights multiplied by γ. For a stage whose buffer x ~ p_T (energies E/kT known) and
+whose model will be annealed with γ = T/T_next, ``energy_model_quality`` reports, on samples the
+model was not trained on:
+
+* ``corr`` and ``residual_std`` of U_η(x, σ_min) against E(x)/kT (the std after removing the mean
+  offset c, in units of kT at T) — the energy network's accuracy where the annealing ends;
+* ``reweight_ess_fraction``: the ESS/n of the weights exp(−γ(U_η − E/kT)), i.e. of reweighting the
+  stage's own samples from p_T to the model's tempered density exp(−γU_η) and back to p_{T_next}.
+  1 for a perfect U_η; it falls like exp(−γ²·residual_std²) for Gaussian errors — the plainest
+  measure of whether U_η is good enough for this γ;
+* ``score_consistency``: median ‖s_θ + ∇U_η‖ / ‖s_θ‖ at noised points x + σε for a few σ (the
+  two networks should describe the same p_σ; drift and weights use both).
+
+``QualityGate`` turns this into a decision: ``passes(report)`` when the reweighting ESS fraction
+and the correlation reach their thresholds. PITA trains until the gate passes or ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from boltzpath.errors import BadInput
+from boltzpath.smc.weights import effective_sample_size
+
+
+@dataclass
+class QualityGate:
+    """Thresholds and the training extension of the energy-model gate (see the module docstring)."""
+
+    enabled: bool = True
+    holdout_fraction: float = 0.1
+    min_reweight_ess: float = 0.3
+    min_corr: float = 0.9
+    check_every: int = 0  # extra steps between checks; 0 = report only, never extend training
+    max_steps: int = 0  # cap on the stage's total steps while extending (0 = no extension)
+    action: str = "warn"  # warn | refuse: what a failed gate does after the cap
+    sigmas: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
+
+    def validate(self) -> None:
+        if not 0 < self.holdout_fraction < 0.5:
+            raise BadInput(f"gate.holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
+        if not 0 <= self.min_reweight_ess <= 1 or not -1 <= self.min_corr <= 1:
+            raise BadInput("gate.min_reweight_ess must be in [0, 1] and gate.min_corr in [-1, 1]")
+        if self.check_every < 0 or self.max_steps < 0:
+            raise BadInput("gate.check_every and gate.max_steps must be >= 0")
+        if self.action not in ("warn", "refuse"):
+            raise BadInput(f"gate.action must be 'warn' or 'refuse', got {self.action!r}")
+        if any(not s > 0 for s in self.sigmas):
+            raise BadInput(f"gate.sigmas must be > 0, got {self.sigmas}")
+
+    def passes(self, report: dict) -> bool:
+        return (report["reweight_ess_fraction"] >= self.min_reweight_ess
+                and report["corr"] >= self.min_corr)
+
+
+def split_holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, held-out indices) of a random split; at least one sample on each side."""
+    perm = torch.randperm(n, generator=generator)
+    k = min(max(1, int(round(fraction * n))), n - 1)
+    return perm[k:], perm[:k]
+
+
+@torch.no_grad()
+def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sigma_min: float,
+                         generator: torch.Generator, sigmas=(0.1, 0.5, 2.0), temperature=None) -> dict:
+    """The report of the module docstring for samples x (n, dim) with true E/kT ``energy`` (n,)."""
+    x = x.to(torch.float32)
+    e = energy.to(torch.float64)
+    keep = e <= 1000.0  # the high-energy flag: clashes are not what U_η is asked to match
+    x, e = x[keep], e[keep]
+    n = x.shape[0]
+    if n < 2:
+        return {"n": n, "corr": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,
+                "score_consistency": {}}
+    sig = torch.full((n,), float(sigma_min))
+    u = energy_model.energy(x, sig, temperature).to(torch.float64)
+    resid = u - e
+    centred = resid - resid.mean()
+    corr = float(torch.corrcoef(torch.stack([u, e]))[0, 1])
+    ess = effective_sample_size(-gamma * resid) / n
+    consistency = {}
+    if score_model is not None:
+        for s in sigmas:
+            eps = energy_model.project(torch.randn(x.shape, generator=generator))
+            xt = x + s * eps
+            st = torch.full((n,), float(s))
+            s_theta = score_model.score(xt, st, temperature)
+            grad_u = energy_model.grad_x(xt, st, temperature)
+            ratio = (s_theta + grad_u).norm(dim=-1) / s_theta.norm(dim=-1).clamp_min(1e-12)
+            consistency[str(s)] = float(ratio.median())
+    return {"n": n, "corr": corr, "residual_std": float(centred.std()), "reweight_ess_fraction": ess,
+            "gamma": float(gamma), "score_consistency": consistency}
