@@ -100,10 +100,14 @@ class PTConfig(ChainConfig):
     """Parallel tempering: ``chains`` chains per replica, ``n_replicas`` temperatures up to ``t_max``.
 
     ``t_max`` is in the target's temperature unit (None: 10 × the target temperature).
+    ``temperatures``: an explicit ladder instead (first entry = the target temperature, increasing;
+    ``n_replicas`` and ``t_max`` are then ignored) — e.g. to include every temperature of a PITA
+    ladder, so that one run gives a reference at each (``run_pt(..., return_all=True)``).
     """
 
     n_replicas: int = 8
     t_max: float | None = None
+    temperatures: list[float] | None = None
     local: str = "mala"  # "mala" or "hmc"
     n_leapfrog: int = 5
     swap_every: int = 1
@@ -118,6 +122,13 @@ class PTConfig(ChainConfig):
             raise BadInput("n_leapfrog >= 1 and swap_every >= 1 are required")
 
     def ladder(self, t_min: float) -> list[float]:
+        if self.temperatures is not None:
+            temps = [float(t) for t in self.temperatures]
+            increasing = all(b > a for a, b in zip(temps, temps[1:], strict=False))
+            if abs(temps[0] - t_min) > 1e-9 * t_min or not increasing:
+                raise BadInput(f"pt temperatures must start at the target temperature {t_min} and "
+                               f"increase, got {temps}")
+            return temps
         t_max = 10.0 * t_min if self.t_max is None else float(self.t_max)
         if not t_max >= t_min:
             raise BadInput(f"t_max ({t_max}) must be >= the target temperature ({t_min})")
