@@ -132,3 +132,17 @@ def test_cli_runs_and_refuses_to_clobber(tmp_path):
     # resuming with a different config is refused rather than mixing two runs
     r3 = runner.invoke(pita, ["--preset", str(preset), "--out", out, "--quiet", "--resume"])
     assert r3.exit_code == 2 and "different config" in r3.output
+
+
+def test_one_temperature_conditioned_model_over_all_buffers(tmp_path):
+    # the released LJ-13 setup: stage k trains one temperature-conditioned model on the buffers of
+    # stages 0..k, each labelled with its temperature; the model is read at T_{k-1} when annealing
+    cfg = dict(TINY, train_on_all_buffers=True, net={**TINY["net"], "temperature_conditioned": True})
+    res = run_pita(from_dict(PITAConfig, cfg), tmp_path / "all")
+    assert res.samples.x.shape == (128, 2) and np.isfinite(res.samples.energy.numpy()).all()
+    st1 = json.loads((tmp_path / "all" / "stage_1" / "metrics.json").read_text())
+    assert st1["energy_model_gate"]["checks"][-1]["n"] > 0
+    # stage 1 trained on stage 0's whole buffer (256) and its own minus the 10 % held out (115)
+    assert st1["training"]["n_train"] == 256 + 128 - 13
+    with pytest.raises(BadInput, match="temperature_conditioned"):
+        from_dict(PITAConfig, dict(TINY, train_on_all_buffers=True)).validate()

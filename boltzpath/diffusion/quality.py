@@ -69,11 +69,13 @@ def split_holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[
 @torch.no_grad()
 def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sigma_min: float,
                          generator: torch.Generator, sigmas=(0.1, 0.5, 2.0), temperature=None) -> dict:
-    """The report of the module docstring for samples x (n, dim) with true E/kT ``energy`` (n,)."""
+    """The report of the module docstring for samples x (n, dim) with true E/kT ``energy`` (n,)
+    (``temperature`` (n,): the labels a temperature-conditioned model is read at)."""
     x = x.to(torch.float32)
     e = energy.to(torch.float64)
     keep = e <= 1000.0  # the high-energy flag: clashes are not what U_η is asked to match
     x, e = x[keep], e[keep]
+    temperature = None if temperature is None else temperature[keep].to(x.dtype)
     n = x.shape[0]
     if n < 2:
         return {"n": n, "corr": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,

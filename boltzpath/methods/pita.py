@@ -64,8 +64,8 @@ class PITAResult:
     run: RunDir
 
 
-def _network_model(score, energy, target, schedule) -> NetworkModel:
-    return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project)
+def _network_model(score, energy, target, schedule, temperature: float | None = None) -> NetworkModel:
+    return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project, temperature)
 
 
 def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[torch.Tensor, dict]:
@@ -89,7 +89,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     target as ``final_reweighting``) and one systematic resampling to equal weights.
     """
     score, energy = load_models(models_path, target)
-    model = _network_model(score, energy, target, schedule)
+    read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
+    model = _network_model(score, energy, target, schedule, read_at)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
     needs_energy = acfg.use_weights and acfg.tail != "fk"
     xs, logs = [], []
@@ -171,8 +172,12 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         else:
             score, energy = load_models(prev, target)  # fine-tune from the previous EMA weights
         tcfg = cfg.train if k == 0 else cfg.finetune
-        result, gate = _train_with_gate(cfg, k, Models(score, energy, cfg.net), buffer, tcfg, sdir, callback)
+        earlier = [_labelled(TrainingBuffer.load(run.path / f"stage_{j}" / "buffer.npz"), cfg.temperatures[j])
+                   for j in range(k)] if cfg.train_on_all_buffers else []
+        models = Models(score, energy, cfg.net)
+        result, gate, n_train = _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback)
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
+                               "n_train": n_train,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
         metrics["energy_model_gate"] = gate
         sdir.write_metrics(metrics)
@@ -191,15 +196,29 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
     return samples, metrics
 
 
-def _train_with_gate(cfg, k, models, buffer, tcfg, sdir, callback: Callback):
+def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
+    """The buffer with every sample labelled by ``temperature`` (temperature-conditioned training)."""
+    temps = torch.full((len(buffer),), float(temperature))
+    return TrainingBuffer(buffer.x, buffer.energy, buffer.score, temps,
+                          buffer.n_particles, buffer.spatial_dim)
+
+
+def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback):
     """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
     model's quality for γ = T_k/T_{k+1} on it, and extend training in ``gate.check_every`` steps up
-    to ``gate.max_steps`` until the gate passes (``diffusion.quality``). Returns (TrainResult, report)."""
+    to ``gate.max_steps`` until the gate passes (``diffusion.quality``). ``earlier``: labelled
+    buffers of stages < k trained on too (``train_on_all_buffers``).
+    Returns (TrainResult, gate report or None, number of training samples)."""
     gcfg = cfg.gate
+    temp_k = cfg.temperatures[k] if cfg.train_on_all_buffers else None
+    if temp_k is not None:
+        buffer = _labelled(buffer, temp_k)
     train_buf, hold = buffer, None
     if gcfg.enabled:
         tr_idx, ho_idx = split_holdout(len(buffer), gcfg.holdout_fraction, _generator(cfg.seed, k, "holdout"))
         train_buf, hold = buffer.subset(tr_idx), buffer.subset(ho_idx)
+    if earlier:
+        train_buf = TrainingBuffer.concat([*earlier, train_buf])
     steps, checks = tcfg.steps, []
     cap = max(gcfg.max_steps, tcfg.steps) if gcfg.check_every > 0 else tcfg.steps
     while True:
@@ -211,15 +230,15 @@ def _train_with_gate(cfg, k, models, buffer, tcfg, sdir, callback: Callback):
                        checkpoint_path=sdir.file("model.pt"), resume=True,
                        pin_sigma_default=cfg.schedule.sigma_min)
         if hold is None:
-            return result, None
+            return result, None, len(train_buf)
         q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
                                  cfg.gamma(k + 1), cfg.schedule.sigma_min,
-                                 _generator(cfg.seed, k, "quality"), gcfg.sigmas)
+                                 _generator(cfg.seed, k, "quality"), gcfg.sigmas, hold.temperature)
         checks.append({"step": result.step, **q})
         passed = gcfg.passes(q)
         if passed or steps >= cap:
             return result, {"passed": passed, "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
-                            "min_corr": gcfg.min_corr}
+                            "min_corr": gcfg.min_corr}, len(train_buf)
         steps = min(steps + gcfg.check_every, cap)
 
 

@@ -10,7 +10,10 @@ stage to T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at 
 for the final stage's metrics, evaluation only); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
 (per-stage metrics and plots — plotting costs seconds per stage); ``gate`` (the energy-model
 quality gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the report, and
-whether training is extended until U_η is good enough for the next γ).
+whether training is extended until U_η is good enough for the next γ); ``train_on_all_buffers``
+(with ``net.temperature_conditioned``: stage k fine-tunes one temperature-conditioned model on the
+buffers of stages 0…k, each labelled with its temperature — the released LJ-13 setup — instead of
+on the newest buffer alone).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class PITAConfig:
     anneal: AnnealConfig = field(default_factory=AnnealConfig)
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     gate: QualityGate = field(default_factory=QualityGate)
+    train_on_all_buffers: bool = False
     n_particles: int = 1000
     buffer_size: int = 1000
     reference: str | None = None
@@ -84,6 +88,9 @@ class PITAConfig:
             raise BadInput(f"eval_max_n must be >= 10, got {self.eval_max_n}")
         self.temperatures = temps
         self.gate.validate()
+        if self.train_on_all_buffers and not self.net.temperature_conditioned:
+            raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
+                           "(one model for every temperature reached)")
 
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""

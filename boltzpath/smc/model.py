@@ -89,15 +89,23 @@ class NetworkModel:
         self._project = project or (lambda v: v)
 
     @classmethod
-    def from_diffusion(cls, score_model, energy_model, schedule: KarrasSchedule, dim: int, project=None):
+    def from_diffusion(cls, score_model, energy_model, schedule: KarrasSchedule, dim: int, project=None,
+                       temperature: float | None = None):
         """Wrap ``boltzpath.diffusion`` models (``EnergyModel.energy(x, σ)``, ``ScoreModel.score(x, σ)``;
-        ``score_model`` None → s = −∇U). The modules are put in eval mode with frozen parameters."""
+        ``score_model`` None → s = −∇U). The modules are put in eval mode with frozen parameters.
+        ``temperature``: the temperature at which a temperature-conditioned model is read."""
         for m in (score_model, energy_model):
             if m is not None:
                 m.eval()
                 m.requires_grad_(False)
-        score_fn = None if score_model is None else (lambda x, s: score_model.score(x, s))
-        return cls(schedule, dim, lambda x, s: energy_model.energy(x, s), score_fn, project)
+
+        def temp(x):
+            if temperature is None:
+                return None
+            return torch.full((x.shape[0],), float(temperature), dtype=x.dtype, device=x.device)
+
+        score_fn = None if score_model is None else (lambda x, s: score_model.score(x, s, temp(x)))
+        return cls(schedule, dim, lambda x, s: energy_model.energy(x, s, temp(x)), score_fn, project)
 
     def _t(self, x: torch.Tensor, t: float, requires_grad: bool = False) -> torch.Tensor:
         tt = torch.full((x.shape[0],), float(t), dtype=torch.float64, device=x.device)
