@@ -86,7 +86,7 @@ def test_undertrained_model_is_reported_and_refused(tmp_path):
 
 def test_gate_extends_training_until_the_cap(tmp_path):
     cfg = _undertrained(tmp_path, "warn")
-    cfg.gate.min_corr, cfg.gate.check_every, cfg.gate.max_steps = 1.0, 3, 8  # corr 1 is never reached
+    cfg.gate.min_corr, cfg.gate.max_factor = 1.0, 3  # corr 1 is never reached
     run_pita(cfg, tmp_path / "ext")
     gate = json.loads((tmp_path / "ext" / "stage_0" / "metrics.json").read_text())["energy_model_gate"]
-    assert [c["step"] for c in gate["checks"]] == [2, 5, 8]
+    assert [c["step"] for c in gate["checks"]] == [2, 4, 6]

@@ -15,7 +15,8 @@ model was not trained on:
   two networks should describe the same p_σ; drift and weights use both).
 
 ``QualityGate`` turns this into a decision: ``passes(report)`` when the reweighting ESS fraction
-and the correlation reach their thresholds. PITA trains until the gate passes or ``max_steps``.
+and the correlation reach their thresholds. PITA trains a stage for its configured steps s, then,
+while the gate fails, for s more at a time, up to ``max_factor`` × s.
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ class QualityGate:
     holdout_fraction: float = 0.1
     min_reweight_ess: float = 0.3
     min_corr: float = 0.9
-    check_every: int = 0  # extra steps between checks; 0 = report only, never extend training
-    max_steps: int = 0  # cap on the stage's total steps while extending (0 = no extension)
+    max_factor: int = 1  # train up to max_factor × the stage's steps, checking after each multiple
     action: str = "warn"  # warn | refuse: what a failed gate does after the cap
     sigmas: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
 
@@ -47,8 +47,8 @@ class QualityGate:
             raise BadInput(f"gate.holdout_fraction must be in (0, 0.5), got {self.holdout_fraction}")
         if not 0 <= self.min_reweight_ess <= 1 or not -1 <= self.min_corr <= 1:
             raise BadInput("gate.min_reweight_ess must be in [0, 1] and gate.min_corr in [-1, 1]")
-        if self.check_every < 0 or self.max_steps < 0:
-            raise BadInput("gate.check_every and gate.max_steps must be >= 0")
+        if self.max_factor < 1:
+            raise BadInput(f"gate.max_factor must be >= 1 (1: report only), got {self.max_factor}")
         if self.action not in ("warn", "refuse"):
             raise BadInput(f"gate.action must be 'warn' or 'refuse', got {self.action!r}")
         if any(not s > 0 for s in self.sigmas):

@@ -187,7 +187,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
             msg = (f"stage {k}: the energy model is too poor for gamma={last_q['gamma']:.3g} "
                    f"(held-out reweighting ESS {last_q['reweight_ess_fraction']:.2f} < "
                    f"{cfg.gate.min_reweight_ess}, corr {last_q['corr']:.2f}); "
-                   "raise the training steps or gate.max_steps")
+                   "raise the training steps or gate.max_factor")
             run.log("WARNING " + msg)
             if cfg.gate.action == "refuse":
                 raise BadInput(msg)
@@ -205,8 +205,8 @@ def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
 
 def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback):
     """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
-    model's quality for γ = T_k/T_{k+1} on it, and extend training in ``gate.check_every`` steps up
-    to ``gate.max_steps`` until the gate passes (``diffusion.quality``). ``earlier``: labelled
+    model's quality for γ = T_k/T_{k+1} on it, and extend training by the stage's steps at a time up
+    to ``gate.max_factor`` times them until the gate passes (``diffusion.quality``). ``earlier``: labelled
     buffers of stages < k trained on too (``train_on_all_buffers``).
     Returns (TrainResult, gate report or None, number of training samples)."""
     gcfg = cfg.gate
@@ -220,7 +220,7 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
     if earlier:
         train_buf = TrainingBuffer.concat([*earlier, train_buf])
     steps, checks = tcfg.steps, []
-    cap = max(gcfg.max_steps, tcfg.steps) if gcfg.check_every > 0 else tcfg.steps
+    cap = gcfg.max_factor * tcfg.steps
     while True:
         def report(info, of=steps):
             callback("train", {"stage": k, "of": of, **info})
@@ -231,6 +231,9 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
                        pin_sigma_default=cfg.schedule.sigma_min)
         if hold is None:
             return result, None, len(train_buf)
+        if result.step > steps:  # resumed past this check: it had failed (training went on), skip it
+            steps = min(steps + tcfg.steps, cap)
+            continue
         q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
                                  cfg.gamma(k + 1), cfg.schedule.sigma_min,
                                  _generator(cfg.seed, k, "quality"), gcfg.sigmas, hold.temperature)
@@ -239,7 +242,7 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         if passed or steps >= cap:
             return result, {"passed": passed, "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
                             "min_corr": gcfg.min_corr}, len(train_buf)
-        steps = min(steps + gcfg.check_every, cap)
+        steps = min(steps + tcfg.steps, cap)
 
 
 def _gate_summary(gate: dict | None) -> dict | None:
