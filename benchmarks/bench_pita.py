@@ -1,12 +1,17 @@
 """PITA on LJ-13 and DW-4: energy / distance / aligned W2 vs the held-out sets, evaluations, time.
 
-For each target: the PITA ladder with the ``cpu`` preset (``--quick``: the ``quick`` preset), the
-"score scaling" ablation (same ladder, FK weights off), and parallel tempering given the same
-number of target energy evaluations as the PITA run. Also profiles one training step and one SMC
-step (steps/s) of the preset's network. Writes ``benchmarks/results/bench_pita.json`` (rows).
+For each target and seed: the PITA ladder with the ``cpu`` preset (``--quick``: the ``quick``
+preset), the "score scaling" ablation (same ladder, FK weights off), and parallel tempering given the
+same number of target energy evaluations as the PITA run. Also profiles one training step and one
+SMC step (steps/s) of the preset's network. Writes ``benchmarks/results/bench_pita.json`` (rows).
 
     python benchmarks/bench_pita.py --quick [--targets lj13,dw4] [--methods pita,scaling,pt,profile]
-        [--runs-dir DIR] [--out FILE]
+        [--seeds 0,1,2] [--set key=value ...] [--references runs/references] [--runs-dir DIR] [--out FILE]
+
+With ``--references`` (the folder written by ``benchmarks/particle_references.py``), every stage's
+samples are also compared with the certified PT reference at the stage's own temperature
+(``stage`` rows: energy W2 and distance W2, noise floor = seed-0 vs seed-1 reference at the same n;
+DW-4 also the macrostate fractions), and the final samples with the T = 1 reference.
 
 ``--methods`` picks what runs; the ablation and PT can run as separate processes once the PITA
 run's stage 0 (ablation) or the whole run (PT: its evaluation budget) is complete in ``--runs-dir``.
@@ -25,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from boltzpath.config import to_dict
@@ -55,24 +61,29 @@ def _rows(method, target, evaluation, n_evals, wall, command, n):
     return rows
 
 
-def _pita(target, preset, ref_path, runs, use_weights, command):
+def _folder(runs, target, preset, seed, use_weights):
+    return runs / f"{target}_{preset}_s{seed}_{'fk' if use_weights else 'scaling'}"
+
+
+def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=()):
     """Run (or resume, if its folder exists) one ladder. The ablation differs from the FK run only
     after stage 0, so it starts from a copy of the FK run's finished stage 0."""
     over = ("anneal.use_weights=false",) if not use_weights else ()
-    cfg = resolve_config(target, preset, None, over + ("stage_plots=false",))
+    cfg = resolve_config(target, preset, seed, over + ("stage_plots=false",) + tuple(sets))
     cfg.reference = str(ref_path)
-    folder = runs / f"{target}_{preset}_{'fk' if use_weights else 'scaling'}"
-    stage0 = runs / f"{target}_{preset}_fk" / "stage_0"
+    folder = _folder(runs, target, preset, seed, use_weights)
+    stage0 = _folder(runs, target, preset, seed, True) / "stage_0"
     if not folder.exists() and not use_weights and (stage0 / "COMPLETE").is_file():
         shutil.copytree(stage0, folder / "stage_0")
     res = run_pita(cfg, folder, resume=folder.exists())
     ev = res.metrics["energy_evaluations"]["total"]
     method = "pita" if use_weights else "pita-score-scaling"
-    return res, _rows(method, target, res.metrics["evaluation"], ev, res.metrics["wall_time_s"], command,
-                      res.samples.n)
+    rows = _rows(method, target, res.metrics["evaluation"], ev, res.metrics["wall_time_s"], command,
+                 res.samples.n)
+    return res, [{**r, "seed": seed} for r in rows]
 
 
-def _pt_same_budget(target_name, budget, n, ref, command):
+def _pt_same_budget(target_name, budget, n, ref, command, seed=0):
     from boltzpath.mcmc.registry import run_method
 
     target = make_target(target_name)
@@ -83,10 +94,53 @@ def _pt_same_budget(target_name, budget, n, ref, command):
     thin = max(1, (steps - burn) // per_chain)
     opts = {"chains": chains, "n_replicas": replicas, "burn_in": burn, "thin": thin, "t_max": 4.0}
     t0 = time.perf_counter()
-    s = run_method("pt", target, n, torch.Generator().manual_seed(0), opts)
+    s = run_method("pt", target, n, torch.Generator().manual_seed(seed), opts)
     wall = time.perf_counter() - t0
     ev = evaluate(s, target, reference=ref, generator=torch.Generator().manual_seed(1), max_n=2000)
-    return _rows("pt-same-budget", target_name, ev, target.counter.count, wall, command, s.n)
+    rows = _rows("pt-same-budget", target_name, ev, target.counter.count, wall, command, s.n)
+    return [{**r, "seed": seed} for r in rows], s
+
+
+def _stage_rows(method, target_name, folder, temperatures, references: Path, seed, command):
+    """Each stage's samples vs the certified reference at its own temperature (``references``)."""
+    from boltzpath.io.samples import Samples
+    from boltzpath.metrics.distributions import energy_w
+    from boltzpath.metrics.particles import distance_w2
+
+    sys.path.insert(0, str(ROOT))
+    from particle_references import macrostates
+
+    target = make_target(target_name)  # evaluation only: its counter is not the run's
+    rows = []
+    for k, temp in enumerate(temperatures):
+        f0, f1 = (references / f"{target_name}_T{temp:g}_seed{s}.npy" for s in (0, 1))
+        if not f0.is_file() or not (folder / f"stage_{k}" / "samples.npz").is_file():
+            continue
+        samples = Samples.load(folder / f"stage_{k}" / "samples.npz")
+        x = samples.x.float()
+        n = x.shape[0]
+        tk = target.at_temperature(temp)
+        refs = [torch.as_tensor(np.load(f)).float()[:n] for f in (f0, f1) if f.is_file()]
+        e_refs = [tk.energy(r).double() for r in refs]
+        e = tk.energy(x).double()
+        values = {"energy_w2": (energy_w(e, e_refs[0], 2), energy_w(e_refs[1], e_refs[0], 2) if len(refs) > 1
+                                else None),
+                  "distance_w2": (distance_w2(x, refs[0], target), distance_w2(refs[1], refs[0], target)
+                                  if len(refs) > 1 else None)}
+        for metric, (v, floor) in values.items():
+            rows.append({"benchmark": "pita-stage", "method": method, "target": target_name,
+                         "metric": f"stage {k} (T={temp:g}) {metric} vs certified PT", "value": v, "n": n,
+                         "noise_floor": floor, "energy_evaluations": None, "wall_time_s": None,
+                         "machine": describe_machine(), "command": command, "seed": seed})
+        if target_name == "dw4":
+            ms, mr = macrostates(x.numpy(), target), macrostates(refs[0].numpy(), target)
+            rows.append({"benchmark": "pita-stage", "method": method, "target": target_name,
+                         "metric": f"stage {k} (T={temp:g}) two-short/four-short fraction (ref "
+                                   f"{mr['two_short']:.2f}/{mr['four_short']:.2f})",
+                         "value": [ms["two_short"], ms["four_short"]], "n": n, "noise_floor": None,
+                         "energy_evaluations": None, "wall_time_s": None, "machine": describe_machine(),
+                         "command": command, "seed": seed})
+    return rows
 
 
 def _profile(target_name, preset, command):
@@ -125,11 +179,38 @@ def _profile(target_name, preset, command):
              "value": smc_sps, "n": 3}]
 
 
-def _describe(preset: str, methods: str) -> str:
-    return (f"PITA with the `{preset}` preset against the held-out sets ({methods}): `pita` is the "
-            "FK-weighted ladder, `pita-score-scaling` the same ladder without weights (reusing its stage 0), "
-            "`pt-same-budget` parallel tempering given the PITA run's total energy evaluations; "
-            "`pita-profile` rows are steps/s of one training step and one SMC step.")
+def _describe(preset: str, methods: str, seeds, sets) -> str:
+    extra = f" with overrides {', '.join(sets)}" if sets else ""
+    return (f"PITA with the `{preset}` preset{extra}, seeds {seeds}, against the held-out sets "
+            f"({methods}): `pita` is the FK-weighted ladder, `pita-score-scaling` the same ladder without "
+            "weights (reusing its stage 0), `pt-same-budget` parallel tempering given the PITA run's total "
+            "energy evaluations; rows `... vs certified PT` use the project's certified PT reference "
+            "instead of the held-out set; `pita-stage` rows compare each stage with the certified "
+            "reference at its own temperature; `-mean` rows are mean ± s.d. over seeds; `pita-profile` "
+            "rows are steps/s of one training step and one SMC step.")
+
+
+def _summary(rows):
+    """Mean and s.d. over seeds of every (method, target, metric) measured on more than one seed."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("seed") is None or not isinstance(r["value"], float):
+            continue
+        groups.setdefault((r["benchmark"], r["method"], r["target"], r["metric"]), []).append(r)
+    out = []
+    for (bench, *_), rs in groups.items():
+        if len(rs) < 2:
+            continue
+        v = np.array([r["value"] for r in rs])
+        floors = [r["noise_floor"] for r in rs if isinstance(r["noise_floor"], float)]
+        evals = [r["energy_evaluations"] for r in rs if r["energy_evaluations"] is not None]
+        walls = [r["wall_time_s"] for r in rs if r["wall_time_s"] is not None]
+        out.append({**rs[0], "benchmark": f"{bench}-mean", "seed": [r["seed"] for r in rs],
+                    "value": {"mean": float(v.mean()), "std": float(v.std(ddof=1))},
+                    "noise_floor": float(np.mean(floors)) if floors else None,
+                    "energy_evaluations": int(np.mean(evals)) if evals else None,
+                    "wall_time_s": float(np.mean(walls)) if walls else None})
+    return out
 
 
 def main(argv=None):
@@ -138,6 +219,9 @@ def main(argv=None):
     p.add_argument("--targets", default="lj13,dw4")
     p.add_argument("--methods", default="profile,pita,scaling,pt",
                    help="comma list of profile, pita, scaling (the ablation), pt")
+    p.add_argument("--seeds", default="0", help="comma list of seeds (each a full ladder)")
+    p.add_argument("--set", dest="sets", action="append", default=[], help="preset override key=value")
+    p.add_argument("--references", default=None, help="folder of certified references (per temperature)")
     p.add_argument("--runs-dir", default=None, help="where run folders go (default: a temporary folder)")
     p.add_argument("--out", default=str(ROOT / "results" / "bench_pita.json"))
     args = p.parse_args(argv)
@@ -146,36 +230,64 @@ def main(argv=None):
     methods = set(args.methods.split(","))
     if unknown := methods - {"profile", "pita", "scaling", "pt"}:
         p.error(f"unknown --methods {sorted(unknown)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    refs = Path(args.references) if args.references else None
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench_pita_"))
     rows = []
+
+    def save():
+        out = rows + _summary(rows)
+        atomic_write_json(args.out, {"description": _describe(preset, args.methods, seeds, args.sets),
+                                     "rows": out})
+        return out
+
     for target in args.targets.split(","):
         ref_path = HOLDOUT / f"{target}_test_10k.npy"
         if not ref_path.is_file():
             print(f"skipping {target}: {ref_path} not found (held-out sets live in ../shared/holdout)")
             continue
         ref = load_reference(ref_path)
+        cert = refs / f"{target}_T1_seed0.npy" if refs else None
+        temps = resolve_config(target, preset, None, tuple(args.sets)).temperatures
         if "profile" in methods:
             rows += _profile(target, preset, command)
-        if "pita" in methods:
-            _, r = _pita(target, preset, ref_path, runs, True, command)
-            rows += r
-            print(json.dumps(r, indent=1))
-        if "scaling" in methods:
-            stage0 = runs / f"{target}_{preset}_fk" / "stage_0" / "COMPLETE"
-            if "pita" not in methods and not stage0.is_file():
-                p.error(f"the ablation reuses the PITA run's stage 0: {stage0} not found")
-            rows += _pita(target, preset, ref_path, runs, False, command)[1]
-        if "pt" in methods:
-            done = runs / f"{target}_{preset}_fk" / "metrics.json"
-            if not (done.parent / "COMPLETE").is_file():
-                p.error(f"PT at the same budget needs the finished PITA run: {done.parent} is not complete")
-            fk = json.loads(done.read_text())
-            rows += _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command)
-        atomic_write_json(args.out, {"description": _describe(preset, args.methods), "rows": rows})
-    atomic_write_json(args.out, {"description": _describe(preset, args.methods), "rows": rows})
-    for r in rows:
-        print(f"{r['target']:6s} {r['method']:20s} {r['metric']:45s} {r['value']:.4g} (n={r['n']}, "
-              f"floor={r['noise_floor']}, evals={r['energy_evaluations']})")
+        for seed in seeds:
+            for use_weights, name in ((True, "pita"), (False, "scaling")):
+                if name not in methods:
+                    continue
+                stage0 = _folder(runs, target, preset, seed, True) / "stage_0" / "COMPLETE"
+                if not use_weights and "pita" not in methods and not stage0.is_file():
+                    p.error(f"the ablation reuses the PITA run's stage 0: {stage0} not found")
+                res, r = _pita(target, preset, ref_path, runs, use_weights, command, seed, args.sets)
+                rows += r
+                method = "pita" if use_weights else "pita-score-scaling"
+                if cert is not None and cert.is_file():
+                    ev = evaluate(res.samples, make_target(target), reference=load_reference(cert),
+                                  generator=torch.Generator().manual_seed(1), max_n=2000)
+                    rows += [{**x, "method": f"{method} vs certified PT", "seed": seed}
+                             for x in _rows(method, target, ev, res.metrics["energy_evaluations"]["total"],
+                                            res.metrics["wall_time_s"], command, res.samples.n)]
+                if refs is not None:
+                    rows += _stage_rows(method, target, _folder(runs, target, preset, seed, use_weights),
+                                        temps, refs, seed, command)
+                save()
+            if "pt" in methods:
+                done = _folder(runs, target, preset, seed, True) / "metrics.json"
+                if not (done.parent / "COMPLETE").is_file():
+                    p.error(f"PT at the same budget needs the finished PITA run: {done.parent} is incomplete")
+                fk = json.loads(done.read_text())
+                r, s = _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command, seed)
+                rows += r
+                if cert is not None and cert.is_file():
+                    ev = evaluate(s, make_target(target), reference=load_reference(cert),
+                                  generator=torch.Generator().manual_seed(1), max_n=2000)
+                    rows += [{**x, "method": "pt-same-budget vs certified PT", "seed": seed}
+                             for x in _rows("pt-same-budget", target, ev, r[0]["energy_evaluations"],
+                                            r[0]["wall_time_s"], command, s.n)]
+                save()
+    for r in save():
+        print(f"{r['target']:6s} {r['method']:32s} {r['metric']:45s} {r['value']} (n={r['n']}, "
+              f"floor={r['noise_floor']}, evals={r['energy_evaluations']}, seed={r.get('seed')})")
 
 
 if __name__ == "__main__":
