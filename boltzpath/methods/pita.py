@@ -90,6 +90,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     """
     score, energy = load_models(models_path, target)
     read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
+    if cfg.anneal.score_from == "energy":
+        score = None  # s = −∇U_η: drift and weights from one consistent model
     model = _network_model(score, energy, target, schedule, read_at)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
     needs_energy = acfg.use_weights and acfg.tail != "fk"

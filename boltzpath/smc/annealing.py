@@ -55,6 +55,10 @@ class AnnealConfig:
                        90 % quantile. An approximation, not exact (see ``smc.tail``).
     ``clamp_quantile`` (e.g. 0.9): clamp each step's increments at that quantile (variance control,
     biased; off by default).
+    ``score_from`` (used by callers that hold both networks, e.g. PITA): ``net`` — the score network
+    s_θ drives the drift and the divergence; ``energy`` — s = −∇U_η, so score and energy are
+    consistent by construction (∇·s = −ΔU_η by double backprop) and the score network only teaches
+    U_η through the distillation loss.
     """
 
     n_steps: int = 100
@@ -67,6 +71,7 @@ class AnnealConfig:
     use_weights: bool = True
     tail: str = "true_energy"
     clamp_quantile: float | None = None
+    score_from: str = "net"
     dtype: str = "float32"
 
     def validate(self) -> None:
@@ -89,6 +94,8 @@ class AnnealConfig:
             raise BadInput(f"anneal.dtype must be float32 or float64, got {self.dtype!r}")
         if self.tail not in TAILS:
             raise BadInput(f"anneal.tail must be one of {', '.join(TAILS)}, got {self.tail!r}")
+        if self.score_from not in ("net", "energy"):
+            raise BadInput(f"anneal.score_from must be 'net' or 'energy', got {self.score_from!r}")
         if self.clamp_quantile is not None and not 0 < self.clamp_quantile <= 1:
             raise BadInput(f"anneal.clamp_quantile must be in (0, 1] or null, got {self.clamp_quantile}")
 
