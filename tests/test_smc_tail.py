@@ -91,7 +91,8 @@ def test_true_energy_tail_removes_the_model_error_that_plain_fk_weights_keep():
     assert err_fk > max(3 * tol_fk, 0.05)  # the perturbation is visible without the correction
 
 
-@pytest.mark.parametrize("bad", [{"tail": "sometimes"}, {"clamp_quantile": 0.0}, {"clamp_quantile": 1.5}])
+@pytest.mark.parametrize("bad", [{"tail": "sometimes"}, {"clamp_quantile": 0.0}, {"clamp_quantile": 1.5},
+                                 {"score_from": "both"}])
 def test_tail_options_are_validated(bad):
     from boltzpath.errors import BadInput
 
