@@ -1,0 +1,71 @@
+"""Module-level workers run by ``boltzpath.parallel.launch.spawn_local`` in the parallel tests.
+
+Each joins the gloo group from the environment, does one job, and writes its results (tensors via
+``torch.save`` of plain dicts, read back with ``weights_only=True``) under the folder it is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from boltzpath.parallel.dist import init_from_env, shutdown
+
+# ------------------------------------------------------------------ data-parallel training
+TRAIN_STEPS, GLOBAL_BATCH = 6, 16
+
+
+def dw4_problem(init_seed: int = 0):
+    """DW-4 buffer and a small score+energy EGNN (the distillation loss takes a double backward)."""
+    from boltzpath import make_target
+    from boltzpath.diffusion.buffer import TrainingBuffer
+    from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models
+
+    target = make_target("dw4")
+    gen = torch.Generator().manual_seed(0)
+    x = target.project(2.0 * torch.randn(64, target.dim, generator=gen))
+    buffer = TrainingBuffer.from_target(target, x, temperature=1.0)
+    net = NetConfig(hidden=8, layers=2, emb_dim=8)
+    torch.manual_seed(init_seed)
+    models = Models(*build_models(target, net), net_config=net)
+    cfg = TrainConfig(steps=TRAIN_STEPS, batch_size=GLOBAL_BATCH, pin=0.1, tsm=0.5, log_every=2,
+                      checkpoint_every=3)
+    return target, buffer, models, cfg
+
+
+def flat_params(modules) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
+
+
+def train_worker(out: str) -> None:
+    from dataclasses import replace
+
+    from boltzpath.diffusion.train import train
+    from boltzpath.parallel.ddp_train import DataParallel
+
+    ctx = init_from_env("cpu")
+    out_dir = Path(out)
+    dp = DataParallel(ctx)
+    # (a) uninterrupted run
+    _, buffer, models, cfg = dw4_problem()
+    if ctx.rank == 1:  # a different initialisation on rank 1: the broadcast must overwrite it
+        with torch.no_grad():
+            for m in models.modules().values():
+                for p in m.parameters():
+                    p.add_(1.0)
+    res = train(models, buffer, cfg, torch.Generator().manual_seed(5), hooks=dp)
+    full = {"params": flat_params(res.models.modules().values()),
+            "ema": flat_params(res.ema.modules().values()),
+            "loss": torch.tensor([h["loss"] for h in res.history])}
+    # (b) killed after 3 steps, resumed to 6 from the checkpoint only rank 0 wrote
+    ckpt = out_dir / "model.pt"
+    _, buffer, models, cfg = dw4_problem()
+    train(models, buffer, replace(cfg, steps=3), torch.Generator().manual_seed(5), checkpoint_path=ckpt,
+          hooks=dp)
+    _, buffer, models, cfg = dw4_problem(init_seed=1)  # other weights: the checkpoint must restore them
+    res = train(models, buffer, cfg, torch.Generator().manual_seed(5), checkpoint_path=ckpt, hooks=dp)
+    resumed = {"params": flat_params(res.models.modules().values()),
+               "ema": flat_params(res.ema.modules().values())}
+    torch.save({"full": full, "resumed": resumed}, out_dir / f"rank{ctx.rank}.pt")
+    shutdown(ctx)
