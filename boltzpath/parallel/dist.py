@@ -11,7 +11,7 @@ Collectives (all ranks must call them, in the same order):
 * ``all_reduce_sum`` / ``all_reduce_mean``: elementwise over ranks (in place, returns the tensor);
 * ``all_gather_cat(t)``: concatenation over ranks along dim 0, rank order, sizes may differ;
 * ``sum_int(n)``: Σ_r n_r as a Python int (exact: int64);
-* ``broadcast_object(obj)``: rank 0's picklable-free value (JSON-like: sent as a tensor of UTF-8);
+* ``broadcast_object(obj)`` / ``all_gather_json(obj)``: JSON-like values (sent as UTF-8 bytes, no pickle);
 * ``average_gradients(params)``: ∇ ← (1/R) Σ_r ∇_r in one flat buffer (missing grads count 0).
 
 ``shard(n, ctx)`` splits n items as evenly as possible (the first n mod R ranks get one more).
@@ -195,3 +195,19 @@ def average_gradients(params: Iterable[torch.nn.Parameter], ctx: DistContext) ->
         n = p.grad.numel()
         p.grad.copy_(flat[offset: offset + n].view_as(p.grad))
         offset += n
+
+
+def all_gather_json(obj, ctx: DistContext) -> list:
+    """Every rank's JSON-serialisable ``obj``, in rank order, on every rank (UTF-8 bytes, no pickle)."""
+    if not ctx.distributed:
+        return [obj]
+    data = torch.frombuffer(bytearray(json.dumps(obj).encode()), dtype=torch.uint8).to(ctx.device)
+    sizes = torch.zeros(ctx.world_size, dtype=torch.int64, device=ctx.device)
+    sizes[ctx.rank] = data.numel()
+    dist.all_reduce(sizes, op=dist.ReduceOp.SUM)
+    flat = all_gather_cat(data, ctx).cpu()
+    out, start = [], 0
+    for s in sizes.tolist():
+        out.append(json.loads(bytes(flat[start: start + int(s)].tolist()).decode()))
+        start += int(s)
+    return out
