@@ -105,8 +105,11 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
     raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp or egnn)")
 
 
-def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel | None, EnergyModel]:
-    """(ScoreModel | None, EnergyModel) for ``target`` (dims and CoM projection taken from it)."""
+def build_models(
+    target, net_cfg: NetConfig | None = None, device=None
+) -> tuple[ScoreModel | None, EnergyModel]:
+    """(ScoreModel | None, EnergyModel) for ``target`` (dims and CoM projection taken from it), on
+    ``device`` (None: the CPU, where parameters are initialised either way)."""
     cfg = net_cfg or NetConfig()
     if cfg.mode not in ("score+energy", "energy"):
         raise BadInput(f"unknown model mode {cfg.mode!r} (expected 'score+energy' or 'energy')")
@@ -115,7 +118,10 @@ def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel |
     score = (
         ScoreModel(_make_net(target, cfg), cfg.sigma_data, project) if cfg.mode == "score+energy" else None
     )
-    return score, EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+    energy = EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+    if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move
+        score, energy = (None if score is None else score.to(device)), energy.to(device)
+    return score, energy
 
 
 def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: float) -> dict:
@@ -173,11 +179,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_models(path: str | Path, target, ema: bool = True) -> tuple[ScoreModel | None, EnergyModel]:
-    """Rebuild (score | None, energy) from a checkpoint: the EMA weights unless ``ema=False``."""
+def load_models(
+    path: str | Path, target, ema: bool = True, device=None
+) -> tuple[ScoreModel | None, EnergyModel]:
+    """Rebuild (score | None, energy) from a checkpoint: the EMA weights unless ``ema=False``.
+    The file is read onto the CPU (``map_location``), whatever device wrote it, then moved to ``device``."""
     ckpt = read_checkpoint(path)
     net_cfg = from_dict(NetConfig, ckpt["net_config"])
-    score, energy = build_models(target, net_cfg)
+    score, energy = build_models(target, net_cfg, device=device)
     states = ckpt["ema" if ema else "models"]
     for name, module in (("score", score), ("energy", energy)):
         if module is not None:

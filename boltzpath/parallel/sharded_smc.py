@@ -121,3 +121,34 @@ def gather_result(res: AnnealResult, ctx: DistContext) -> AnnealResult:
     """All N particles and log-weights (rank order) on every rank; log Z, ESS, info unchanged."""
     return AnnealResult(all_gather_cat(res.x, ctx), all_gather_cat(res.log_weights, ctx), res.log_z,
                         res.ess, res.info)
+
+
+def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx: DistContext,
+                  callback: Callable[[int, int, dict], None] | None = None):
+    """``smc.relax.relax`` of this rank's particles (each chain is independent, with its own step
+    size, so splitting particles over ranks changes nothing but the random streams).
+
+    Returns this rank's ``RelaxResult`` with ``info`` combined over ranks: counts summed, acceptance
+    and mean displacement weighted by particle counts, step-size min/max over all particles, the
+    ranks' medians listed (``step_size_median`` is rank 0's).
+    """
+    from boltzpath.parallel.dist import all_gather_json
+    from boltzpath.smc.relax import RelaxResult, relax
+
+    res = relax(target, x, generator, cfg, callback=callback if ctx.is_main else None)
+    if not ctx.distributed:
+        return res
+    parts = all_gather_json({**res.info, "n": int(x.shape[0])}, ctx)
+    n = sum(p["n"] for p in parts)
+    info = dict(res.info)
+    for key in ("acceptance", "mean_rms_displacement"):
+        info[key] = sum(p[key] * p["n"] for p in parts) / n
+    info["step_size_min"] = min(p["step_size_min"] for p in parts)
+    info["step_size_max"] = max(p["step_size_max"] for p in parts)
+    info["step_size_median_per_rank"] = [p["step_size_median"] for p in parts]
+    for key in ("repaired", "still_above_threshold"):
+        if key in info:
+            info[key] = sum(p[key] for p in parts)
+    if "repair_steps_taken" in info:
+        info["repair_steps_taken"] = max(p["repair_steps_taken"] for p in parts)
+    return RelaxResult(res.x, res.energy, res.grad, info)
