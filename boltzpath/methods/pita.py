@@ -40,10 +40,8 @@ from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
-from boltzpath.smc.annealing import anneal
+from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.model import NetworkModel
-from boltzpath.smc.relax import relax
-from boltzpath.smc.resample import systematic
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
@@ -65,12 +63,12 @@ def _network_model(score, energy, target, schedule) -> NetworkModel:
     return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project)
 
 
-def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[torch.Tensor, dict]:
+def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaParallel):
     from boltzpath.mcmc.registry import run_method
 
     method = cfg.stage0.method
-    try:
-        samples = run_method(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
+    try:  # parallel hook: par.stage0 is run_method with one process, sharded chains with several
+        samples = par.stage0(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
                              callback=lambda i, n, info: callback("sample", {"step": i, "of": n, **info}))
     except ModuleNotFoundError:  # a baseline not installed in this tree: MALA always is
         method = "mala"
@@ -78,18 +76,21 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[t
     return samples.x, {"stage0_method": method, "stage0_info": samples.info}
 
 
-def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback):
+def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
+                  par: PitaParallel):
     """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics."""
     score, energy = load_models(models_path, target)
     model = _network_model(score, energy, target, schedule)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
-        res = anneal(model, cfg.n_particles, schedule, acfg, gen, target.project,
-                     callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
-                                                                         "step": i, "of": n, **info}))
-        idx = systematic(gen, res.log_weights, cfg.n_particles)  # equal weights for the buffer
-        xs.append(res.x[idx].detach())
+        # parallel hook: anneal + final systematic resampling (equal weights for the buffer); with
+        # several processes one sharded population and a resampling every rank agrees on
+        res, idx, x_eq = par.anneal_population(
+            model, cfg.n_particles, schedule, acfg, gen, target.project,
+            callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
+                                                                "step": i, "of": n, **info}))
+        xs.append(x_eq.detach())
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled})
@@ -99,7 +100,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     return x, summary
 
 
-def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> tuple[Samples, dict]:
+def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
+               par: PitaParallel) -> tuple[Samples, dict]:
     """Produce (or reload) stage k's samples/buffer/metrics; train its model unless it is the last."""
     sdir = run.subdir(f"stage_{k}")
     temp = cfg.temperatures[k]
@@ -110,36 +112,40 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         buffer = TrainingBuffer.load(sdir.file("buffer.npz"))
     else:
         gen, t0, counter = _generator(cfg.seed, k, "sample"), time.perf_counter(), target.counter
+        par.reset_streams()
         evals: dict[str, int] = {}
-        c = counter.count
+        c = par.count(counter)  # parallel hook: counts are sums over processes (collective)
         if k == 0:
-            x, extra = _stage0_data(cfg, target_k, gen, callback)
-            evals["initial_data"], c = counter.count - c, counter.count
-            buffer = TrainingBuffer.from_target(target_k, x)
-            evals["training_buffers"] = counter.count - c
+            x, extra = _stage0_data(cfg, target_k, gen, callback, par)
+            now = par.count(counter)
+            evals["initial_data"], c = now - c, now
+            buffer = par.buffer(target_k, x)  # parallel hook: evaluations split over processes
+            evals["training_buffers"] = par.count(counter) - c
             energy = buffer.energy
         else:
             x, extra = _anneal_stage(cfg, k, run.path / f"stage_{k - 1}" / "model.pt", target, target_k,
-                                     schedule, gen, callback)
-            evals["annealing"], c = counter.count - c, counter.count
-            rel = relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
+                                     schedule, gen, callback, par)
+            now = par.count(counter)
+            evals["annealing"], c = now - c, now
+            rx, re, rg, rinfo = par.relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then
             # once per MALA step; attribute the first evaluation to the buffer
             evals["training_buffers"] = x.shape[0]
-            evals["relaxation"] = counter.count - c - x.shape[0]
-            x, energy = rel.x, rel.energy
-            buffer = TrainingBuffer(x, rel.energy, -rel.grad, None, target.n_particles, target.spatial_dim)
-            extra["relaxation"] = rel.info
+            evals["relaxation"] = par.count(counter) - c - x.shape[0]
+            x, energy = rx, re
+            buffer = TrainingBuffer(x, re, -rg, None, target.n_particles, target.spatial_dim)
+            extra["relaxation"] = rinfo
         samples = Samples(x=x.detach().float(), energy=energy.detach().double(),
                           info={"method": "pita", "stage": k, "temperature": temp,
                                 "target": target_k.describe()})
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
-        metrics["evaluation"] = stage_metrics(samples, target_k, reference if last else None,
-                                              _generator(cfg.seed, k, "metrics"), cfg.eval_max_n, sdir,
-                                              cfg.eval_noise_floors, cfg.stage_plots)
-        buffer.save(sdir.file("buffer.npz"))
+        metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
+            samples, target_k, reference if last else None, _generator(cfg.seed, k, "metrics"),
+            cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
+        if par.is_main:
+            buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
         sdir.write_samples(samples)
         run.log(f"stage {k} (T={temp}) sampled: {samples.n} samples, evaluations {evals}")
@@ -156,22 +162,34 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         result = train(Models(score, energy, cfg.net), buffer, tcfg, _generator(cfg.seed, k, "train"),
                        callback=lambda info: callback("train", {"stage": k, "of": tcfg.steps, **info}),
                        checkpoint_path=sdir.file("model.pt"), resume=True,
-                       pin_sigma_default=cfg.schedule.sigma_min)
+                       pin_sigma_default=cfg.schedule.sigma_min, hooks=par.hooks())
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
         sdir.write_metrics(metrics)
         run.log(f"stage {k} trained: {result.step} steps")
     sdir.mark_complete()
+    par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None) -> PITAResult:
-    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring."""
+             callback: Callback | None = None, device: str | None = "cpu") -> PITAResult | None:
+    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
+
+    Under torchrun the R processes share the work (``boltzpath.parallel.pita_parallel``); rank 0
+    writes the run folder and returns the result, the others return None. ``device``: the CPU only
+    so far (docs/scaling.md).
+    """
     cfg.validate()
-    callback = callback or (lambda event, info: None)
-    run = RunDir.create(out, overwrite=overwrite, resume=resume)
+    from boltzpath.parallel.dist import init_from_env  # parallel hook: process group, rank-0 writes
+
+    ctx = init_from_env(device)
+    if ctx.device.type != "cpu":
+        raise BadInput(f"PITA runs on the CPU only so far (got device {device!r}); see docs/scaling.md")
+    par = PitaParallel(ctx)
+    callback = (callback if par.is_main else None) or (lambda event, info: None)
+    run = par.run_dir(out, overwrite=overwrite, resume=resume)
     resolved = to_dict(cfg)
     if run.file("config.yaml").is_file():
         if run.read_config() != resolved:
@@ -185,7 +203,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     t0 = time.perf_counter()
     stages = []
     for k in range(len(cfg.temperatures)):
-        samples, metrics = _run_stage(cfg, k, run, target, schedule, reference, callback)
+        samples, metrics = _run_stage(cfg, k, run, target, schedule, reference, callback, par)
         stages.append(metrics)
     totals: dict[str, int] = {}
     for m in stages:
@@ -207,6 +225,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     final_samples = Samples(samples.x, samples.energy, None, info)
     run.write_samples(final_samples)
     run.write_metrics(final)
+    if not par.is_main:  # parallel hook: ranks > 0 are done
+        return None
     write_ladder_plot(run.file("ladder.png"), stages)
     run.log(f"pita finished: {final['energy_evaluations']}")
     run.mark_complete()
