@@ -86,3 +86,15 @@ def test_mixed_precision_autocast_uses_bfloat16_on_the_gpu():
     a = torch.ones(4, 4, device=CUDA)
     with pol.autocast():
         assert (a @ a).dtype == torch.bfloat16
+
+
+def test_tiny_pita_ladder_on_the_gpu(tmp_path):
+    from test_parallel_pita import TINY
+
+    from boltzpath.config import from_dict
+    from boltzpath.methods.pita import run_pita
+    from boltzpath.methods.pita_config import PITAConfig
+
+    res = run_pita(from_dict(PITAConfig, TINY), tmp_path / "p", device="cuda")
+    assert res.run.is_complete and res.samples.n == 128
+    assert res.metrics["energy_evaluations"]["total"] > 0

@@ -118,3 +118,18 @@ def test_peptide_torch_force_field_takes_a_device():
     assert x.device == torch.device("cpu") and torch.isfinite(target.energy(x)).all()
     with pytest.raises(BadInput):
         make_target("aldp-fab", device="quantum")
+
+
+def test_pita_accepts_device_cpu_and_refuses_a_missing_gpu(tmp_path):
+    from test_parallel_pita import TINY
+
+    from boltzpath.config import from_dict
+    from boltzpath.methods.pita import run_pita
+    from boltzpath.methods.pita_config import PITAConfig
+
+    small = {**TINY, "temperatures": [4.0, 2.0], "train": {**TINY["train"], "steps": 10}}
+    res = run_pita(from_dict(PITAConfig, small), tmp_path / "p", device="cpu")
+    assert res.run.is_complete and res.samples.x.device == torch.device("cpu")
+    if NO_GPU:
+        with pytest.raises(BadInput, match="no CUDA GPU"):
+            run_pita(from_dict(PITAConfig, small), tmp_path / "q", device="cuda")

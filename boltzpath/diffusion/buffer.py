@@ -83,7 +83,8 @@ class TrainingBuffer:
     def from_target(cls, target, x: torch.Tensor, temperature: float | None = None) -> TrainingBuffer:
         """Evaluate E/kT and ∇log π of ``target`` (counted) at x; records the temperature if given."""
         e, grad = target.energy_and_grad(torch.as_tensor(x, dtype=torch.float32))
-        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature))
+        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature),
+                                                            device=e.device)
         return cls(x, e, -grad, temps, target.n_particles, target.spatial_dim)
 
     @classmethod

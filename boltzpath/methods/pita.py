@@ -48,8 +48,8 @@ Callback = Callable[[str, dict], None]
 _PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4}
 
 
-def _generator(seed: int, stage: int, purpose: str) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stage * 101 + _PURPOSE[purpose])
+def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + stage * 101 + _PURPOSE[purpose])
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaP
 def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
                   par: PitaParallel):
     """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics."""
-    score, energy = load_models(models_path, target)
+    score, energy = load_models(models_path, target, device=par.device)
     model = _network_model(score, energy, target, schedule)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
     xs, logs = [], []
@@ -109,9 +109,9 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
     last = k == len(cfg.temperatures) - 1
     if sdir.file("samples.npz").is_file() and sdir.file("buffer.npz").is_file():
         samples, metrics = sdir.read_samples(), sdir.read_metrics()
-        buffer = TrainingBuffer.load(sdir.file("buffer.npz"))
+        buffer = TrainingBuffer.load(sdir.file("buffer.npz")).to(par.device)
     else:
-        gen, t0, counter = _generator(cfg.seed, k, "sample"), time.perf_counter(), target.counter
+        gen, t0, counter = _generator(cfg.seed, k, "sample", par.device), time.perf_counter(), target.counter
         par.reset_streams()
         evals: dict[str, int] = {}
         c = par.count(counter)  # parallel hook: counts are sums over processes (collective)
@@ -136,7 +136,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
             x, energy = rx, re
             buffer = TrainingBuffer(x, re, -rg, None, target.n_particles, target.spatial_dim)
             extra["relaxation"] = rinfo
-        samples = Samples(x=x.detach().float(), energy=energy.detach().double(),
+        samples = Samples(x=x.detach().float().cpu(), energy=energy.detach().double().cpu(),
                           info={"method": "pita", "stage": k, "temperature": temp,
                                 "target": target_k.describe()})
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
@@ -155,11 +155,12 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
         if k == 0:
             with torch.random.fork_rng(devices=[]):  # network initialisation draws from the global RNG
                 torch.manual_seed(int(_generator(cfg.seed, 0, "init").initial_seed()))
-                score, energy = build_models(target, cfg.net)
+                score, energy = build_models(target, cfg.net, device=par.device)
         else:
-            score, energy = load_models(prev, target)  # fine-tune from the previous EMA weights
+            score, energy = load_models(prev, target, device=par.device)  # fine-tune from the previous EMA
         tcfg = cfg.train if k == 0 else cfg.finetune
-        result = train(Models(score, energy, cfg.net), buffer, tcfg, _generator(cfg.seed, k, "train"),
+        gen_train = _generator(cfg.seed, k, "train", par.device)
+        result = train(Models(score, energy, cfg.net), buffer, tcfg, gen_train,
                        callback=lambda info: callback("train", {"stage": k, "of": tcfg.steps, **info}),
                        checkpoint_path=sdir.file("model.pt"), resume=True,
                        pin_sigma_default=cfg.schedule.sigma_min, hooks=par.hooks())
@@ -174,19 +175,17 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None, device: str | None = "cpu") -> PITAResult | None:
+             callback: Callback | None = None, device: str | None = "auto") -> PITAResult | None:
     """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
 
     Under torchrun the R processes share the work (``boltzpath.parallel.pita_parallel``); rank 0
-    writes the run folder and returns the result, the others return None. ``device``: the CPU only
-    so far (docs/scaling.md).
+    writes the run folder and returns the result, the others return None. ``device``: auto | cpu |
+    cuda[:i] (networks, buffers, particles and generators live there; files and metrics on the CPU).
     """
     cfg.validate()
     from boltzpath.parallel.dist import init_from_env  # parallel hook: process group, rank-0 writes
 
     ctx = init_from_env(device)
-    if ctx.device.type != "cpu":
-        raise BadInput(f"PITA runs on the CPU only so far (got device {device!r}); see docs/scaling.md")
     par = PitaParallel(ctx)
     callback = (callback if par.is_main else None) or (lambda event, info: None)
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
@@ -196,7 +195,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
     else:
         run.write_config(resolved)
-    target = make_target(cfg.target, **cfg.target_options)
+    target = make_target(cfg.target, **cfg.target_options).to(ctx.device)  # device hook
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")

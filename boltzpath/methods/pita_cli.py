@@ -84,7 +84,7 @@ class _Progress:
 @click.option("--resume", is_flag=True, help="continue a killed run from its last completed step")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-@click.option("--device", default="cpu", show_default=True, help="cpu (PITA does not run on CUDA yet)")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:i")
 def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.methods.pita import run_pita

@@ -68,6 +68,10 @@ class PitaParallel:
     def is_main(self) -> bool:
         return self.ctx.is_main
 
+    @property
+    def device(self) -> torch.device:
+        return self.ctx.device
+
     def run_dir(self, out, overwrite: bool, resume: bool) -> RunDir:
         """Rank 0 creates (or reopens) the folder; the others wait for it, then read only."""
         rd = RunDir.create(out, overwrite=overwrite, resume=resume) if self.is_main else WorkerRunDir(out)
@@ -100,7 +104,8 @@ class PitaParallel:
         off, cnt = shard(x.shape[0], self.ctx)
         e, grad = target.energy_and_grad(torch.as_tensor(x[off: off + cnt], dtype=torch.float32))
         e, grad = all_gather_cat(e, self.ctx), all_gather_cat(grad, self.ctx)
-        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature))
+        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature),
+                                                            device=e.device)
         return TrainingBuffer(x, e, -grad, temps, target.n_particles, target.spatial_dim)
 
     def _streams(self, gen: torch.Generator) -> tuple[torch.Generator, torch.Generator]:
