@@ -38,6 +38,22 @@ def flat_params(modules) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
 
 
+def averaged_gradient(dp, rank: int, seed: int = 11) -> torch.Tensor:
+    """The gradient after ``dp.after_backward`` of rank ``rank``'s loss on its half-batch."""
+    from boltzpath.diffusion.train import _step_losses
+    from boltzpath.parallel.ddp_train import rank_seed
+
+    _, buffer, models, cfg = dw4_problem()
+    gen = torch.Generator().manual_seed(rank_seed(seed, rank))
+    batch = buffer.sample(GLOBAL_BATCH // 2, gen, cfg.augment)
+    losses = _step_losses(models, batch, cfg, gen, 0.01)
+    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
+    sum(weights[k] * v for k, v in losses.items()).backward()
+    params = [p for m in models.modules().values() for p in m.parameters()]
+    dp.after_backward(params)
+    return torch.cat([p.grad.flatten() for p in params])
+
+
 def train_worker(out: str) -> None:
     from dataclasses import replace
 
@@ -67,7 +83,9 @@ def train_worker(out: str) -> None:
     res = train(models, buffer, cfg, torch.Generator().manual_seed(5), checkpoint_path=ckpt, hooks=dp)
     resumed = {"params": flat_params(res.models.modules().values()),
                "ema": flat_params(res.ema.modules().values())}
-    torch.save({"full": full, "resumed": resumed}, out_dir / f"rank{ctx.rank}.pt")
+    # (c) one averaged gradient, unclipped (Adam and clipping hide the scale of the update)
+    grads = averaged_gradient(dp, ctx.rank)
+    torch.save({"full": full, "resumed": resumed, "grad": grads}, out_dir / f"rank{ctx.rank}.pt")
     shutdown(ctx)
 
 

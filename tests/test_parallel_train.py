@@ -45,6 +45,20 @@ def _union_batch_reference(seed: int = 5, world: int = 2):
     return flat_params(modules.values()), flat_params(e.module for e in emas.values())
 
 
+def _union_batch_gradient(seed: int = 11, world: int = 2) -> torch.Tensor:
+    _, buffer, models, cfg = dw4_problem()
+    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
+    total = 0.0
+    for r in range(world):
+        g = torch.Generator().manual_seed(rank_seed(seed, r))
+        batch = buffer.sample(GLOBAL_BATCH // world, g, cfg.augment)
+        losses = _step_losses(models, batch, cfg, g, 0.01)
+        total = total + sum(weights[k] * v for k, v in losses.items()) / world
+    total.backward()
+    params = [p for m in models.modules().values() for p in m.parameters()]
+    return torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).flatten() for p in params])
+
+
 def test_two_process_training_equals_union_batch_training(tmp_path):
     spawn_local(train_worker, 2, str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
@@ -55,6 +69,11 @@ def test_two_process_training_equals_union_batch_training(tmp_path):
     for r in range(2):
         torch.testing.assert_close(ranks[r]["full"]["params"], ref_params, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ranks[r]["full"]["ema"], ref_ema, rtol=1e-5, atol=1e-6)
+    # the averaged gradient itself is the union-batch gradient (the scale matters here: an all-reduce
+    # that sums instead of averaging is invisible to Adam's normalised, clipped updates above)
+    ref_grad = _union_batch_gradient()
+    for r in range(2):
+        torch.testing.assert_close(ranks[r]["grad"], ref_grad, rtol=1e-5, atol=1e-7)
     # every rank holds bit-identical weights and EMA (same averaged update applied everywhere)
     assert torch.equal(ranks[0]["full"]["params"], ranks[1]["full"]["params"])
     assert torch.equal(ranks[0]["full"]["ema"], ranks[1]["full"]["ema"])
