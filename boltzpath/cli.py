@@ -198,6 +198,11 @@ def main() -> None:
     except KeyboardInterrupt:  # pragma: no cover - interactive
         click.echo("interrupted; rerun with --resume where the command supports it", err=True)
         sys.exit(130)
+    finally:  # parallel hook: under torchrun, leave the process group before exiting
+        if "torch.distributed" in sys.modules:
+            from boltzpath.parallel.dist import leave_process_group
+
+            leave_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

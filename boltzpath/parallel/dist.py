@@ -211,3 +211,10 @@ def all_gather_json(obj, ctx: DistContext) -> list:
         out.append(json.loads(bytes(flat[start: start + int(s)].tolist()).decode()))
         start += int(s)
     return out
+
+
+def leave_process_group() -> None:
+    """Destroy the default process group if this process joined one (call once before exiting:
+    a process that exits with gloo's threads still running aborts with "terminate called …")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
