@@ -142,7 +142,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
         metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
-            samples, target_k, reference if last else None, _generator(cfg.seed, k, "metrics"),
+            samples, target_k.to("cpu"), reference if last else None, _generator(cfg.seed, k, "metrics"),
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
         if par.is_main:
             buffer.save(sdir.file("buffer.npz"))
