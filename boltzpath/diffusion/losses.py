@@ -67,5 +67,6 @@ def distillation_loss(energy_model: EnergyModel, x_t, sigma, d_teacher, temperat
 
 def pinning_loss(energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None) -> torch.Tensor:
     """(U_η(x₀, σ_min) − E(x₀)/kT)², averaged over the batch; energy0 (batch,) is E/kT."""
-    u = energy_model.energy(x0, torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype), temperature)
+    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
+    u = energy_model.energy(x0, sigma, temperature)
     return ((u - energy0.to(u.dtype)) ** 2).mean()
