@@ -137,7 +137,9 @@ def methods_cmd() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config entry, e.g. sampler.step_size=0.05 or target.pair_factor=1")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder")
-def sample_cmd(target_name, method, n, seed, out, temperature, reference, config_file, overrides, overwrite):
+@click.option("--device", help="auto | cpu | cuda | cuda:i (default auto: a GPU when present)")
+def sample_cmd(target_name, method, n, seed, out, temperature, reference, config_file, overrides, overwrite,
+               device):
     """Sample a target with a baseline or DiGS and write a run folder."""
     from boltzpath.config import deep_merge, load_yaml, parse_overrides
     from boltzpath.sampling import run_from_mapping, sample_to_folder
@@ -154,7 +156,7 @@ def sample_cmd(target_name, method, n, seed, out, temperature, reference, config
         if data.get("method") not in (None, method):
             data.pop("sampler", None)
         cli_values["method"] = method
-    for key, value in (("n", n), ("seed", seed), ("reference", reference)):
+    for key, value in (("n", n), ("seed", seed), ("reference", reference), ("device", device)):
         if value is not None:
             cli_values[key] = value
     data = deep_merge(deep_merge(data, cli_values), parse_overrides(overrides))
@@ -164,6 +166,8 @@ def sample_cmd(target_name, method, n, seed, out, temperature, reference, config
     data.setdefault("seed", 0)
     run = run_from_mapping(data)
     rd = sample_to_folder(run, out, overwrite=overwrite, progress=progress_callback(run.method))
+    if rd is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
+        return
     metrics = rd.read_metrics()
     click.echo(f"wrote {rd.path}  ({metrics.get('energy_evaluations')} energy evaluations, "
                f"{metrics.get('wall_time_s', 0):.1f} s)")
@@ -194,6 +198,11 @@ def main() -> None:
     except KeyboardInterrupt:  # pragma: no cover - interactive
         click.echo("interrupted; rerun with --resume where the command supports it", err=True)
         sys.exit(130)
+    finally:  # parallel hook: under torchrun, leave the process group before exiting
+        if "torch.distributed" in sys.modules:
+            from boltzpath.parallel.dist import leave_process_group
+
+            leave_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

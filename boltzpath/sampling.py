@@ -9,6 +9,10 @@ A sampling run is described by one mapping (saved verbatim, fully resolved, as `
     n: 10000
     seed: 0
     reference: null            # optional reference file for metrics
+    device: auto               # auto | cpu | cuda[:i] (where to compute; not part of the result)
+
+Under ``torchrun --nproc_per_node R`` the chains are split over the R processes
+(``boltzpath.parallel.sharded_mcmc``) and rank 0 alone writes the one run folder.
 
 ``boltzpath sample --config DIR/config.yaml --out NEW`` reruns it bit-for-bit on CPU.
 """
@@ -29,7 +33,7 @@ from boltzpath.config import to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
-from boltzpath.mcmc.registry import METHODS, method_config, run_method
+from boltzpath.mcmc.registry import METHODS, method_config
 from boltzpath.targets.base import Target
 from boltzpath.targets.registry import make_target
 
@@ -46,6 +50,7 @@ class SampleRun:
     seed: int = 0
     sampler: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
+    device: str = "auto"
 
     def validate(self) -> None:
         if not isinstance(self.target, dict) or not isinstance(self.target.get("name"), str):
@@ -82,6 +87,7 @@ def resolved_config(run: SampleRun) -> tuple[dict[str, Any], Target, Any]:
         "n": run.n,
         "seed": run.seed,
         "reference": run.reference,
+        "device": run.device,
     }
     return config, target, cfg
 
@@ -100,17 +106,30 @@ def sample_to_folder(
     out: str | Path,
     overwrite: bool = False,
     progress: Progress | None = None,
-) -> RunDir:
-    """Run a sampler and write a complete run folder (see ``boltzpath.io.runs``)."""
+) -> RunDir | None:
+    """Run a sampler and write a complete run folder (see ``boltzpath.io.runs``).
+
+    Under torchrun every rank calls this; rank 0 returns the ``RunDir``, the others ``None``."""
     run.validate()
+    # --- parallel hook: device policy + torchrun process group; ranks > 0 only sample
+    from boltzpath.parallel.dist import init_from_env
+    from boltzpath.parallel.sharded_mcmc import sample_shard
+
+    ctx = init_from_env(run.device)
     config, target, cfg = resolved_config(run)
+    on_device = target.to(ctx.device)  # metrics and plots below use the CPU target
+    if not ctx.is_main:
+        sample_shard(run.method, on_device, run.n, run.seed, cfg, ctx, device=ctx.device)
+        return None
+    # --- end parallel hook
     reference = load_reference(run.reference, target.dim) if run.reference else None
     rd = RunDir.create(out, overwrite=overwrite)
     rd.write_config(config)
-    rd.log(f"sample {run.method} on {config['target']} n={run.n} seed={run.seed}")
-    generator = torch.Generator().manual_seed(run.seed)
+    rd.log(f"sample {run.method} on {config['target']} n={run.n} seed={run.seed} on {ctx.describe()}")
     t0 = time.perf_counter()
-    samples = run_method(run.method, target, run.n, generator, cfg, callback=progress)
+    samples = sample_shard(run.method, on_device, run.n, run.seed, cfg, ctx, callback=progress,
+                           device=ctx.device)
+    samples = Samples(samples.x.cpu(), samples.energy.cpu(), None, samples.info)
     wall = time.perf_counter() - t0
     samples.info.setdefault("seed", run.seed)
     rd.write_samples(samples)

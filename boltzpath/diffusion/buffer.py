@@ -32,8 +32,9 @@ class Batch:
 
 
 def random_rotations(n: int, dim: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    """n Haar-random rotation matrices of SO(dim), shape (n, dim, dim) (QR of a Gaussian, signs fixed)."""
-    a = torch.randn(n, dim, dim, generator=generator, dtype=torch.float64)
+    """n Haar-random rotation matrices of SO(dim), shape (n, dim, dim) (QR of a Gaussian, signs fixed),
+    on the generator's device."""
+    a = torch.randn(n, dim, dim, generator=generator, dtype=torch.float64, device=generator.device)
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
     det = torch.linalg.det(q)
@@ -82,7 +83,8 @@ class TrainingBuffer:
     def from_target(cls, target, x: torch.Tensor, temperature: float | None = None) -> TrainingBuffer:
         """Evaluate E/kT and ∇log π of ``target`` (counted) at x; records the temperature if given."""
         e, grad = target.energy_and_grad(torch.as_tensor(x, dtype=torch.float32))
-        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature))
+        temps = None if temperature is None else torch.full((e.shape[0],), float(temperature),
+                                                            device=e.device)
         return cls(x, e, -grad, temps, target.n_particles, target.spatial_dim)
 
     @classmethod
@@ -108,9 +110,16 @@ class TrainingBuffer:
         return TrainingBuffer(self.x[idx], self.energy[idx], self.score[idx], temps,
                               self.n_particles, self.spatial_dim)
 
+    def to(self, device) -> TrainingBuffer:
+        """A copy on ``device`` (minibatches are then drawn there, with a generator on that device)."""
+        temps = None if self.temperature is None else self.temperature.to(device)
+        return TrainingBuffer(self.x.to(device), self.energy.to(device), self.score.to(device), temps,
+                              self.n_particles, self.spatial_dim)
+
     def sample(self, batch_size: int, generator: torch.Generator, augment: bool = True) -> Batch:
-        """A minibatch drawn uniformly with replacement; rotated (x and score together) for particles."""
-        idx = torch.randint(len(self), (int(batch_size),), generator=generator)
+        """A minibatch drawn uniformly with replacement; rotated (x and score together) for particles.
+        Indices and rotations are drawn on the generator's device (keep it with the buffer)."""
+        idx = torch.randint(len(self), (int(batch_size),), generator=generator, device=generator.device)
         x, score = self.x[idx], self.score[idx]
         if augment and self.n_particles is not None and self.spatial_dim > 1:
             rot = random_rotations(int(batch_size), self.spatial_dim, generator)
@@ -121,9 +130,10 @@ class TrainingBuffer:
         return Batch(x, self.energy[idx], score, temps)
 
     def save(self, path: str | Path) -> Path:
-        arrays = {"x": self.x.numpy(), "energy": self.energy.numpy(), "score": self.score.numpy()}
+        arrays = {"x": self.x.cpu().numpy(), "energy": self.energy.cpu().numpy(),
+                  "score": self.score.cpu().numpy()}
         if self.temperature is not None:
-            arrays["temperature"] = self.temperature.numpy()
+            arrays["temperature"] = self.temperature.cpu().numpy()
         if self.n_particles is not None:
             arrays["particle_shape"] = np.array([self.n_particles, self.spatial_dim])
         return atomic_save_npz(path, **arrays)

@@ -79,7 +79,8 @@ def pinning_loss(
     The 1/d makes the strength per dimension independent of d (see the module docstring).
     """
     d = x0.shape[1]
-    u = energy_model.energy(x0, torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype), temperature)
+    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
+    u = energy_model.energy(x0, sigma, temperature)
     sq = (u - energy0.to(u.dtype)) ** 2 / d
     if mask_above is not None:
         sq = torch.where(energy0.to(u.dtype) <= mask_above, sq, torch.zeros_like(sq))

@@ -80,7 +80,7 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
     if n < 2:
         return {"n": n, "corr": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,
                 "score_consistency": {}}
-    sig = torch.full((n,), float(sigma_min))
+    sig = torch.full((n,), float(sigma_min), device=x.device)
     u = energy_model.energy(x, sig, temperature).to(torch.float64)
     resid = u - e
     centred = resid - resid.mean()
@@ -89,9 +89,9 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
     consistency = {}
     if score_model is not None:
         for s in sigmas:
-            eps = energy_model.project(torch.randn(x.shape, generator=generator))
+            eps = energy_model.project(torch.randn(x.shape, generator=generator, device=x.device))
             xt = x + s * eps
-            st = torch.full((n,), float(s))
+            st = torch.full((n,), float(s), device=x.device)
             s_theta = score_model.score(xt, st, temperature)
             grad_u = energy_model.grad_x(xt, st, temperature)
             ratio = (s_theta + grad_u).norm(dim=-1) / s_theta.norm(dim=-1).clamp_min(1e-12)

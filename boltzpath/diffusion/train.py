@@ -106,8 +106,11 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
     raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp or egnn)")
 
 
-def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel | None, EnergyModel]:
-    """(ScoreModel | None, EnergyModel) for ``target`` (dims and CoM projection taken from it)."""
+def build_models(
+    target, net_cfg: NetConfig | None = None, device=None
+) -> tuple[ScoreModel | None, EnergyModel]:
+    """(ScoreModel | None, EnergyModel) for ``target`` (dims and CoM projection taken from it), on
+    ``device`` (None: the CPU, where parameters are initialised either way)."""
     cfg = net_cfg or NetConfig()
     if cfg.mode not in ("score+energy", "energy"):
         raise BadInput(f"unknown model mode {cfg.mode!r} (expected 'score+energy' or 'energy')")
@@ -116,7 +119,10 @@ def build_models(target, net_cfg: NetConfig | None = None) -> tuple[ScoreModel |
     score = (
         ScoreModel(_make_net(target, cfg), cfg.sigma_data, project) if cfg.mode == "score+energy" else None
     )
-    return score, EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+    energy = EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+    if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move
+        score, energy = (None if score is None else score.to(device)), energy.to(device)
+    return score, energy
 
 
 def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: float) -> dict:
@@ -125,7 +131,8 @@ def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: 
     first = score_model if score_model is not None else energy_model
     x0, temps = first.project(batch.x), batch.temperature
     bsz = x0.shape[0]
-    sigma = KarrasSchedule.sample_training_sigma(bsz, generator, cfg.p_mean, cfg.p_std, dtype=x0.dtype)
+    sigma = KarrasSchedule.sample_training_sigma(bsz, generator, cfg.p_mean, cfg.p_std, dtype=x0.dtype,
+                                                 device=x0.device)
     x_t = x0 + sigma[:, None] * noise_like(x0, generator, first._project)
     losses: dict[str, torch.Tensor] = {}
     if score_model is not None:
@@ -135,7 +142,7 @@ def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: 
     losses["dsm"] = _weighted_mse(d, x0, sigma, first.sigma_data)
     if cfg.tsm > 0:
         s_small = KarrasSchedule.sample_training_sigma_below(
-            bsz, generator, cfg.tsm_sigma_max, cfg.p_mean, cfg.p_std, dtype=x0.dtype
+            bsz, generator, cfg.tsm_sigma_max, cfg.p_mean, cfg.p_std, dtype=x0.dtype, device=x0.device
         )
         eps = noise_like(x0, generator, first._project)
         losses["tsm"] = tsm_loss(first, x0, first.project(batch.score), s_small, eps, temps)
@@ -173,11 +180,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_models(path: str | Path, target, ema: bool = True) -> tuple[ScoreModel | None, EnergyModel]:
-    """Rebuild (score | None, energy) from a checkpoint: the EMA weights unless ``ema=False``."""
+def load_models(
+    path: str | Path, target, ema: bool = True, device=None
+) -> tuple[ScoreModel | None, EnergyModel]:
+    """Rebuild (score | None, energy) from a checkpoint: the EMA weights unless ``ema=False``.
+    The file is read onto the CPU (``map_location``), whatever device wrote it, then moved to ``device``."""
     ckpt = read_checkpoint(path)
     net_cfg = from_dict(NetConfig, ckpt["net_config"])
-    score, energy = build_models(target, net_cfg)
+    score, energy = build_models(target, net_cfg, device=device)
     states = ckpt["ema" if ema else "models"]
     for name, module in (("score", score), ("energy", energy)):
         if module is not None:
@@ -194,12 +204,18 @@ def train(
     checkpoint_path: str | Path | None = None,
     resume: bool = True,
     pin_sigma_default: float = 0.01,
+    hooks: Any = None,
 ) -> TrainResult:
     """Train in place; see the module docstring. ``callback(info)`` every ``log_every`` steps.
 
     Energy pinning anchors U_η(·, σ) at ``cfg.pin_sigma``, or, when that is None, at
     ``pin_sigma_default`` — callers that sample pass their schedule's σ_min, the σ at which the
     annealing stops and U_η is read as the energy.
+
+    ``hooks`` (data-parallel training, ``boltzpath.parallel.ddp_train.DataParallel``; None: one
+    process) sets this rank's generator and starting weights, the per-rank batch, averages
+    gradients after ``backward()``, averages logged losses, adds every rank's generator state to
+    checkpoints and lets only rank 0 write them (the others wait until the file is there).
     """
     if cfg.steps < 0 or cfg.batch_size < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise BadInput("need steps >= 0, batch_size, log_every, checkpoint_every >= 1")
@@ -212,7 +228,7 @@ def train(
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, foreach=True)  # foreach: fewer CPU kernel launches
     emas = {k: Ema(m, cfg.ema) for k, m in modules.items()}
-    step, history = 0, []
+    step, history, ckpt = 0, [], None
     path = None if checkpoint_path is None else Path(checkpoint_path)
     if path is not None and resume and path.exists():
         ckpt = read_checkpoint(path)
@@ -222,18 +238,24 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
         step, history = int(ckpt["step"]), list(ckpt["history"])
+    # --- data-parallel hook (boltzpath.parallel): rank generators, identical starting weights
+    if hooks is not None:
+        hooks.start([*modules.values(), *(e.module for e in emas.values())], generator, ckpt)
+    batch_size = cfg.batch_size if hooks is None else hooks.local_batch_size(cfg.batch_size)
     weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
     t0 = time.perf_counter()
     for m in modules.values():
         m.train()
     while step < cfg.steps:
-        batch = buffer.sample(cfg.batch_size, generator, cfg.augment)
+        batch = buffer.sample(batch_size, generator, cfg.augment)
         losses = _step_losses(models, batch, cfg, generator, pin_sigma)
         total = sum(weights[k] * v for k, v in losses.items())
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if hooks is not None:  # data-parallel hook: ∇ ← mean over ranks (exact union-batch gradient)
+            hooks.after_backward(params)
         norms = {
             k: float(torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip))
             for k, m in modules.items()
@@ -246,11 +268,17 @@ def train(
             info = {"step": step, "loss": total.item(), "wall_time_s": time.perf_counter() - t0}
             info.update({k: v.item() for k, v in losses.items()})
             info.update({f"grad_norm_{k}": v for k, v in norms.items()})
+            if hooks is not None:  # data-parallel hook: losses averaged over ranks
+                info = hooks.reduce_log(info)
             history.append(info)
             if callback is not None:
                 callback(info)
         if path is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            atomic_torch_save(path, _checkpoint(models, emas, optimizer, step, generator, history, cfg))
+            state = _checkpoint(models, emas, optimizer, step, generator, history, cfg)
+            if hooks is None:
+                atomic_torch_save(path, state)
+            else:  # data-parallel hook: adds every rank's generator; rank 0 writes, all ranks wait
+                hooks.write_checkpoint(path, state)
     ema_models = Models(
         emas["score"].module if "score" in emas else None, emas["energy"].module, models.net_config
     )

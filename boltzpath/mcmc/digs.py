@@ -164,14 +164,14 @@ def run_digs(target, n: int, generator: torch.Generator, cfg: DiGSConfig, callba
     levels = len(sigmas)
     # initial step sizes: the conditional's Gaussian curvature α²/σ² caps a stable MALA step
     first = [math.log(min(cfg.step_size, 0.5 * (s / a) ** 2)) for s, a in zip(sigmas, alphas, strict=True)]
-    log_step = torch.tensor(first, dtype=torch.float64)[:, None].repeat(1, cfg.chains)
+    log_step = torch.tensor(first, dtype=torch.float64, device=x0.device)[:, None].repeat(1, cfg.chains)
     adapt_count = [0] * levels
     state = init_state(target, x0)
     per_chain = math.ceil(n / cfg.chains)
     total = cfg.burn_in + per_chain * cfg.thin
     xs, es = [], []
-    acc = {"mwg": torch.zeros(levels, dtype=torch.float64), "mala": torch.zeros(levels, dtype=torch.float64)}
-    visits = torch.zeros(levels, dtype=torch.float64)
+    acc = {k: torch.zeros(levels, dtype=torch.float64, device=x0.device) for k in ("mwg", "mala")}
+    visits = torch.zeros(levels, dtype=torch.float64, device=x0.device)
     for sweep in range(total):
         lvl = levels - 1 - sweep % levels  # cycle from the largest σ down to the smallest
         warm = sweep < cfg.burn_in

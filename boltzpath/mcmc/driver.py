@@ -67,11 +67,11 @@ def run_chains(
     """Warm up, then collect ``n_samples`` (thinned, chain-interleaved). Returns (x, E, stats)."""
     chains = x0.shape[0]
     state = init_state(potential, x0)
-    log_step = torch.full((chains,), math.log(cfg.step_size), dtype=torch.float64)
+    log_step = torch.full((chains,), math.log(cfg.step_size), dtype=torch.float64, device=x0.device)
     per_chain = math.ceil(n_samples / chains)
     total = cfg.burn_in + per_chain * cfg.thin
     xs, es = [], []
-    acc_sum = torch.zeros(chains, dtype=torch.float64)
+    acc_sum = torch.zeros(chains, dtype=torch.float64, device=x0.device)
     for it in range(total):
         state, info = kernel(potential, state, generator, log_step.exp().to(x0.dtype))
         if it < cfg.burn_in:

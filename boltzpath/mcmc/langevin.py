@@ -47,7 +47,8 @@ def init_langevin(potential: Potential, position: torch.Tensor, generator: torch
     """Start from ``position`` with Maxwell–Boltzmann velocities v ~ N(0, I) (projected)."""
     position = potential.project(position)
     energy, grad = potential.energy_and_grad(position)
-    v = potential.project(torch.randn(position.shape, generator=generator, dtype=position.dtype))
+    v = potential.project(torch.randn(position.shape, generator=generator, dtype=position.dtype,
+                                      device=position.device))
     return LangevinState(position, v, energy, grad)
 
 

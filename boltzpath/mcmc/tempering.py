@@ -74,14 +74,15 @@ def replica_swap(
     chains = pos.shape[1]
     beta = betas.to(state.energy).reshape(-1, 1)
     u = state.energy.reshape(k_rep, chains) / beta
-    probs = torch.full((max(k_rep - 1, 0), chains), math.nan, dtype=torch.float64)
-    lows = torch.arange(parity, k_rep - 1, 2)
+    dev = state.position.device
+    probs = torch.full((max(k_rep - 1, 0), chains), math.nan, dtype=torch.float64, device=dev)
+    lows = torch.arange(parity, k_rep - 1, 2, device=dev)
     if len(lows) == 0:
         return state, probs
     log_r = (beta[lows] - beta[lows + 1]) * (u[lows] - u[lows + 1])
     accept_prob, accepted = metropolis(log_r, generator)
     probs[lows] = accept_prob.to(torch.float64)
-    perm = torch.arange(k_rep).reshape(-1, 1).repeat(1, chains)
+    perm = torch.arange(k_rep, device=dev).reshape(-1, 1).repeat(1, chains)
     perm[lows] = torch.where(accepted, lows.reshape(-1, 1) + 1, perm[lows])
     perm[lows + 1] = torch.where(accepted, lows.reshape(-1, 1), perm[lows + 1])
     new_pos = pos.gather(0, perm[..., None].expand_as(pos))
@@ -146,11 +147,12 @@ def run_pt(target, n, generator, cfg: PTConfig, callback=None, x0=None, return_a
     k_rep, chains = len(temps), cfg.chains
     replicas = [target.at_temperature(t) for t in temps]
     ladder = LadderPotential(replicas, chains)
-    betas = torch.tensor([target.temperature / t for t in temps], dtype=torch.float64)
     dtype = cfg.torch_dtype
     if x0 is None:
         x0 = target.prior_sample(k_rep * chains, generator, dtype=dtype)
     x0 = target.check_input(x0.to(dtype))
+    dev = x0.device
+    betas = torch.tensor([target.temperature / t for t in temps], dtype=torch.float64, device=dev)
     if x0.shape[0] == chains:
         x0 = x0.repeat(k_rep, 1)
     if x0.shape[0] != k_rep * chains:
@@ -159,13 +161,13 @@ def run_pt(target, n, generator, cfg: PTConfig, callback=None, x0=None, return_a
 
     start_count, t0 = target.counter.count, time.perf_counter()
     state = init_state(ladder, x0)
-    log_step = torch.full((k_rep,), math.log(cfg.step_size), dtype=torch.float64)
+    log_step = torch.full((k_rep,), math.log(cfg.step_size), dtype=torch.float64, device=dev)
     per_chain = math.ceil(n / chains)
     total = cfg.burn_in + per_chain * cfg.thin
     xs, es = [], []
-    acc_local = torch.zeros(k_rep, dtype=torch.float64)
-    swap_sum = torch.zeros(max(k_rep - 1, 0), dtype=torch.float64)
-    swap_tries = torch.zeros(max(k_rep - 1, 0), dtype=torch.float64)
+    acc_local = torch.zeros(k_rep, dtype=torch.float64, device=dev)
+    swap_sum = torch.zeros(max(k_rep - 1, 0), dtype=torch.float64, device=dev)
+    swap_tries = torch.zeros(max(k_rep - 1, 0), dtype=torch.float64, device=dev)
     parity = 0
     for it in range(total):
         step = log_step.exp().repeat_interleave(chains).to(dtype)

@@ -41,11 +41,8 @@ from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
-from boltzpath.smc.annealing import anneal
+from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.model import NetworkModel
-from boltzpath.smc.relax import relax
-from boltzpath.smc.resample import systematic
-from boltzpath.smc.tail import final_log_weights
 from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
@@ -53,8 +50,8 @@ Callback = Callable[[str, dict], None]
 _PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6}
 
 
-def _generator(seed: int, stage: int, purpose: str) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stage * 101 + _PURPOSE[purpose])
+def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + stage * 101 + _PURPOSE[purpose])
 
 
 @dataclass
@@ -68,12 +65,12 @@ def _network_model(score, energy, target, schedule, temperature: float | None = 
     return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project, temperature)
 
 
-def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[torch.Tensor, dict]:
+def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaParallel):
     from boltzpath.mcmc.registry import run_method
 
     method = cfg.stage0.method
-    try:
-        samples = run_method(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
+    try:  # parallel hook: par.stage0 is run_method with one process, sharded chains with several
+        samples = par.stage0(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
                              callback=lambda i, n, info: callback("sample", {"step": i, "of": n, **info}))
     except ModuleNotFoundError:  # a baseline not installed in this tree: MALA always is
         method = "mala"
@@ -81,14 +78,15 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback) -> tuple[t
     return samples.x, {"stage0_method": method, "stage0_info": samples.info}
 
 
-def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback):
+def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
+                  par: PitaParallel):
     """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics.
 
     Each population ends with the tail correction of ``cfg.anneal.tail`` (``smc.tail``; for
     ``true_energy`` and ``released`` the true E/kT_k of every particle is evaluated, counted by the
     target as ``final_reweighting``) and one systematic resampling to equal weights.
     """
-    score, energy = load_models(models_path, target)
+    score, energy = load_models(models_path, target, device=par.device)
     read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
     if cfg.anneal.score_from == "energy":
         score = None  # s = −∇U_η: drift and weights from one consistent model
@@ -97,18 +95,14 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     needs_energy = acfg.use_weights and acfg.tail != "fk"
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
-        res = anneal(model, cfg.n_particles, schedule, acfg, gen, target.project,
-                     callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
-                                                                         "step": i, "of": n, **info}))
-        x = res.x.detach()
-        if needs_energy:
-            with torch.no_grad():
-                e_true = target_k.energy(x).to(torch.float64)
-        else:
-            e_true = torch.zeros(x.shape[0], dtype=torch.float64)
-        lw = final_log_weights(model, x, res.log_weights, e_true, acfg)
-        idx = systematic(gen, lw, cfg.n_particles)  # equal weights for the buffer
-        xs.append(x[idx])
+        # parallel hook: anneal + tail correction + final systematic resampling (equal weights for the
+        # buffer); with several processes one sharded population and a resampling every rank agrees on
+        res, lw, idx, x_eq = par.anneal_population(
+            model, cfg.n_particles, schedule, acfg, gen, target.project,
+            callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
+                                                                "step": i, "of": n, **info}),
+            target=target_k if needs_energy else None)
+        xs.append(x_eq.detach())
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
                      "ess_after_tail_correction": effective_sample_size(lw),
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
@@ -120,7 +114,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     return x, summary
 
 
-def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> tuple[Samples, dict]:
+def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
+               par: PitaParallel) -> tuple[Samples, dict]:
     """Produce (or reload) stage k's samples/buffer/metrics; train its model unless it is the last."""
     sdir = run.subdir(f"stage_{k}")
     temp = cfg.temperatures[k]
@@ -128,39 +123,43 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
     last = k == len(cfg.temperatures) - 1
     if sdir.file("samples.npz").is_file() and sdir.file("buffer.npz").is_file():
         samples, metrics = sdir.read_samples(), sdir.read_metrics()
-        buffer = TrainingBuffer.load(sdir.file("buffer.npz"))
+        buffer = TrainingBuffer.load(sdir.file("buffer.npz")).to(par.device)
     else:
-        gen, t0, counter = _generator(cfg.seed, k, "sample"), time.perf_counter(), target.counter
+        gen, t0, counter = _generator(cfg.seed, k, "sample", par.device), time.perf_counter(), target.counter
+        par.reset_streams()
         evals: dict[str, int] = {}
-        c = counter.count
+        c = par.count(counter)  # parallel hook: counts are sums over processes (collective)
         if k == 0:
-            x, extra = _stage0_data(cfg, target_k, gen, callback)
-            evals["initial_data"], c = counter.count - c, counter.count
-            buffer = TrainingBuffer.from_target(target_k, x)
-            evals["training_buffers"] = counter.count - c
+            x, extra = _stage0_data(cfg, target_k, gen, callback, par)
+            now = par.count(counter)
+            evals["initial_data"], c = now - c, now
+            buffer = par.buffer(target_k, x)  # parallel hook: evaluations split over processes
+            evals["training_buffers"] = par.count(counter) - c
             energy = buffer.energy
         else:
             x, extra = _anneal_stage(cfg, k, run.path / f"stage_{k - 1}" / "model.pt", target, target_k,
-                                     schedule, gen, callback)
-            evals["final_reweighting"], c = counter.count - c, counter.count  # 0 for tail "fk"
-            rel = relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
+                                     schedule, gen, callback, par)
+            now = par.count(counter)
+            evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
+            rx, re, rg, rinfo = par.relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then
             # once per MALA step; attribute the first evaluation to the buffer
             evals["training_buffers"] = x.shape[0]
-            evals["relaxation"] = counter.count - c - x.shape[0]
-            x, energy = rel.x, rel.energy
-            buffer = TrainingBuffer(x, rel.energy, -rel.grad, None, target.n_particles, target.spatial_dim)
-            extra["relaxation"] = rel.info
-        samples = Samples(x=x.detach().float(), energy=energy.detach().double(),
+            evals["relaxation"] = par.count(counter) - c - x.shape[0]
+            x, energy = rx, re
+            buffer = TrainingBuffer(x, re, -rg, None, target.n_particles, target.spatial_dim)
+            extra["relaxation"] = rinfo
+        samples = Samples(x=x.detach().float().cpu(), energy=energy.detach().double().cpu(),
                           info={"method": "pita", "stage": k, "temperature": temp,
                                 "target": target_k.describe()})
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
-        metrics["evaluation"] = stage_metrics(samples, target_k, reference if last else None,
-                                              _generator(cfg.seed, k, "metrics"), cfg.eval_max_n, sdir,
-                                              cfg.eval_noise_floors, cfg.stage_plots)
-        buffer.save(sdir.file("buffer.npz"))
+        metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
+            samples, target_k.to("cpu"), reference if last else None, _generator(cfg.seed, k, "metrics"),
+            cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
+        if par.is_main:
+            buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
         sdir.write_samples(samples)
         run.log(f"stage {k} (T={temp}) sampled: {samples.n} samples, evaluations {evals}")
@@ -170,14 +169,14 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
         if k == 0:
             with torch.random.fork_rng(devices=[]):  # network initialisation draws from the global RNG
                 torch.manual_seed(int(_generator(cfg.seed, 0, "init").initial_seed()))
-                score, energy = build_models(target, cfg.net)
+                score, energy = build_models(target, cfg.net, device=par.device)
         else:
-            score, energy = load_models(prev, target)  # fine-tune from the previous EMA weights
+            score, energy = load_models(prev, target, device=par.device)  # fine-tune from the previous EMA
         tcfg = cfg.train if k == 0 else cfg.finetune
-        earlier = [_labelled(TrainingBuffer.load(run.path / f"stage_{j}" / "buffer.npz"), cfg.temperatures[j])
-                   for j in range(k)] if cfg.train_on_all_buffers else []
+        earlier = [_labelled(TrainingBuffer.load(run.path / f"stage_{j}" / "buffer.npz").to(par.device),
+                             cfg.temperatures[j]) for j in range(k)] if cfg.train_on_all_buffers else []
         models = Models(score, energy, cfg.net)
-        result, gate, n_train = _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback)
+        result, gate, n_train = _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback, par)
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
                                "n_train": n_train,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
@@ -194,18 +193,19 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
             if cfg.gate.action == "refuse":
                 raise BadInput(msg)
     sdir.mark_complete()
+    par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
 
 
 def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
     """The buffer with every sample labelled by ``temperature`` (temperature-conditioned training)."""
-    temps = torch.full((len(buffer),), float(temperature))
+    temps = torch.full((len(buffer),), float(temperature), device=buffer.x.device)
     return TrainingBuffer(buffer.x, buffer.energy, buffer.score, temps,
                           buffer.n_particles, buffer.spatial_dim)
 
 
-def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback):
+def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback, par: PitaParallel):
     """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
     model's quality for γ = T_k/T_{k+1} on it, and extend training by the stage's steps at a time up
     to ``gate.max_factor`` times them until the gate passes (``diffusion.quality``). ``earlier``: labelled
@@ -227,10 +227,10 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         def report(info, of=steps):
             callback("train", {"stage": k, "of": of, **info})
 
-        result = train(models, train_buf, replace(tcfg, steps=steps), _generator(cfg.seed, k, "train"),
-                       callback=report,
+        gen_train = _generator(cfg.seed, k, "train", par.device)
+        result = train(models, train_buf, replace(tcfg, steps=steps), gen_train, callback=report,
                        checkpoint_path=sdir.file("model.pt"), resume=True,
-                       pin_sigma_default=cfg.schedule.sigma_min)
+                       pin_sigma_default=cfg.schedule.sigma_min, hooks=par.hooks())
         if hold is None:
             return result, None, len(train_buf)
         if result.step > steps:  # resumed past this check: it had failed (training went on), skip it
@@ -238,7 +238,8 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
             continue
         q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
                                  cfg.gamma(k + 1), cfg.schedule.sigma_min,
-                                 _generator(cfg.seed, k, "quality"), gcfg.sigmas, hold.temperature)
+                                 _generator(cfg.seed, k, "quality", par.device), gcfg.sigmas,
+                                 hold.temperature)
         checks.append({"step": result.step, **q})
         passed = gcfg.passes(q)
         if passed or steps >= cap:
@@ -256,25 +257,34 @@ def _gate_summary(gate: dict | None) -> dict | None:
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None) -> PITAResult:
-    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring."""
+             callback: Callback | None = None, device: str | None = "auto") -> PITAResult | None:
+    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
+
+    Under torchrun the R processes share the work (``boltzpath.parallel.pita_parallel``); rank 0
+    writes the run folder and returns the result, the others return None. ``device``: auto | cpu |
+    cuda[:i] (networks, buffers, particles and generators live there; files and metrics on the CPU).
+    """
     cfg.validate()
-    callback = callback or (lambda event, info: None)
-    run = RunDir.create(out, overwrite=overwrite, resume=resume)
+    from boltzpath.parallel.dist import init_from_env  # parallel hook: process group, rank-0 writes
+
+    ctx = init_from_env(device)
+    par = PitaParallel(ctx)
+    callback = (callback if par.is_main else None) or (lambda event, info: None)
+    run = par.run_dir(out, overwrite=overwrite, resume=resume)
     resolved = to_dict(cfg)
     if run.file("config.yaml").is_file():
         if run.read_config() != resolved:
             raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
     else:
         run.write_config(resolved)
-    target = make_target(cfg.target, **cfg.target_options)
+    target = make_target(cfg.target, **cfg.target_options).to(ctx.device)  # device hook
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")
     t0 = time.perf_counter()
     stages = []
     for k in range(len(cfg.temperatures)):
-        samples, metrics = _run_stage(cfg, k, run, target, schedule, reference, callback)
+        samples, metrics = _run_stage(cfg, k, run, target, schedule, reference, callback, par)
         stages.append(metrics)
     totals: dict[str, int] = {}
     for m in stages:
@@ -297,6 +307,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     final_samples = Samples(samples.x, samples.energy, None, info)
     run.write_samples(final_samples)
     run.write_metrics(final)
+    if not par.is_main:  # parallel hook: ranks > 0 are done
+        return None
     write_ladder_plot(run.file("ladder.png"), stages)
     run.log(f"pita finished: {final['energy_evaluations']}")
     run.mark_complete()

@@ -84,7 +84,8 @@ class _Progress:
 @click.option("--resume", is_flag=True, help="continue a killed run from its last completed step")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def pita(target, preset, out, seed, overwrite, resume, overrides, quiet):
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:i")
+def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.methods.pita import run_pita
 
@@ -92,11 +93,13 @@ def pita(target, preset, out, seed, overwrite, resume, overrides, quiet):
         cfg = resolve_config(target, preset, seed, overrides)
         progress = _Progress(not quiet)
         try:
-            result = run_pita(cfg, out, overwrite=overwrite, resume=resume, callback=progress)
+            result = run_pita(cfg, out, overwrite=overwrite, resume=resume, callback=progress, device=device)
         finally:
             progress.close()
     except BadInput as exc:
         raise _BadInput(str(exc).splitlines()[0]) from None
+    if result is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
+        return
     ev = result.metrics["energy_evaluations"]
     click.echo(f"wrote {result.run.path} ({result.samples.n} samples at T={cfg.temperatures[-1]:g}, "
                f"{ev['total']} energy evaluations, {result.metrics['wall_time_s']:.1f} s)")

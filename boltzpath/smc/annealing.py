@@ -239,8 +239,10 @@ def anneal(
     project = project or (lambda v: v)
     dtype = cfg.torch_dtype
     prior_std = schedule.sigma_max / math.sqrt(cfg.gamma)
-    x = prior_std * project(torch.randn(int(n_particles), model.dim, generator=generator, dtype=dtype))
-    state = AnnealState(x, torch.zeros(int(n_particles), dtype=torch.float64), 0.0)
+    dev = generator.device  # device hook: particles live where the generator draws
+    x = prior_std * project(torch.randn(int(n_particles), model.dim, generator=generator, dtype=dtype,
+                                        device=dev))
+    state = AnnealState(x, torch.zeros(int(n_particles), dtype=torch.float64, device=dev), 0.0)
     grid = schedule.time_grid(cfg.n_steps).tolist()
     info = AnnealInfo()
     for k in range(cfg.n_steps):

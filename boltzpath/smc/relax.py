@@ -96,8 +96,8 @@ def repair(target, state: ChainState, threshold: float, n_steps: int, step: floa
     idx = torch.nonzero(bad).flatten()
     if idx.numel():
         xs, es, gs = x[idx].clone(), energy[idx].clone(), grad[idx].clone()
-        delta = torch.full((idx.numel(),), float(step), dtype=torch.float64)
-        todo = torch.ones(idx.numel(), dtype=torch.bool)
+        delta = torch.full((idx.numel(),), float(step), dtype=torch.float64, device=x.device)
+        todo = torch.ones(idx.numel(), dtype=torch.bool, device=x.device)
         for it in range(n_steps):
             act = torch.nonzero(todo).flatten()
             if act.numel() == 0:
@@ -139,7 +139,7 @@ def relax(
         state, repair_info = repair(target, state, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
     start = state.position.clone()
     n = x.shape[0]
-    log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64)
+    log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64, device=x.device)
     acc_all, acc_frozen, frozen = 0.0, 0.0, 0
     for it in range(cfg.n_steps):
         state, info = mala_step(target, state, generator, log_step.exp().to(x.dtype))

@@ -19,8 +19,8 @@ def systematic(generator: torch.Generator, log_weights: torch.Tensor, n: int) ->
     w = normalised_weights(log_weights)
     cdf = torch.cumsum(w, dim=0)
     cdf[-1] = 1.0  # guard against round-off leaving the last point beyond the CDF
-    u = torch.rand((), generator=generator, dtype=torch.float64)
-    points = (u + torch.arange(n, dtype=torch.float64)) / n
+    u = torch.rand((), generator=generator, dtype=torch.float64, device=generator.device).to(w.device)
+    points = (u + torch.arange(n, dtype=torch.float64, device=w.device)) / n
     idx = torch.searchsorted(cdf, points, right=True)
     return idx.clamp_(max=w.numel() - 1).to(torch.int64)
 
@@ -28,7 +28,8 @@ def systematic(generator: torch.Generator, log_weights: torch.Tensor, n: int) ->
 def multinomial(generator: torch.Generator, log_weights: torch.Tensor, n: int) -> torch.Tensor:
     """n i.i.d. draws from the normalised weights."""
     w = normalised_weights(log_weights)
-    return torch.multinomial(w, n, replacement=True, generator=generator).to(torch.int64)
+    return torch.multinomial(w.to(generator.device), n, replacement=True, generator=generator).to(
+        device=w.device, dtype=torch.int64)
 
 
 Resampler = Callable[[torch.Generator, torch.Tensor, int], torch.Tensor]

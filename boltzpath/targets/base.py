@@ -84,6 +84,23 @@ class Target:
         other.temperature = float(temperature)
         return other
 
+    def to(self, device: str | torch.device) -> Target:
+        """This target with its tensors (and torch modules) on ``device``: a copy sharing the evaluation
+        counter, or ``self`` when nothing needs to move. Sample on the device the target lives on."""
+        dev = torch.device(device)
+        moved: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and value.device != dev:
+                moved[key] = value.to(dev)
+            elif isinstance(value, torch.nn.Module) and any(
+                    t.device != dev for t in value.state_dict().values()):
+                moved[key] = copy.deepcopy(value).to(dev)
+        if not moved:
+            return self
+        other = copy.copy(self)
+        other.__dict__.update(moved)
+        return other
+
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise BadInput(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")
@@ -123,7 +140,8 @@ class Target:
 
     def prior_sample(self, n: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
         """A broad, cheap initialisation for chains (not a sample of the target)."""
-        return self.project(torch.randn(n, self.dim, generator=generator, dtype=dtype))
+        x = torch.randn(n, self.dim, generator=generator, dtype=dtype, device=generator.device)
+        return self.project(x)
 
     # exact samplers / normalisers where they exist
     has_exact_sampler: bool = False

@@ -22,7 +22,7 @@ class DoubleWellParticles(ParticleTarget):
         return (self.a * d**4 + self.b * d**2).sum(-1)
 
     def prior_sample(self, n, generator, dtype=torch.float32):
-        x = 2.0 * torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        x = 2.0 * torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=generator.device)
         return self.project(x).to(dtype)
 
     def options(self):
@@ -59,11 +59,12 @@ class LennardJones(ParticleTarget):
     def prior_sample(self, n, generator, dtype=torch.float32):
         """Random points in a ball of the cluster's size, rejecting overlaps (r < 0.7 r_m)."""
         radius = self.r_m * (self.n_particles ** (1 / 3)) * 0.6
-        out = torch.empty(n, self.dim, dtype=torch.float64)
+        out = torch.empty(n, self.dim, dtype=torch.float64, device=generator.device)
         filled = 0
         while filled < n:
             m = 4 * (n - filled)
-            x = radius * torch.randn(m, self.dim, generator=generator, dtype=torch.float64)
+            x = torch.randn(m, self.dim, generator=generator, dtype=torch.float64, device=generator.device)
+            x = radius * x
             ok = self.pairwise_distances(x).min(1).values > 0.7 * self.r_m
             x = x[ok][: n - filled]
             out[filled : filled + x.shape[0]] = x

@@ -107,6 +107,13 @@ class PeptideTarget(Target):
         return {"phi": np.asarray(phi, dtype=np.int64), "psi": np.asarray(psi, dtype=np.int64)}
 
     # ----------------------------------------------------------------- energies
+    def to(self, device: str | torch.device) -> PeptideTarget:
+        """The torch force field moved to ``device`` (energies are then computed there, no copies)."""
+        other = super().to(device)
+        if other is not self:
+            other.device_name = str(torch.device(device))
+        return other
+
     def as_positions(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 3·n_atoms) → (batch, n_atoms, 3), checking the shape."""
         if not isinstance(x, torch.Tensor):
@@ -130,8 +137,9 @@ class PeptideTarget(Target):
 
     def prior_sample(self, n: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
         """Initial structure + N(0, PRIOR_NOISE_NM²) noise per coordinate (0.005 nm); a chain start only."""
-        x0 = torch.as_tensor(self.initial_positions_nm, dtype=torch.float64).reshape(1, -1)
-        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        dev = generator.device
+        x0 = torch.as_tensor(self.initial_positions_nm, dtype=torch.float64, device=dev).reshape(1, -1)
+        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=dev)
         return (x0 + PRIOR_NOISE_NM * noise).to(dtype)
 
     # ----------------------------------------------------------------- ground truth

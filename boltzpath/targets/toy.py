@@ -178,7 +178,8 @@ class ManyWell(Target):
         return out.to(dtype)
 
     def prior_sample(self, n, generator, dtype=torch.float32):
-        return (2.0 * torch.randn(n, self.dim, generator=generator, dtype=torch.float64)).to(dtype)
+        return (2.0 * torch.randn(n, self.dim, generator=generator, dtype=torch.float64,
+                                  device=generator.device)).to(dtype)
 
     def options(self):
         return {"dim": self.dim}

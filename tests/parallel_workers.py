@@ -1,0 +1,141 @@
+"""Module-level workers run by ``boltzpath.parallel.launch.spawn_local`` in the parallel tests.
+
+Each joins the gloo group from the environment, does one job, and writes its results (tensors via
+``torch.save`` of plain dicts, read back with ``weights_only=True``) under the folder it is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from boltzpath.parallel.dist import init_from_env, shutdown
+
+# ------------------------------------------------------------------ data-parallel training
+TRAIN_STEPS, GLOBAL_BATCH = 6, 16
+
+
+def dw4_problem(init_seed: int = 0):
+    """DW-4 buffer and a small score+energy EGNN (the distillation loss takes a double backward)."""
+    from boltzpath import make_target
+    from boltzpath.diffusion.buffer import TrainingBuffer
+    from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models
+
+    target = make_target("dw4")
+    gen = torch.Generator().manual_seed(0)
+    x = target.project(2.0 * torch.randn(64, target.dim, generator=gen))
+    buffer = TrainingBuffer.from_target(target, x, temperature=1.0)
+    net = NetConfig(hidden=8, layers=2, emb_dim=8)
+    torch.manual_seed(init_seed)
+    models = Models(*build_models(target, net), net_config=net)
+    cfg = TrainConfig(steps=TRAIN_STEPS, batch_size=GLOBAL_BATCH, pin=0.1, tsm=0.5, log_every=2,
+                      checkpoint_every=3)
+    return target, buffer, models, cfg
+
+
+def flat_params(modules) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
+
+
+def averaged_gradient(dp, rank: int, seed: int = 11) -> torch.Tensor:
+    """The gradient after ``dp.after_backward`` of rank ``rank``'s loss on its half-batch."""
+    from boltzpath.diffusion.train import _step_losses
+    from boltzpath.parallel.ddp_train import rank_seed
+
+    _, buffer, models, cfg = dw4_problem()
+    gen = torch.Generator().manual_seed(rank_seed(seed, rank))
+    batch = buffer.sample(GLOBAL_BATCH // 2, gen, cfg.augment)
+    losses = _step_losses(models, batch, cfg, gen, 0.01)
+    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
+    sum(weights[k] * v for k, v in losses.items()).backward()
+    params = [p for m in models.modules().values() for p in m.parameters()]
+    dp.after_backward(params)
+    return torch.cat([p.grad.flatten() for p in params])
+
+
+def train_worker(out: str) -> None:
+    from dataclasses import replace
+
+    from boltzpath.diffusion.train import train
+    from boltzpath.parallel.ddp_train import DataParallel
+
+    ctx = init_from_env("cpu")
+    out_dir = Path(out)
+    dp = DataParallel(ctx)
+    # (a) uninterrupted run
+    _, buffer, models, cfg = dw4_problem()
+    if ctx.rank == 1:  # a different initialisation on rank 1: the broadcast must overwrite it
+        with torch.no_grad():
+            for m in models.modules().values():
+                for p in m.parameters():
+                    p.add_(1.0)
+    res = train(models, buffer, cfg, torch.Generator().manual_seed(5), hooks=dp)
+    full = {"params": flat_params(res.models.modules().values()),
+            "ema": flat_params(res.ema.modules().values()),
+            "loss": torch.tensor([h["loss"] for h in res.history])}
+    # (b) killed after 3 steps, resumed to 6 from the checkpoint only rank 0 wrote
+    ckpt = out_dir / "model.pt"
+    _, buffer, models, cfg = dw4_problem()
+    train(models, buffer, replace(cfg, steps=3), torch.Generator().manual_seed(5), checkpoint_path=ckpt,
+          hooks=dp)
+    _, buffer, models, cfg = dw4_problem(init_seed=1)  # other weights: the checkpoint must restore them
+    res = train(models, buffer, cfg, torch.Generator().manual_seed(5), checkpoint_path=ckpt, hooks=dp)
+    resumed = {"params": flat_params(res.models.modules().values()),
+               "ema": flat_params(res.ema.modules().values())}
+    # (c) one averaged gradient, unclipped (Adam and clipping hide the scale of the update)
+    grads = averaged_gradient(dp, ctx.rank)
+    torch.save({"full": full, "resumed": resumed, "grad": grads}, out_dir / f"rank{ctx.rank}.pt")
+    shutdown(ctx)
+
+
+# ------------------------------------------------------------------ sharded SMC
+SMC_REPLICAS, SMC_PARTICLES = 8, 1000
+
+
+def smc_mixtures():
+    """(schedule, 1-D two-mode mixture of tests/test_smc_annealing.py, 1-D single Gaussian)."""
+    from boltzpath.diffusion.schedule import KarrasSchedule
+    from boltzpath.smc.exact import GaussianMixtureVE
+
+    schedule = KarrasSchedule(sigma_min=0.05, sigma_max=80.0)
+    mix = GaussianMixtureVE([0.5, 0.5], [[-2.0], [2.0]], [0.3, 1.0], schedule)
+    gauss = GaussianMixtureVE([1.0], [[1.0]], [0.5], schedule)
+    return schedule, mix, gauss
+
+
+def smc_worker(out: str) -> None:
+    from boltzpath.parallel.ddp_train import rank_seed
+    from boltzpath.parallel.sharded_smc import gather_result, sharded_anneal
+    from boltzpath.smc.annealing import AnnealConfig
+    from boltzpath.smc.weights import weighted_mean
+
+    ctx = init_from_env("cpu")
+    schedule, mix, gauss = smc_mixtures()
+    rows = {"p_pos": [], "log_z": [], "ess": [], "resampled": []}
+    for r in range(SMC_REPLICAS):
+        # P(x > 0) under p^2 of the two-mode mixture (100 steps, as the one-process test)
+        cfg = AnnealConfig(n_steps=100, gamma=2.0, dtype="float64")
+        res = sharded_anneal(mix, SMC_PARTICLES, schedule, cfg,
+                             torch.Generator().manual_seed(rank_seed(100 + r, ctx.rank)),
+                             torch.Generator().manual_seed(10_000 + r), ctx)
+        full = gather_result(res, ctx)
+        rows["p_pos"].append(float(weighted_mean((full.x[:, 0] > 0).double(), full.log_weights)))
+        rows["resampled"].append(res.info.n_resampling_events)
+        # log Z of the single Gaussian under γ = 2 (200 steps: small discretisation bias)
+        cfg = AnnealConfig(n_steps=200, gamma=2.0, dtype="float64")
+        res = sharded_anneal(gauss, SMC_PARTICLES, schedule, cfg,
+                             torch.Generator().manual_seed(rank_seed(200 + r, ctx.rank)),
+                             torch.Generator().manual_seed(20_000 + r), ctx)
+        rows["log_z"].append(res.log_z)
+        rows["ess"].append(res.ess)
+    # no resampling: the global log Z must be the log-mean-exp of all final weights (telescoping)
+    cfg = AnnealConfig(n_steps=30, gamma=2.0, dtype="float64", ess_threshold=0.0)
+    res = sharded_anneal(mix, 301, schedule, cfg, torch.Generator().manual_seed(rank_seed(7, ctx.rank)),
+                         torch.Generator().manual_seed(8), ctx)
+    full = gather_result(res, ctx)
+    out_rows = {k: torch.tensor(v, dtype=torch.float64) for k, v in rows.items()}
+    out_rows.update({"noresample_log_z": torch.tensor(res.log_z, dtype=torch.float64),
+                     "noresample_local_log_w": res.log_weights, "noresample_all_log_w": full.log_weights})
+    torch.save(out_rows, Path(out) / f"smc{ctx.rank}.pt")
+    shutdown(ctx)
