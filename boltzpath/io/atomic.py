@@ -1,7 +1,8 @@
 """Atomic file writes: a file either has its complete new content or its old one, never half.
 
 Each writer writes to a temporary file in the same folder, flushes and fsyncs it, gives it the
-mode an ordinary file would get (0666 minus the umask), then renames it over the destination (``os.replace`` is atomic on POSIX and Windows). A full disk raises
+mode an ordinary file would get (0666 minus the umask), then renames it over the destination
+(``os.replace`` is atomic on POSIX and Windows). A full disk raises
 ``DiskFull`` naming the file, and leaves the previous version untouched.
 """
 

@@ -167,8 +167,9 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback) -> 
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None) -> PITAResult:
-    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring."""
+             callback: Callback | None = None, target=None) -> PITAResult:
+    """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
+    ``target``: an already built target (e.g. a Python callable) instead of ``cfg.target``."""
     cfg.validate()
     callback = callback or (lambda event, info: None)
     run = RunDir.create(out, overwrite=overwrite, resume=resume)
@@ -178,7 +179,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
     else:
         run.write_config(resolved)
-    target = make_target(cfg.target, **cfg.target_options)
+    target = make_target(cfg.target, **cfg.target_options) if target is None else target
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")

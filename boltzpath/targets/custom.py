@@ -91,7 +91,8 @@ class CustomTarget(Target):
         elif callable(energy):
             self.fn = energy
         else:
-            raise BadInput(f"custom energy must be 'module:function' or a callable, got {type(energy).__name__}")
+            raise BadInput("custom energy must be 'module:function' or a callable, got "
+                           f"{type(energy).__name__}")
         self.spec = label
         self.name = label
 
