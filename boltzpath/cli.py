@@ -44,14 +44,25 @@ class Group(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
+        return one_line_errors(super().invoke)(ctx)
+
+
+def one_line_errors(fn):
+    """Wrap ``fn`` so bad input, a full disk or a permission error end as one line and exit 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
         try:
-            return super().invoke(ctx)
+            return fn(*args, **kwargs)
         except BadInput as exc:
             raise BadInputExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except DiskFull as exc:
             raise BadInputExit(f"disk full: {exc}") from None
         except PermissionError as exc:
             raise BadInputExit(f"permission denied: {exc.filename or exc}") from None
+
+    return wrapper
 
 
 def _unavailable(name: str, why: str) -> click.Command:

@@ -55,8 +55,8 @@ class RunDir:
                 return cls(path)
             if not overwrite:
                 if (path / COMPLETE).is_file():
-                    raise BadInput(f"output folder {path} holds a finished run; pass --overwrite or "
-                                   "choose another --out")
+                    raise BadInput(f"output folder {path} is not empty (it holds a finished run); pass "
+                                   "--overwrite or choose another --out")
                 raise BadInput(f"output folder {path} exists and is not empty (an unfinished run? see its "
                                "run.log); pass --resume to continue it or --overwrite to start again")
             _check_writable(path)

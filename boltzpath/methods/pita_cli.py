@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from boltzpath.cli import interrupted, threads_option
+from boltzpath.cli import interrupted, one_line_errors, threads_option
 from boltzpath.config import deep_merge, from_dict, load_yaml, parse_overrides
 from boltzpath.errors import BadInput
 
@@ -49,7 +49,9 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
 
 
 @click.command("pita")
-@click.option("--target", required=True, help="target name (lj13, dw4, gmm40, …) or module:function")
+@click.option("--target", default=None,
+              help="target name (lj13, dw4, gmm40, …) or module:function (required unless --preset is a "
+                   ".yaml file naming one)")
 @click.option("--preset", default="quick", show_default=True, help="quick | cpu | paper | path.yaml")
 @click.option("--out", "out", required=True, type=click.Path(), help="run folder")
 @click.option("--seed", type=int, default=None, help="overrides the preset's seed")
@@ -58,6 +60,7 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
 @threads_option
+@one_line_errors
 def pita(target, preset, out, seed, overwrite, resume, overrides, quiet):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.api import run_pita_config
@@ -66,6 +69,8 @@ def pita(target, preset, out, seed, overwrite, resume, overrides, quiet):
 
     if overwrite and resume:
         raise BadInput("--overwrite and --resume exclude each other")
+    if target is None and not (preset.endswith((".yaml", ".yml")) and "target" in load_yaml(preset)):
+        raise BadInput("missing --target (e.g. --target gmm40; `boltzpath targets` lists them)")
     cfg = resolve_config(target, preset, seed, overrides)
     try:
         with warnings.catch_warnings():
