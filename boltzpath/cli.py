@@ -88,7 +88,7 @@ def set_threads(ctx, param, value):
     if value is None:
         return value
     if value < 1:
-        raise click.BadParameter("must be >= 1")
+        raise BadInput(f"--threads must be >= 1, got {value}")
     import torch
 
     torch.set_num_threads(int(value))
