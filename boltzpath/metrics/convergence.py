@@ -85,9 +85,11 @@ def mcmc_diagnostics(x: torch.Tensor, energy: torch.Tensor, chains: int, target=
     out: dict[str, Any] = {"chains": chains, "draws_per_chain": draws, "rhat_max_allowed": RHAT_MAX,
                            "ess_min_required": ESS_MIN, "method": "arviz rank-normalised split R-hat"}
     if chains < 2 or draws < MIN_DRAWS:
-        out["warning"] = None
         out["note"] = (f"not enough chains/draws for R-hat ({chains} chains x {draws} draws; need >= 2 "
                        f"chains and >= {MIN_DRAWS} draws each)")
+        out["warning"] = (f"convergence not checked: {chains} chains x {draws} draws per chain is too few "
+                          f"for R-hat; raise the number of samples to >= {MIN_DRAWS * max(chains, 2)} "
+                          "or lower sampler.chains")
         return out
     per = {}
     for name, values in _quantities(x, energy, target).items():
