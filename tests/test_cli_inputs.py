@@ -138,7 +138,8 @@ def test_failed_run_records_why_and_resume_or_overwrite_work(tmp_path, monkeypat
     assert "samples.npz kept" in (out / "run.log").read_text() and (out / "COMPLETE").is_file()
     fresh = tmp_path / "fresh"
     assert run(*base[:-len(SMALL) - 2], "--out", fresh, *SMALL).exit_code == 0
-    assert np.array_equal(Samples.load(out / "samples.npz").x.numpy(), Samples.load(fresh / "samples.npz").x.numpy())
+    resumed, uninterrupted = Samples.load(out / "samples.npz"), Samples.load(fresh / "samples.npz")
+    assert np.array_equal(resumed.x.numpy(), uninterrupted.x.numpy())
     assert json.loads((out / "metrics.json").read_text())["metrics"] == \
         json.loads((fresh / "metrics.json").read_text())["metrics"]
     assert run(*base, "--overwrite").exit_code == 0

@@ -16,7 +16,8 @@ from boltzpath.metrics.convergence import (
 
 def interleave(per_chain: np.ndarray) -> torch.Tensor:
     """(chains, draws, dim) → the samplers' layout: sample i is chain i % chains."""
-    return torch.from_numpy(np.ascontiguousarray(per_chain.transpose(1, 0, 2)).reshape(-1, per_chain.shape[2]))
+    flat = np.ascontiguousarray(per_chain.transpose(1, 0, 2)).reshape(-1, per_chain.shape[2])
+    return torch.from_numpy(flat)
 
 
 def test_split_chains_inverts_the_interleaved_layout():
