@@ -183,10 +183,23 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
             _record(out, f"{type(exc).__name__}: {exc}", hint)
             raise
     warning = smc_warning(samples.info["metrics"])
-    if warning and out is not None:
-        RunDir(out).log(f"WARNING {warning}")
+    if out is not None:
+        _final_figures(RunDir(out), samples, t.at_temperature(cfg.temperatures[-1]), cfg.reference, progress)
+        if warning:
+            RunDir(out).log(f"WARNING {warning}")
     _warn(warning)
     return samples
+
+
+def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: str | None,
+                   progress: Progress) -> None:
+    """The final samples' figures in the PITA folder's top level (as ``boltzpath sample`` draws)."""
+    from boltzpath.report.plots import plot_run
+
+    progress.note("plots: final samples")
+    ref = None if reference is None else torch.as_tensor(load_reference(reference, target.dim))
+    for path in plot_run(rd.path, samples, target, ref):
+        rd.log(f"wrote {Path(path).name}")
 
 
 def _record(out, why: str, hint: str) -> None:
