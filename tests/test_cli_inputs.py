@@ -181,3 +181,19 @@ def test_progress_is_periodic_lines_when_stderr_is_not_a_terminal():
         cb(i, 10000, {"accept": 0.5})
     lines = buf.getvalue().splitlines()
     assert len(lines) == 1 and "10000/10000" in lines[0]  # no bar redraws in a log file
+
+
+def test_every_primary_long_option_passes_through_torchrun():
+    """torchrun's argparse rejects an option that abbreviates one of its own (``--n`` → --nnodes…)
+    even after the module; every command's primary long names must pass through untouched."""
+    run_mod = pytest.importorskip("torch.distributed.run")
+    from boltzpath.cli import cli as group
+    from boltzpath.methods.pita_cli import pita
+
+    commands = [group.commands[name] for name in ("sample", "evaluate", "report")] + [pita]
+    names = sorted({p.opts[0] for c in commands for p in c.params if p.opts[0].startswith("--")})
+    assert "--n-samples" in names and "--n" not in names
+    parser = run_mod.get_args_parser()
+    args = parser.parse_args(["--nproc-per-node", "1", "-m", "boltzpath.cli", "sample",
+                              *[x for name in names for x in (name, "1")]])
+    assert args.training_script_args[0] == "sample" and "--n-samples" in args.training_script_args
