@@ -272,10 +272,19 @@ def evaluate(samples: Samples | str | Path, reference: Any = None, target: Any =
     return suite_evaluate(samples, target, ref, generator=gen, max_n=max_n, noise_floors=noise_floors)
 
 
+def evaluate_run(run_dir: str | Path, reference: str | Path | None = None, seed: int = 0,
+                 progress: Progress | bool | None = None) -> dict[str, Any]:
+    """Recompute a run folder's metrics and plots (``boltzpath evaluate``); returns metrics.json."""
+    from boltzpath.sampling import evaluate_folder
+
+    return evaluate_folder(run_dir, reference, seed=seed, progress=_progress(progress))
+
+
 def _progress(progress: Progress | bool | None) -> Progress:
     if isinstance(progress, Progress):
         return progress
     return Progress() if progress else silent()
 
 
-__all__ = ["ConvergenceWarning", "Samples", "Target", "evaluate", "pita", "sample"]
+__all__ = ["ConvergenceWarning", "Samples", "Target", "evaluate", "evaluate_run", "pita", "run_pita_config",
+           "run_sample_config", "sample"]

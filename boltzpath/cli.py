@@ -210,10 +210,10 @@ def sample_cmd(target_name, method, n, seed, out, temperature, reference, config
 @threads_option
 def evaluate_cmd(run_dir, reference, seed, quiet):
     """Recompute a run folder's metrics and plots against a reference set."""
+    from boltzpath.api import evaluate_run
     from boltzpath.progress import Progress
-    from boltzpath.sampling import evaluate_folder
 
-    metrics = evaluate_folder(run_dir, reference, seed=seed, progress=Progress(enabled=not quiet))
+    metrics = evaluate_run(run_dir, reference, seed=seed, progress=Progress(enabled=not quiet))
     for name, entry in sorted(metrics.get("metrics", {}).items()):
         if isinstance(entry, dict) and "value" in entry:
             click.echo(f"{name:32s} {entry['value']!s:>14}  (n={entry.get('n')})")
