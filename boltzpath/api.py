@@ -72,8 +72,8 @@ def _warn(message: str | None) -> None:
 
 
 def _target_spec(target: _BaseTarget) -> dict[str, Any]:
-    return {"name": target.options().get("energy", target.name) if isinstance(target, CustomTarget)
-            else target.name, **target.options(), "temperature": target.temperature}
+    name = target.spec if isinstance(target, CustomTarget) else target.name
+    return {"name": name, **target.options(), "temperature": target.temperature}
 
 
 def sample(target: Any, method: str = "mala", n: int = 1000, seed: int = 0, *, dim: int | None = None,
@@ -93,8 +93,8 @@ def sample(target: Any, method: str = "mala", n: int = 1000, seed: int = 0, *, d
     progress = _progress(progress)
     t = as_target(target, dim, temperature)
     if out is not None and isinstance(t, CustomTarget) and ":" not in t.spec:
-        progress.note(f"note: the energy {t.spec} is not importable as module:function; the saved config "
-                      "records its name only")
+        warnings.warn(f"the energy {t.spec} is not importable as module:function, so {out}/config.yaml "
+                      "records its name only and cannot be rerun with --config", UserWarning, stacklevel=2)
     run = SampleRun(target=_target_spec(t), method=method, n=int(n), seed=int(seed), sampler=dict(options),
                     reference=None if reference is None else str(reference))
     run.validate()
