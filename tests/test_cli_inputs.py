@@ -197,3 +197,24 @@ def test_every_primary_long_option_passes_through_torchrun():
     args = parser.parse_args(["--nproc-per-node", "1", "-m", "boltzpath.cli", "sample",
                               *[x for name in names for x in (name, "1")]])
     assert args.training_script_args[0] == "sample" and "--n-samples" in args.training_script_args
+
+
+def test_pita_interrupted_or_with_a_bad_energy(in_tmp, monkeypatch):
+    import boltzpath.methods.pita as pita_mod
+    from boltzpath.io.runs import RunDir
+
+    (in_tmp / "shapes2.py").write_text("def bad(x):\n    return x.sum()\n")
+    one_line_exit_2(run("run", "pita", "--target", "shapes2:bad", "--set", "target_options.dim=2",
+                        "--out", "p", "--quiet"), "shapes2:bad", "shape")
+    assert not (in_tmp / "p").exists()
+    sys.modules.pop("shapes2", None)
+
+    def interrupted_run(cfg, out, **kwargs):  # the folder exists, then Ctrl-C arrives
+        rd = RunDir.create(out)
+        rd.write_config({"target": cfg.target})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pita_mod, "run_pita", interrupted_run)
+    res = run("run", "pita", "--target", "gmm40", "--out", "q", "--quiet")
+    assert res.exit_code == 130 and "--resume" in res.output and "Aborted" not in res.output
+    assert "interrupted" in (in_tmp / "q" / "run.log").read_text()
