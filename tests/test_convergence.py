@@ -66,3 +66,8 @@ def test_smc_warning_reads_the_final_ess_fraction(frac, flagged):
         assert "1.3 %" in w and "train.steps" in w
     gate = smc_warning({"stages": [], "energy_model_gate": {"passed": False, "reason": "pinning"}})
     assert gate is not None and "gate" in gate
+    # the per-stage summary PITA writes into its final metrics
+    staged = smc_warning({"stages": [{"stage": 1, "temperature": 2.0, "final_ess_fraction": 0.8,
+                                      "energy_model_gate": {"passed": False, "corr": 0.41,
+                                                            "reweight_ess_fraction": 0.03}}]})
+    assert staged is not None and "stage 1" in staged and "corr 0.41" in staged

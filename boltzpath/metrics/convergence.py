@@ -133,20 +133,32 @@ def samples_diagnostics(samples, target=None) -> dict[str, Any] | None:
     return mcmc_diagnostics(samples.x, samples.energy, chains, target)
 
 
+def _gate_failure(gate: Any) -> str | None:
+    """A short reason when an ``energy_model_gate`` record (PITA) says the energy model failed."""
+    if gate is False:
+        return "see metrics.json"
+    if not isinstance(gate, dict) or gate.get("passed") is not False:
+        return None
+    detail = [f"{k} {gate[k]:.2f}" for k in ("reweight_ess_fraction", "corr")
+              if isinstance(gate.get(k), float)]
+    return ", ".join(detail) or str(gate.get("reason", "see metrics.json"))
+
+
 def smc_warning(metrics: dict[str, Any]) -> str | None:
     """A one-line warning for a PITA/SMC run whose weights collapsed (or whose energy model failed
     its gate), from the metrics the run wrote; None when nothing looks wrong."""
     problems = []
     for stage in metrics.get("stages", []):
+        where = f"stage {stage.get('stage')} (T={stage.get('temperature')})"
         frac = stage.get("final_ess_fraction")
         if isinstance(frac, int | float) and frac < SMC_ESS_MIN:
-            problems.append(f"stage {stage.get('stage')} (T={stage.get('temperature')}) final ESS "
-                            f"{100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
-    gate = metrics.get("energy_model_gate")
-    if isinstance(gate, dict) and gate.get("passed") is False:
-        problems.append(f"energy model gate failed ({gate.get('reason', 'see metrics.json')})")
-    elif gate is False:
-        problems.append("energy model gate failed")
+            problems.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
+        gate = _gate_failure(stage.get("energy_model_gate"))
+        if gate:
+            problems.append(f"{where} energy model gate failed ({gate})")
+    gate = _gate_failure(metrics.get("energy_model_gate"))
+    if gate:
+        problems.append(f"energy model gate failed ({gate})")
     if not problems:
         return None
     return ("weights collapsed: " + "; ".join(problems) + " — the samples are unreliable; raise "
