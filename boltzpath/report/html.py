@@ -1,10 +1,11 @@
 """``boltzpath report RUN… --out report.html``: one self-contained, offline page comparing runs.
 
-Sections: a metrics table (value, n and noise floor of every metric, energy evaluations, wall
-time, convergence flags), cost–quality plots (each metric against target energy evaluations, one
-mark per run, log x axis, the noise floor dashed), every run's figures, and the config keys that
-differ between runs. Figures are PNG bytes inlined as base64 ``data:`` URIs; there is no script,
-stylesheet or font to fetch, so the file opens anywhere without a network. Written atomically.
+Sections: the runs (target, method, energy evaluations, wall time, convergence warnings), a
+metrics table (value, n and noise floor mean ± sd of every metric, one column per run),
+cost–quality plots (each metric against target energy evaluations, one mark per run, log x axis,
+the noise floor dashed), every run's figures, and the config keys that differ between runs.
+Figures are PNG bytes inlined as base64 ``data:`` URIs; there is no script, stylesheet or font to
+fetch, so the file opens anywhere without a network. Written atomically.
 """
 
 from __future__ import annotations
@@ -90,29 +91,53 @@ def _png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def metrics_table(runs: list[RunInfo]) -> str:
-    names = sorted({m for r in runs for m in r.metrics})
+def floor_of(entry: dict) -> tuple[float | None, float | None]:
+    """(mean, std) of a metric's noise floor, which is a number or {"mean", "std", ...}."""
+    f = entry.get("noise_floor")
+    if isinstance(f, dict):
+        mean, std = f.get("mean"), f.get("std")
+        return (float(mean) if isinstance(mean, int | float) else None,
+                float(std) if isinstance(std, int | float) else None)
+    return (float(f), None) if isinstance(f, int | float) else (None, None)
+
+
+def runs_table(runs: list[RunInfo]) -> str:
     head = ("<tr><th class=l>run</th><th class=l>target</th><th class=l>method</th><th>energy evaluations"
-            "</th><th>wall time (s)</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names)
-            + "<th class=l>convergence</th></tr>")
+            "</th><th>wall time (s)</th><th class=l>convergence</th></tr>")
     rows = []
     for r in runs:
-        cells = []
-        for n in names:
-            m = r.metrics.get(n)
-            if m is None:
-                cells.append("<td>—</td>")
-                continue
-            floor = m.get("noise_floor")
-            floor_txt = f"<br><span class=floor>floor {_fmt(floor)}</span>" if floor is not None else ""
-            cells.append(f"<td>{_fmt(m.get('value'))}<br><span class=floor>n={_fmt(m.get('n'))}</span>"
-                         f"{floor_txt}</td>")
-        conv = "<br>".join(f"<span class=warn>{html.escape(w)}</span>" for w in r.warnings) or "ok"
+        conv = "<br>".join(f"<span class=warn>{html.escape(w)}</span>" for w in r.warnings) or "no warning"
         if not r.complete:
             conv = "<span class=warn>unfinished run (no COMPLETE)</span><br>" + conv
         rows.append(f"<tr><td class=l>{html.escape(r.label)}</td><td class=l>{_fmt(r.target)}</td>"
                     f"<td class=l>{_fmt(r.method)}</td><td>{_fmt(r.evaluations)}</td><td>{_fmt(r.wall)}</td>"
-                    + "".join(cells) + f"<td class=l>{conv}</td></tr>")
+                    f"<td class=l>{conv}</td></tr>")
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def metrics_table(runs: list[RunInfo]) -> str:
+    """Rows: metrics; columns: runs. Each cell: value, n and the noise floor (mean ± sd)."""
+    names = sorted({m for r in runs for m in r.metrics})
+    if not names:
+        return "<p>No metrics recorded.</p>"
+    head = "<tr><th class=l>metric</th>" + "".join(f"<th>{html.escape(r.label)}</th>" for r in runs) + "</tr>"
+    rows = []
+    for n in names:
+        cells = []
+        for r in runs:
+            m = r.metrics.get(n)
+            if m is None:
+                cells.append("<td>—</td>")
+                continue
+            mean, std = floor_of(m)
+            floor = "" if mean is None else (f"<br><span class=floor>floor {_fmt(mean)}"
+                                             + (f" ± {_fmt(std)}" if std is not None else "") + "</span>")
+            cells.append(f"<td>{_fmt(m.get('value'))}<br><span class=floor>n={_fmt(m.get('n'))}</span>"
+                         f"{floor}</td>")
+        conv = next((r.metrics[n].get("convention") for r in runs if n in r.metrics
+                     and r.metrics[n].get("convention")), None)
+        title = f" title=\"{html.escape(str(conv))}\"" if conv else ""
+        rows.append(f"<tr><td class=l{title}>{html.escape(n)}</td>" + "".join(cells) + "</tr>")
     return "<table>" + head + "".join(rows) + "</table>"
 
 
@@ -139,8 +164,9 @@ def cost_quality_png(runs: list[RunInfo]) -> bytes | None:
             ax.scatter([r.evaluations], [m["value"]], color=f"C{i % 10}", label=r.label, zorder=3)
             ax.annotate(r.label, (r.evaluations, m["value"]), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")
-            if isinstance(m.get("noise_floor"), int | float):
-                ax.axhline(m["noise_floor"], color=f"C{i % 10}", ls="--", lw=0.8)
+            floor, _ = floor_of(m)
+            if floor is not None:
+                ax.axhline(floor, color=f"C{i % 10}", ls="--", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("target energy evaluations")
         ax.set_ylabel(name)
@@ -207,7 +233,8 @@ def render(run_dirs: list[str | Path]) -> str:
         f"<h1>boltzpath report: {len(runs)} run(s)</h1><p class=floor>generated {stamp}. Each metric: "
         "value, the number of samples n, and the reference-vs-reference noise floor at that n where "
         "measured (a value at or below its floor is as good as the reference can tell).</p>"
-        f"<h2>Metrics</h2>{metrics_table(runs)}"
+        f"<h2>Runs</h2>{runs_table(runs)}"
+        f"<h2>Metrics</h2><p class=floor>Hover a metric's name for its convention.</p>{metrics_table(runs)}"
         f"<h2>Cost and quality</h2>{cq_html}"
         f"<h2>Config differences</h2>{config_diff(runs)}"
         f"<h2>Figures</h2>{figures(runs)}"
