@@ -101,3 +101,15 @@ def test_pita_on_a_custom_2d_energy_with_a_tiny_preset(tmp_path):
     assert s.info["metrics"]["energy_evaluations"]["total"] > 0
     assert s.info["temperature"] == 1.0
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.molecules
+def test_peptide_samples_become_an_mdtraj_trajectory():
+    pytest.importorskip("openmm", reason="needs the [molecules] extra")
+    pytest.importorskip("mdtraj", reason="needs the [molecules] extra")
+    t = Target("aldp-fab")
+    x = torch.from_numpy(np.asarray(t.initial_positions_nm, dtype=np.float32).reshape(1, -1)).repeat(3, 1)
+    s = Samples(x, t.energy(x).double(), info={"target": t.describe()})
+    traj = s.to_mdtraj()  # the topology comes from the target named in info
+    assert traj.n_frames == 3 and traj.n_atoms == 22
+    assert np.allclose(traj.xyz[0], np.asarray(t.initial_positions_nm), atol=1e-6)  # nm in, nm out
