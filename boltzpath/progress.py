@@ -39,10 +39,14 @@ class Progress:
             return lambda it, total, info: None
         if self.tty:
             return self._bar(desc)
-        state = {"last": time.perf_counter(), "start": time.perf_counter()}
+        state = {"last": time.perf_counter(), "start": time.perf_counter(), "announced": False}
 
         def callback(it: int, total: int, info: dict) -> None:
             now = time.perf_counter()
+            if not state["announced"]:
+                state["announced"] = True
+                state["start"] = state["last"] = now
+                self._line(f"{desc}: started ({total} steps)")
             if it >= total or now - state["last"] >= self.interval:
                 state["last"] = now
                 rate = it / max(now - state["start"], 1e-9)

@@ -115,6 +115,7 @@ def run_samples(run: SampleRun, config: dict, target: Target, cfg, progress: Pro
     generator = torch.Generator().manual_seed(run.seed)
     samples = run_method(run.method, target, run.n, generator, cfg, callback=progress.steps(run.method))
     samples.info.setdefault("seed", run.seed)
+    progress.note("diagnostics: R-hat and ESS per chain (ArviZ)")
     diag = samples_diagnostics(samples, target)
     if diag is not None:
         if diag.get("warning"):

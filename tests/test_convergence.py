@@ -41,9 +41,9 @@ def test_two_chains_stuck_in_different_modes_are_flagged():
     per[4:, :, 0] -= 3.0
     x = interleave(per)
     d = mcmc_diagnostics(x, 0.5 * (x.double() ** 2).sum(1), chains=8)
-    assert d["quantities"]["x0"]["rhat"] > 1.5  # between-chain variance dwarfs within-chain
+    assert d["quantities"]["x[0]"]["rhat"] > 1.5  # between-chain variance dwarfs within-chain
     assert d["warning"] is not None and "R-hat" in d["warning"] and "burn_in" in d["warning"]
-    # the energy is symmetric in the two modes: R-hat on it alone would miss this; x0 catches it
+    # the energy is symmetric in the two modes: R-hat on it alone would miss this; x[0] catches it
     assert d["quantities"]["energy"]["rhat"] < 1.05
 
 

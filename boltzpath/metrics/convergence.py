@@ -8,7 +8,8 @@ quantity q is ``q[: draws·C].reshape(draws, C).T``. For each monitored quantity
     ESS_bulk, ESS_tail — the number of independent draws the chains are worth.
 
 Quantities: the energy E/kT, and either ‖x‖² and the first three coordinates (toys and custom
-energies — for ManyWell these are x₁, x₂ of well 1 and x₁ of well 2, the mode indicators) or, for
+energies, named x[0], x[1], x[2] — for ManyWell the x₁, x₂ of well 1 and x₁ of well 2, the mode
+indicators) or, for
 particle systems, permutation/rotation-invariant ones (mean pair distance, radius of gyration).
 A run is flagged when max R̂ > 1.01 or min ESS_bulk/ESS_tail < 400 (the thresholds of Vehtari et
 al.), and the flag names what to raise.
@@ -65,7 +66,7 @@ def _quantities(x: torch.Tensor, energy: torch.Tensor, target=None) -> dict[str,
     else:
         q["squared_norm"] = x.pow(2).sum(1).numpy()
         for k in range(min(3, x.shape[1])):
-            q[f"x{k}"] = x[:, k].numpy()
+            q[f"x[{k}]"] = x[:, k].numpy()
     return q
 
 
