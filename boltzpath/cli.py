@@ -44,12 +44,25 @@ class Group(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
+        return one_line_errors(super().invoke)(ctx)
+
+
+def one_line_errors(fn):
+    """Wrap ``fn`` so bad input, a full disk or a permission error end as one line and exit 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
         try:
-            return super().invoke(ctx)
+            return fn(*args, **kwargs)
         except BadInput as exc:
             raise BadInputExit(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except DiskFull as exc:
             raise BadInputExit(f"disk full: {exc}") from None
+        except PermissionError as exc:
+            raise BadInputExit(f"permission denied: {exc.filename or exc}") from None
+
+    return wrapper
 
 
 def _unavailable(name: str, why: str) -> click.Command:
@@ -70,24 +83,28 @@ class RunGroup(Group):
     lazy = LAZY_RUN_COMMANDS
 
 
-def progress_callback(desc: str):
-    """A ``callback(it, total, info)`` drawing a tqdm bar on stderr (silent when not a terminal)."""
-    from tqdm.auto import tqdm
+def set_threads(ctx, param, value):
+    """``--threads N``: torch's intra-op threads (one thread beside a busy process is often faster)."""
+    if value is None:
+        return value
+    if value < 1:
+        raise BadInput(f"--threads must be >= 1, got {value}")
+    import torch
 
-    state: dict = {}
+    torch.set_num_threads(int(value))
+    return value
 
-    def callback(it: int, total: int, info: dict) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(total=total, desc=desc, unit="step", disable=None, leave=False)
-        bar.update(it - bar.n)
-        if info and it % 50 == 0:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in info.items() if isinstance(v, float)}, refresh=False)
-        if it >= total:
-            bar.close()
-            state.pop("bar", None)
 
-    return callback
+def threads_option(f):
+    return click.option("--threads", type=int, default=None, callback=set_threads, expose_value=False,
+                        is_eager=True, help="torch CPU threads (default: torch's choice)")(f)
+
+
+def interrupted(out) -> click.exceptions.Exit:
+    """Ctrl-C: one line saying what was kept and how to continue; exit status 130."""
+    click.echo(f"interrupted; {out} keeps what was finished (see its run.log) — rerun the same command "
+               "with --resume to continue", err=True)
+    return click.exceptions.Exit(130)
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,7 +145,8 @@ def methods_cmd() -> None:
 @cli.command("sample")
 @click.option("--target", "target_name", help="target name (see `boltzpath targets`) or module:function")
 @click.option("--method", help="mala | hmc | langevin | pt | digs")
-@click.option("--n", "n", type=int, help="number of samples to return")
+@click.option("--n-samples", "--num-samples", "--n", "n", type=int,
+              help="number of samples to return (--n is a short alias)")
 @click.option("--seed", type=int, help="random seed (default 0)")
 @click.option("--out", required=True, type=click.Path(), help="run folder to write")
 @click.option("--temperature", type=float, help="target temperature (reduced units, or kelvin for peptides)")
@@ -137,13 +155,19 @@ def methods_cmd() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config entry, e.g. sampler.step_size=0.05 or target.pair_factor=1")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder")
+@click.option("--resume", is_flag=True, help="continue an interrupted or failed run in --out")
+@click.option("--quiet", is_flag=True, help="no progress on stderr")
 @click.option("--device", help="auto | cpu | cuda | cuda:i (default auto: a GPU when present)")
+@threads_option
 def sample_cmd(target_name, method, n, seed, out, temperature, reference, config_file, overrides, overwrite,
-               device):
+               resume, quiet, device):
     """Sample a target with a baseline or DiGS and write a run folder."""
+    from boltzpath.api import run_sample_config
     from boltzpath.config import deep_merge, load_yaml, parse_overrides
-    from boltzpath.sampling import run_from_mapping, sample_to_folder
+    from boltzpath.progress import Progress
 
+    if overwrite and resume:
+        raise BadInput("--overwrite and --resume exclude each other")
     data = load_yaml(config_file) if config_file else {}
     cli_values: dict = {}
     if target_name is not None:
@@ -160,31 +184,54 @@ def sample_cmd(target_name, method, n, seed, out, temperature, reference, config
         if value is not None:
             cli_values[key] = value
     data = deep_merge(deep_merge(data, cli_values), parse_overrides(overrides))
-    for key in ("target", "method", "n"):
+    for key, flag in (("target", "--target"), ("method", "--method"), ("n", "--n-samples")):
         if key not in data:
-            raise BadInput(f"missing --{key} (or '{key}' in --config)")
+            raise BadInput(f"missing {flag} (or '{key}' in --config)")
     data.setdefault("seed", 0)
-    run = run_from_mapping(data)
-    rd = sample_to_folder(run, out, overwrite=overwrite, progress=progress_callback(run.method))
-    if rd is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
+    progress = Progress(enabled=not quiet)
+    try:
+        result = run_sample_config(data, out, overwrite=overwrite, resume=resume, progress=progress)
+    except KeyboardInterrupt:
+        raise interrupted(out) from None
+    if result is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
         return
-    metrics = rd.read_metrics()
-    click.echo(f"wrote {rd.path}  ({metrics.get('energy_evaluations')} energy evaluations, "
-               f"{metrics.get('wall_time_s', 0):.1f} s)")
+    rd, samples, metrics = result
+    timings = metrics.get("timings_s", {})
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
+    click.echo(f"wrote {rd.path}: {samples.n} samples, {metrics.get('energy_evaluations')} energy "
+               f"evaluations; {parts} (total {timings.get('total', 0):.1f} s)")
+    warning = (metrics.get("diagnostics") or {}).get("warning")
+    if warning:
+        click.echo(f"WARNING {warning}", err=True)
 
 
 @cli.command("evaluate")
 @click.argument("run_dir", type=click.Path())
 @click.option("--reference", type=click.Path(), help="reference samples (.npy (n, dim) or samples.npz)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed for subsampling")
-def evaluate_cmd(run_dir, reference, seed):
+@click.option("--quiet", is_flag=True, help="no progress on stderr")
+@threads_option
+def evaluate_cmd(run_dir, reference, seed, quiet):
     """Recompute a run folder's metrics and plots against a reference set."""
-    from boltzpath.sampling import evaluate_folder
+    from boltzpath.api import evaluate_run
+    from boltzpath.progress import Progress
 
-    metrics = evaluate_folder(run_dir, reference, seed=seed)
+    metrics = evaluate_run(run_dir, reference, seed=seed, progress=Progress(enabled=not quiet))
     for name, entry in sorted(metrics.get("metrics", {}).items()):
         if isinstance(entry, dict) and "value" in entry:
             click.echo(f"{name:32s} {entry['value']!s:>14}  (n={entry.get('n')})")
+
+
+@cli.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="the HTML file to write")
+@threads_option
+def report_cmd(run_dirs, out):
+    """One self-contained HTML page comparing run folders (metrics, cost-quality plots, figures)."""
+    from boltzpath.report.html import write_report
+
+    path = write_report([str(d) for d in run_dirs], out)
+    click.echo(f"wrote {path} ({len(run_dirs)} runs)")
 
 
 @cli.group("run", cls=RunGroup)
@@ -195,7 +242,7 @@ def run_group() -> None:
 def main() -> None:
     try:
         cli.main(prog_name="boltzpath")
-    except KeyboardInterrupt:  # pragma: no cover - interactive
+    except KeyboardInterrupt:  # pragma: no cover - interactive (outside a command body)
         click.echo("interrupted; rerun with --resume where the command supports it", err=True)
         sys.exit(130)
     finally:  # parallel hook: under torchrun, leave the process group before exiting

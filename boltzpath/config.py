@@ -7,6 +7,7 @@ name existing fields (a typo is an error, not a silently ignored option).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -15,6 +16,35 @@ from typing import Any
 import yaml
 
 from boltzpath.errors import BadInput
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-6`` (no dot) as a float, as a user means it."""
+
+
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|"
+                    r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?$|^[-+]?\.[0-9_]+$|"
+                    r"^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in list(_Loader.yaml_implicit_resolvers):
+    _Loader.yaml_implicit_resolvers[_first] = [
+        (tag, rx) for tag, rx in _Loader.yaml_implicit_resolvers[_first] if tag != "tag:yaml.org,2002:float"
+    ]
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+# integers keep their own resolver (registered first for digits), so "12" stays an int
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with ``1e-6``-style floats; errors carry their line and column."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}{what}"
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -27,9 +57,9 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not key or any(not part.isidentifier() for part in key.split(".")):
             raise BadInput(f"--set key must be dotted identifiers, got {key!r}")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as exc:
-            raise BadInput(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+            raise BadInput(f"--set {key}: cannot parse value {raw!r}: {yaml_error_line(exc)}") from None
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
@@ -53,11 +83,13 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise BadInput(f"config file not found: {path}") from exc
+        data = safe_load(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"config file not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise BadInput(f"malformed YAML in {path}: {exc}") from exc
+        raise BadInput(f"malformed YAML in {path} at {yaml_error_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

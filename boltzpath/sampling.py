@@ -20,7 +20,6 @@ Under ``torchrun --nproc_per_node R`` the chains are split over the R processes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,11 @@ from boltzpath.config import to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
-from boltzpath.mcmc.registry import METHODS, method_config
+from boltzpath.mcmc.registry import METHODS, method_config, run_method
+from boltzpath.progress import Progress, silent
 from boltzpath.targets.base import Target
 from boltzpath.targets.registry import make_target
 
-Progress = Callable[[int, int, dict], None]
 #: keys written into config.yaml for provenance that are not inputs
 SAVED_ONLY = ("command", "boltzpath_version")
 
@@ -73,9 +72,10 @@ def build_target(spec: dict[str, Any] | str) -> Target:
     return make_target(spec["name"], **options)
 
 
-def resolved_config(run: SampleRun) -> tuple[dict[str, Any], Target, Any]:
-    """Fill every default in: the target's options and the method's full config."""
-    target = build_target(run.target)
+def resolved_config(run: SampleRun, target: Target | None = None) -> tuple[dict[str, Any], Target, Any]:
+    """Fill every default in: the target's options and the method's full config. ``target``: an
+    already built target (the API's callables) instead of building it from ``run.target``."""
+    target = build_target(run.target) if target is None else target
     cfg = method_config(run.method, run.sampler)
     target_spec = {"name": run.target["name"], **target.options(), "temperature": target.temperature}
     config = {
@@ -101,62 +101,145 @@ def _check_finite(samples: Samples) -> None:
         )
 
 
+def probe_target(target: Target) -> None:
+    """Evaluate the energy once on two prior draws (own generator) so a wrong shape or a crashing
+    energy is reported before any folder is written. Counted like every evaluation; samplers
+    record evaluations as differences, so their totals do not include it."""
+    x = target.prior_sample(2, torch.Generator().manual_seed(12345))
+    target.energy_and_grad(x)
+
+
+def _same_config(saved: dict[str, Any], config: dict[str, Any]) -> bool:
+    strip = lambda d: {k: v for k, v in d.items() if k != "boltzpath_version"}  # noqa: E731
+    return strip(saved) == strip(config)
+
+
+def run_samples(run: SampleRun, config: dict, target: Target, cfg, progress: Progress, ctx=None) -> Samples:
+    """Run the sampler (no files); diagnostics are added to ``samples.info``. ``ctx``: the torchrun
+    context (``parallel.dist``): the chains are split over its ranks (one process: ``run_method``)."""
+    from boltzpath.metrics.convergence import samples_diagnostics
+    from boltzpath.parallel.sharded_mcmc import sample_shard
+
+    if ctx is None or not ctx.distributed and str(ctx.device) == "cpu":
+        generator = torch.Generator().manual_seed(run.seed)
+        samples = run_method(run.method, target, run.n, generator, cfg, callback=progress.steps(run.method))
+    else:  # parallel hook: chains over ranks, on the run's device; every rank gets all samples
+        samples = sample_shard(run.method, target.to(ctx.device), run.n, run.seed, cfg, ctx,
+                               callback=progress.steps(run.method), device=ctx.device)
+        samples = Samples(samples.x.cpu(), samples.energy.cpu(), None, samples.info)
+    samples.info.setdefault("seed", run.seed)
+    progress.note("diagnostics: R-hat and ESS per chain (ArviZ)")
+    diag = samples_diagnostics(samples, target)
+    if diag is not None:
+        if diag.get("warning"):
+            sc = config["sampler"]
+            diag["warning"] += (f" (now n={run.n}, burn_in={sc.get('burn_in')}, thin={sc.get('thin')}, "
+                                f"chains={sc.get('chains')})")
+        samples.info["diagnostics"] = diag
+    return samples
+
+
 def sample_to_folder(
     run: SampleRun,
     out: str | Path,
     overwrite: bool = False,
     progress: Progress | None = None,
-) -> RunDir | None:
-    """Run a sampler and write a complete run folder (see ``boltzpath.io.runs``).
+    resume: bool = False,
+    target: Target | None = None,
+) -> tuple[RunDir, Samples, dict[str, Any]] | None:
+    """Run a sampler and write a complete run folder (see ``boltzpath.io.runs``). Under torchrun
+    every rank calls this; rank 0 returns (run folder, samples, metrics), the others None.
 
-    Under torchrun every rank calls this; rank 0 returns the ``RunDir``, the others ``None``."""
+    Everything checkable is checked before the folder is created (config, target, reference, one
+    energy evaluation), so bad input leaves nothing behind. A failure or Ctrl-C later is recorded in
+    ``run.log``; ``resume=True`` then reuses the saved samples (or resamples: a seed reproduces them
+    bit-for-bit) and redoes what is missing. Returns (run folder, samples, metrics).
+    """
+    progress = progress or silent()
     run.validate()
+    config, target, cfg = resolved_config(run, target)
     # --- parallel hook: device policy + torchrun process group; ranks > 0 only sample
     from boltzpath.parallel.dist import init_from_env
     from boltzpath.parallel.sharded_mcmc import sample_shard
 
     ctx = init_from_env(run.device)
-    config, target, cfg = resolved_config(run)
-    on_device = target.to(ctx.device)  # metrics and plots below use the CPU target
     if not ctx.is_main:
-        sample_shard(run.method, on_device, run.n, run.seed, cfg, ctx, device=ctx.device)
+        sample_shard(run.method, target.to(ctx.device), run.n, run.seed, cfg, ctx, device=ctx.device)
         return None
     # --- end parallel hook
     reference = load_reference(run.reference, target.dim) if run.reference else None
-    rd = RunDir.create(out, overwrite=overwrite)
-    rd.write_config(config)
-    rd.log(f"sample {run.method} on {config['target']} n={run.n} seed={run.seed} on {ctx.describe()}")
-    t0 = time.perf_counter()
-    samples = sample_shard(run.method, on_device, run.n, run.seed, cfg, ctx, callback=progress,
-                           device=ctx.device)
-    samples = Samples(samples.x.cpu(), samples.energy.cpu(), None, samples.info)
-    wall = time.perf_counter() - t0
-    samples.info.setdefault("seed", run.seed)
-    rd.write_samples(samples)
-    rd.log(f"sampled in {wall:.2f} s with {samples.info.get('energy_evaluations')} energy evaluations")
-    _check_finite(samples)
-    metrics = {
-        "energy_evaluations": samples.info.get("energy_evaluations"),
-        "wall_time_s": wall,
-        "sampler": {k: v for k, v in samples.info.items() if k not in ("target", "config")},
-    }
-    metrics.update(compute_metrics(samples, target, reference, run.reference, run.seed))
-    rd.write_metrics(metrics)
-    write_plots(rd, samples, target, reference)
-    _method_report(run.method, rd, samples, target, cfg, run.seed)
-    rd.log("done")
-    rd.mark_complete()
-    return rd
+    probe_target(target)
+    rd = RunDir.create(out, overwrite=overwrite, resume=resume)
+    hint = f"rerun with --resume to continue (or --overwrite to start again) into {rd.path}"
+    try:
+        if resume and rd.file("config.yaml").is_file():
+            if not _same_config(rd.read_config(), config):
+                raise BadInput(f"{rd.path} holds a run with a different config; use --overwrite or a new "
+                               "--out")
+            if rd.is_complete:
+                rd.log("resume: already complete")
+                return rd, rd.read_samples(), rd.read_metrics()
+        rd.write_config(config)
+        rd.log(f"sample {run.method} on {config['target']} n={run.n} seed={run.seed}")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if resume and rd.file("samples.npz").is_file():
+            samples = rd.read_samples()
+            rd.log("resume: samples.npz kept")
+            timings["sampling"] = float(samples.info.get("wall_time_s", 0.0))
+        else:
+            samples = run_samples(run, config, target, cfg, progress, ctx)
+            timings["sampling"] = time.perf_counter() - t0
+            rd.write_samples(samples)
+            rd.log(f"sampled in {timings['sampling']:.2f} s with {samples.info.get('energy_evaluations')} "
+                   "energy evaluations")
+        _check_finite(samples)
+        warning = (samples.info.get("diagnostics") or {}).get("warning")
+        if warning:
+            rd.log(f"WARNING {warning}")
+        t1 = time.perf_counter()
+        progress.note("metrics: computing")
+        metrics = {
+            "energy_evaluations": samples.info.get("energy_evaluations"),
+            "wall_time_s": timings["sampling"],
+            "sampler": {k: v for k, v in samples.info.items()
+                        if k not in ("target", "config", "diagnostics")},
+            "diagnostics": samples.info.get("diagnostics"),
+        }
+        metrics.update(compute_metrics(samples, target, reference, run.reference, run.seed, progress))
+        timings["metrics"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        progress.note("plots: drawing")
+        write_plots(rd, samples, target, reference)
+        _method_report(run.method, rd, samples, target, cfg, run.seed)
+        timings["plots"] = time.perf_counter() - t2
+        metrics["timings_s"] = {**timings, "total": sum(timings.values())}
+        rd.write_metrics(metrics)
+        rd.log("done")
+        rd.mark_complete()
+    except KeyboardInterrupt:
+        rd.record_failure("interrupted (Ctrl-C / SIGINT)", hint)
+        raise
+    except BadInput as exc:
+        rd.record_failure(str(exc), hint)
+        raise BadInput(f"{str(exc).splitlines()[0]} [{hint}]") from None
+    except Exception as exc:
+        rd.record_failure(f"{type(exc).__name__}: {exc}", hint)
+        raise
+    return rd, samples, metrics
 
 
 def compute_metrics(
-    samples: Samples, target: Target, reference: np.ndarray | None, reference_name: str | None, seed: int
+    samples: Samples, target: Target, reference: np.ndarray | None, reference_name: str | None, seed: int,
+    progress: Progress | None = None, **options,
 ) -> dict[str, Any]:
     from boltzpath.metrics.suite import evaluate
 
+    progress = progress or silent()
     ref = torch.as_tensor(reference) if reference is not None else None
     gen = torch.Generator().manual_seed(seed + 1)
-    return evaluate(samples, target, ref, generator=gen, reference_name=reference_name)
+    return evaluate(samples, target, ref, generator=gen, reference_name=reference_name,
+                    callback=lambda name: progress.note(f"metrics: {name} done"), **options)
 
 
 def write_plots(rd: RunDir, samples: Samples, target: Target, reference: np.ndarray | None) -> list[Path]:
@@ -177,7 +260,18 @@ def _method_report(method: str, rd: RunDir, samples: Samples, target: Target, cf
         rd.log(f"wrote {Path(path).name}")
 
 
-def evaluate_folder(run_dir: str | Path, reference: str | Path | None, seed: int = 0) -> dict[str, Any]:
+def folder_target(config: dict[str, Any]) -> Target:
+    """The target a run folder's config names (sample configs: a mapping; PITA: name + options)."""
+    spec = config["target"]
+    if isinstance(spec, str) and isinstance(config.get("target_options"), dict):
+        spec = {"name": spec, **config["target_options"]}
+        if config.get("temperatures"):
+            spec.setdefault("temperature", config["temperatures"][-1])
+    return build_target(spec)
+
+
+def evaluate_folder(run_dir: str | Path, reference: str | Path | None, seed: int = 0,
+                    progress: Progress | None = None) -> dict[str, Any]:
     """Recompute the metrics (and plots) of a run folder against a reference file."""
     rd = RunDir(run_dir)
     if not rd.path.is_dir():
@@ -185,13 +279,14 @@ def evaluate_folder(run_dir: str | Path, reference: str | Path | None, seed: int
     config = rd.read_config()
     if "target" not in config:
         raise BadInput(f"{rd.file('config.yaml')} names no target")
-    target = build_target(config["target"])
+    target = folder_target(config)
     samples = rd.read_samples()
     if samples.dim != target.dim:
         raise BadInput(f"samples have dimension {samples.dim}, the target {target.dim}")
     ref = load_reference(reference, target.dim) if reference else None
     metrics = rd.read_metrics()
-    metrics.update(compute_metrics(samples, target, ref, str(reference) if reference else None, seed))
+    metrics.update(compute_metrics(samples, target, ref, str(reference) if reference else None, seed,
+                                   progress))
     rd.write_metrics(metrics)
     write_plots(rd, samples, target, ref)
     rd.log(f"evaluated against {reference}")
@@ -208,4 +303,5 @@ def run_from_mapping(data: dict[str, Any]) -> SampleRun:
     return from_dict(SampleRun, keep, where="sample config")
 
 
-__all__ = ["SampleRun", "evaluate_folder", "run_from_mapping", "sample_to_folder"]
+__all__ = ["SampleRun", "evaluate_folder", "folder_target", "run_from_mapping", "run_samples",
+           "sample_to_folder"]

@@ -29,7 +29,7 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
 
 
 def test_two_process_sample_writes_one_complete_run_folder(tmp_path):
-    one = sample_to_folder(run_from_mapping(dict(SETTINGS)), tmp_path / "one")
+    one = sample_to_folder(run_from_mapping(dict(SETTINGS)), tmp_path / "one")[0]
     sets = ["--set", "n=300", "--set", "sampler.chains=10", "--set", "sampler.burn_in=40",
             "--set", "sampler.thin=2"]  # n via --set: torchrun's parser takes --n for its own --nnodes
     proc = _torchrun(["sample", "--target", "gmm40", "--method", "mala", "--seed", "3", "--device", "cpu",

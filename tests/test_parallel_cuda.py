@@ -28,7 +28,7 @@ CUDA = torch.device("cuda", 0)
 def test_samplers_run_on_the_gpu(tmp_path, method):
     run = run_from_mapping({"target": {"name": "gmm40"}, "method": method, "n": 64, "device": "cuda",
                             "sampler": {"chains": 8, "burn_in": 10}})
-    rd = sample_to_folder(run, tmp_path / method)
+    rd = sample_to_folder(run, tmp_path / method)[0]
     samples = rd.read_samples()
     assert rd.is_complete and samples.n == 64 and torch.isfinite(samples.energy).all()
 

@@ -73,7 +73,7 @@ def test_every_entry_point_accepts_device_cpu(tmp_path):
     # sampling run folder
     run = run_from_mapping({"target": {"name": "dw4"}, "method": "mala", "n": 16, "device": "cpu",
                             "sampler": {"chains": 4, "burn_in": 5}})
-    rd = sample_to_folder(run, tmp_path / "s")
+    rd = sample_to_folder(run, tmp_path / "s")[0]
     assert rd.is_complete and rd.read_config()["device"] == "cpu"
     # targets: to("cpu") is the identity when nothing moves; the counter is shared either way
     target = make_target("gmm40")
@@ -133,3 +133,13 @@ def test_pita_accepts_device_cpu_and_refuses_a_missing_gpu(tmp_path):
     if NO_GPU:
         with pytest.raises(BadInput, match="no CUDA GPU"):
             run_pita(from_dict(PITAConfig, small), tmp_path / "q", device="cuda")
+
+
+def test_public_api_accepts_device_cpu():
+    import boltzpath
+
+    s = boltzpath.sample("gmm40", method="mala", n=20, seed=0, device="cpu", chains=4, burn_in=5, thin=1)
+    assert s.x.shape == (20, 2) and s.x.device.type == "cpu"
+    absent = "cuda:7" if not torch.cuda.is_available() else "tpu"  # never a silent CPU fall-back
+    with pytest.raises(boltzpath.BadInput):
+        boltzpath.sample("gmm40", method="mala", n=20, device=absent, chains=4, burn_in=5, thin=1)

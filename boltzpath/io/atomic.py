@@ -1,7 +1,8 @@
 """Atomic file writes: a file either has its complete new content or its old one, never half.
 
-Each writer writes to a temporary file in the same folder, flushes and fsyncs it, then renames it
-over the destination (``os.replace`` is atomic on POSIX and Windows). A full disk raises
+Each writer writes to a temporary file in the same folder, flushes and fsyncs it, gives it the
+mode an ordinary file would get (0666 minus the umask), then renames it over the destination
+(``os.replace`` is atomic on POSIX and Windows). A full disk raises
 ``DiskFull`` naming the file, and leaves the previous version untouched.
 """
 
@@ -23,6 +24,13 @@ class DiskFull(OSError):
     """Raised when a write fails for lack of space; the destination keeps its old content."""
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +40,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file honours the umask
         os.replace(tmp, path)
     except OSError as exc:
         try:

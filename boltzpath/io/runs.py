@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from boltzpath.config import safe_load, yaml_error_line
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_write_json, atomic_write_text, atomic_write_yaml
 from boltzpath.io.samples import Samples
@@ -50,11 +51,21 @@ class RunDir:
             raise BadInput(f"output path {path} exists and is not a folder")
         if path.is_dir() and any(path.iterdir()):
             if resume:
+                _check_writable(path)
                 return cls(path)
             if not overwrite:
-                raise BadInput(f"output folder {path} exists and is not empty; pass --overwrite or --resume")
+                if (path / COMPLETE).is_file():
+                    raise BadInput(f"output folder {path} is not empty (it holds a finished run); pass "
+                                   "--overwrite or choose another --out")
+                raise BadInput(f"output folder {path} exists and is not empty (an unfinished run? see its "
+                               "run.log); pass --resume to continue it or --overwrite to start again")
+            _check_writable(path)
             _clear(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+        _check_writable(path)
         return cls(path)
 
     def subdir(self, name: str) -> RunDir:
@@ -74,9 +85,9 @@ class RunDir:
         if not f.is_file():
             raise BadInput(f"{self.path} has no config.yaml (is it a boltzpath run folder?)")
         try:
-            data = yaml.safe_load(f.read_text())
+            data = safe_load(f.read_text())
         except yaml.YAMLError as exc:
-            raise BadInput(f"{f} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise BadInput(f"{f} is not valid YAML at {yaml_error_line(exc)}") from None
         if not isinstance(data, dict):
             raise BadInput(f"{f} does not hold a mapping")
         return data
@@ -104,12 +115,24 @@ class RunDir:
         atomic_write_text(f, old + f"{stamp} {message}\n")
 
     # ------------------------------------------------------------------ completion
+    def record_failure(self, why: str, resume_hint: str | None = None) -> None:
+        """Say in ``run.log`` why the run stopped (and how to go on); never raises."""
+        try:
+            self.log(f"FAILED: {why}" + (f" — {resume_hint}" if resume_hint else ""))
+        except OSError:
+            pass
+
     def mark_complete(self) -> None:
         atomic_write_text(self.path / COMPLETE, _dt.datetime.now().isoformat(timespec="seconds") + "\n")
 
     @property
     def is_complete(self) -> bool:
         return (self.path / COMPLETE).is_file()
+
+
+def _check_writable(path: Path) -> None:
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BadInput(f"cannot write to output folder {path}: permission denied")
 
 
 def _clear(path: Path) -> None:

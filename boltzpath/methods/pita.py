@@ -257,12 +257,13 @@ def _gate_summary(gate: dict | None) -> dict | None:
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None, device: str | None = "auto") -> PITAResult | None:
+             callback: Callback | None = None, device: str | None = "auto", target=None) -> PITAResult | None:
     """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
 
     Under torchrun the R processes share the work (``boltzpath.parallel.pita_parallel``); rank 0
     writes the run folder and returns the result, the others return None. ``device``: auto | cpu |
     cuda[:i] (networks, buffers, particles and generators live there; files and metrics on the CPU).
+    ``target``: an already built target (e.g. a Python callable) instead of ``cfg.target``.
     """
     cfg.validate()
     from boltzpath.parallel.dist import init_from_env  # parallel hook: process group, rank-0 writes
@@ -277,7 +278,9 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
     else:
         run.write_config(resolved)
-    target = make_target(cfg.target, **cfg.target_options).to(ctx.device)  # device hook
+    if target is None:
+        target = make_target(cfg.target, **cfg.target_options)
+    target = target.to(ctx.device)  # device hook
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")

@@ -2,17 +2,20 @@
 
 Configuration, lowest to highest precedence: ``PITAConfig`` defaults → ``presets/pita_<preset>.yaml``
 → ``presets/pita_<target>_<preset>.yaml`` (when it exists) → ``--target``/``--seed`` →
-``--set key=value`` overrides. ``--preset`` also accepts a path to a YAML file. Progress goes to
-stderr (tqdm); a bad input is one line on stderr and exit status 2.
+``--set key=value`` overrides. ``--preset`` also accepts a path to a YAML file. The command is a
+thin layer over ``boltzpath.api.run_pita_config``. Progress goes to stderr (a bar on a terminal,
+periodic lines otherwise); a bad input is one line on stderr and exit status 2 (the run group
+turns ``BadInput`` into that).
 """
 
 from __future__ import annotations
 
-import sys
+import warnings
 from pathlib import Path
 
 import click
 
+from boltzpath.cli import interrupted, one_line_errors, threads_option
 from boltzpath.config import deep_merge, from_dict, load_yaml, parse_overrides
 from boltzpath.errors import BadInput
 
@@ -20,12 +23,10 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 PRESETS = ("quick", "cpu", "paper")
 
 
-class _BadInput(click.ClickException):
-    exit_code = 2
-
-
-def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...]):
-    """The ``PITAConfig`` for these options (see the module docstring)."""
+def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...],
+                   extra: dict | None = None):
+    """The ``PITAConfig`` for these options (see the module docstring). ``extra``: overrides as a
+    nested mapping (the Python API's keywords), applied after ``overrides``."""
     from boltzpath.methods.pita_config import PITAConfig
 
     if preset in PRESETS:
@@ -34,7 +35,7 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
         data = load_yaml(preset)
     else:
         raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
-    over = parse_overrides(list(overrides))
+    over = deep_merge(parse_overrides(list(overrides)), dict(extra or {}))
     name = target or over.get("target") or data.get("target") or PITAConfig.target
     if not isinstance(name, str):
         raise BadInput(f"target must be a name, got {name!r}")
@@ -47,59 +48,44 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
     return from_dict(PITAConfig, deep_merge(data, over), where=f"pita preset {preset!r}")
 
 
-class _Progress:
-    """One tqdm bar on stderr whose description follows the ladder's events."""
-
-    def __init__(self, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1, disable=not enabled, leave=False, dynamic_ncols=True)
-        self.key = None
-
-    def __call__(self, event: str, info: dict) -> None:
-        if event == "stage":
-            self.bar.write(f"stage {info['stage']} done (T={info['temperature']:g})", file=sys.stderr)
-            return
-        key = (event, info.get("stage"), info.get("population"))
-        total, step = info.get("of"), info.get("step")
-        if total is None or step is None:
-            return
-        if key != self.key:
-            self.key = key
-            self.bar.reset(total=total)
-            self.bar.set_description(f"{event} stage {info.get('stage', 0)}")
-        self.bar.n = step
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 @click.command("pita")
-@click.option("--target", default=None, help="registered target name (lj13, dw4, gmm40, …)")
+@click.option("--target", default=None,
+              help="target name (lj13, dw4, gmm40, …) or module:function (required unless --preset is a "
+                   ".yaml file naming one)")
 @click.option("--preset", default="quick", show_default=True, help="quick | cpu | paper | path.yaml")
 @click.option("--out", "out", required=True, type=click.Path(), help="run folder")
 @click.option("--seed", type=int, default=None, help="overrides the preset's seed")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder")
-@click.option("--resume", is_flag=True, help="continue a killed run from its last completed step")
+@click.option("--resume", is_flag=True, help="continue a killed or failed run from its last completed step")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--quiet", is_flag=True, help="no progress on stderr")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:i")
+@threads_option
+@one_line_errors
 def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
-    from boltzpath.methods.pita import run_pita
+    from boltzpath.api import run_pita_config
+    from boltzpath.metrics.convergence import smc_warning
+    from boltzpath.progress import Progress
 
+    if overwrite and resume:
+        raise BadInput("--overwrite and --resume exclude each other")
+    if target is None and not (preset.endswith((".yaml", ".yml")) and "target" in load_yaml(preset)):
+        raise BadInput("missing --target (e.g. --target gmm40; `boltzpath targets` lists them)")
+    cfg = resolve_config(target, preset, seed, overrides)
     try:
-        cfg = resolve_config(target, preset, seed, overrides)
-        progress = _Progress(not quiet)
-        try:
-            result = run_pita(cfg, out, overwrite=overwrite, resume=resume, callback=progress, device=device)
-        finally:
-            progress.close()
-    except BadInput as exc:
-        raise _BadInput(str(exc).splitlines()[0]) from None
-    if result is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warning is printed below, once
+            samples = run_pita_config(cfg, None, out, overwrite=overwrite, resume=resume,
+                                      progress=Progress(enabled=not quiet), device=device)
+    except KeyboardInterrupt:
+        raise interrupted(out) from None
+    if samples is None:  # a torchrun worker (rank > 0): rank 0 wrote the folder and reports
         return
-    ev = result.metrics["energy_evaluations"]
-    click.echo(f"wrote {result.run.path} ({result.samples.n} samples at T={cfg.temperatures[-1]:g}, "
-               f"{ev['total']} energy evaluations, {result.metrics['wall_time_s']:.1f} s)")
+    metrics = samples.info["metrics"]
+    ev = metrics["energy_evaluations"]
+    click.echo(f"wrote {out} ({samples.n} samples at T={cfg.temperatures[-1]:g}, "
+               f"{ev['total']} energy evaluations, {metrics['wall_time_s']:.1f} s)")
+    warning = smc_warning(metrics)
+    if warning:
+        click.echo(f"WARNING {warning}", err=True)

@@ -2,9 +2,9 @@
 
 ``stage_metrics`` runs ``boltzpath.metrics.suite.evaluate`` (against ``reference`` or the target's
 exact sampler where one exists) and ``boltzpath.report.plots.plot_run`` when that module is
-present, and always records the mean E/kT of the stage's samples. ``write_ladder_plot`` draws, per
-stage, the headline metric (energy W2 if measured, else coordinate W2, else mean E/kT) and the FK
-final ESS fraction, to ``ladder.png`` (written atomically).
+present, and always records the mean E/kT of the stage's samples. ``write_ladder_plot`` draws one
+labelled panel per quantity — mean E/kT, every W2 measured, the FK final ESS fraction — against
+the stages, to ``ladder.png`` (written atomically).
 """
 
 from __future__ import annotations
@@ -51,27 +51,50 @@ def headline(evaluation: dict) -> tuple[str, float]:
     return "mean E/kT", float(evaluation.get("mean_energy", float("nan")))
 
 
+def _series(stages: list[dict]) -> dict[str, list[float | None]]:
+    """Per-stage values of each plotted quantity (None where a stage lacks it)."""
+    out: dict[str, list[float | None]] = {"mean E/kT of the stage's samples": []}
+    for name in HEADLINE:
+        out[name] = []
+    out["final FK ESS / n"] = []
+    for m in stages:
+        ev = m.get("evaluation", {})
+        out["mean E/kT of the stage's samples"].append(ev.get("mean_energy"))
+        metrics = ev.get("metrics", {})
+        for name in HEADLINE:
+            v = metrics.get(name, {}).get("value") if isinstance(metrics.get(name), dict) else None
+            out[name].append(float(v) if isinstance(v, int | float) else None)
+        out["final FK ESS / n"].append(m.get("final_ess_fraction"))
+    return {k: v for k, v in out.items() if any(x is not None for x in v)}
+
+
 def write_ladder_plot(path: Path, stages: list[dict]) -> Path:
+    """One labelled panel per quantity (mean E/kT, each W2 measured, FK ESS fraction) against the
+    ladder's stages; each stage is marked with its temperature and sample count."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     temps = [m["temperature"] for m in stages]
-    heads = [headline(m["evaluation"]) for m in stages]
-    ess = [m.get("final_ess_fraction") for m in stages]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    labels = [f"{k}\nT={t:g}" for k, t in enumerate(temps)]
-    ax1.plot(range(len(stages)), [h[1] for h in heads], "o-")
-    for i, (name, _) in enumerate(heads):
-        ax1.annotate(name, (i, heads[i][1]), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax1.set_xticks(range(len(stages)), labels)
-    ax1.set_title("headline metric per stage")
-    idx = [i for i, e in enumerate(ess) if e is not None]
-    ax2.bar([labels[i] for i in idx], [ess[i] for i in idx])
-    ax2.set_ylim(0, 1)
-    ax2.set_title("final FK ESS / n per stage")
-    fig.tight_layout()
+    ns = [m.get("evaluation", {}).get("n") for m in stages]
+    labels = [f"{k}\nT={t:g}" + (f"\nn={n}" if n else "")
+              for k, (t, n) in enumerate(zip(temps, ns, strict=True))]
+    series = _series(stages)
+    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, (name, values) in zip(axes[0], series.items(), strict=True):
+        idx = [i for i, v in enumerate(values) if v is not None]
+        if name.startswith("final FK ESS"):
+            ax.bar(idx, [values[i] for i in idx], color="C1")
+            ax.set_ylim(0, 1)
+        else:
+            ax.plot(idx, [values[i] for i in idx], "o-")
+        ax.set_xticks(range(len(stages)), labels, fontsize=7)
+        ax.set_xlabel("stage (temperature, samples)")
+        ax.set_ylabel(name)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("PITA ladder, stage by stage (W2 against the reference or exact sampler)", fontsize=10)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

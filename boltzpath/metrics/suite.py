@@ -41,7 +41,8 @@ from boltzpath.metrics import modes, particles
 from boltzpath.metrics.noise import noise_floor
 from boltzpath.targets.base import EvaluationCounter
 
-ENERGY_CONV = "1-D exact OT between E/kT values (finite ones); W2 = sqrt(OT cost)"
+ENERGY_CONV = {1: "1-D exact OT between E/kT values (finite ones); W1 = OT cost with |ΔE|",
+               2: "1-D exact OT between E/kT values (finite ones); W2 = sqrt(OT cost with |ΔE|²)"}
 
 
 def _entry(value: float, n: int, convention: str, floor: dict | None = None) -> dict[str, Any]:
@@ -188,7 +189,7 @@ def _energy_metrics(metrics, notes, e, ref, target, floor, report) -> None:
         def ew(a, b, p=p):
             return dist.energy_w(uncounted_energy(target, a), uncounted_energy(target, b), p=p)
 
-        metrics[f"energy_w{p}"] = _entry(dist.energy_w(e[finite], e_ref, p=p), n_fin, ENERGY_CONV,
+        metrics[f"energy_w{p}"] = _entry(dist.energy_w(e[finite], e_ref, p=p), n_fin, ENERGY_CONV[p],
                                          floor(ew, n_fin))
         report(f"energy_w{p}")
 

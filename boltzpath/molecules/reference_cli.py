@@ -3,7 +3,8 @@
     boltzpath reference --target aldp-fab --temperature 300 --out runs/aldp300 --n-iterations 2000
 
 Bad input (unknown target, a non-empty folder without --overwrite/--resume, bad numbers) ends with
-one line on stderr and exit status 2. Progress: a tqdm bar on stderr with ns/day in the postfix.
+one line on stderr and exit status 2. Progress: a bar on stderr (periodic lines when not a
+terminal) with ns/day.
 """
 
 from __future__ import annotations
@@ -19,27 +20,15 @@ class _BadInputExit(click.ClickException):
 
 
 def _progress():
-    from tqdm.auto import tqdm
+    """REMD progress: a bar on a terminal, a line every 10 s otherwise (``boltzpath.progress``)."""
+    from boltzpath.progress import Progress
 
-    state: dict = {}
+    steps = Progress().steps("REMD")
 
     def callback(info: dict) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(
-                total=info["n_iterations"], desc="REMD", unit="it", disable=None, leave=False
-            )
-            bar.update(info["iteration"] - 1)
-        bar.update(1)
         acc = info["swap_acceptance"]
-        bar.set_postfix(
-            ns_day=f"{info['ns_per_day']:.1f}",
-            phase=info["phase"][:5],
-            swap=f"{min(acc):.2f}" if acc else "-",
-            refresh=False,
-        )
-        if info["iteration"] >= info["n_iterations"]:
-            bar.close()
+        steps(info["iteration"], info["n_iterations"],
+              {"ns_day": float(info["ns_per_day"]), "min_swap": float(min(acc)) if acc else float("nan")})
 
     return callback
 

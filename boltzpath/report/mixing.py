@@ -38,11 +38,13 @@ def mode_label(target, x: torch.Tensor) -> tuple[torch.Tensor, str]:
 
 
 def plot_mode_traces(out_path, traces: dict[str, torch.Tensor], ylabel: str,
-                     x_axis: np.ndarray | None = None, xlabel: str = "collected sample") -> Path:
+                     x_axis: np.ndarray | None = None, xlabel: str = "collected sample",
+                     title: str | None = None) -> Path:
     """One panel per method, each a step plot of (steps, chains) mode labels, shared y-axis."""
     if not traces:
         raise BadInput("plot_mode_traces needs at least one trace")
-    fig, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 3.8), sharey=True, squeeze=False,
+                             layout="constrained")
     for ax, (name, tr) in zip(axes[0], traces.items(), strict=True):
         tr = torch.as_tensor(tr).detach().cpu().numpy()
         if tr.ndim != 2:
@@ -55,6 +57,8 @@ def plot_mode_traces(out_path, traces: dict[str, torch.Tensor], ylabel: str,
         ax.set_xlabel(xlabel)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save_png(fig, Path(out_path))
 
 
@@ -95,5 +99,7 @@ def digs_report(run_dir_path, samples, target, cfg, generator: torch.Generator) 
         {"DiGS": label_digs.reshape(steps, shown),
          "MALA (same evaluations)": label_mala.reshape(steps, shown)},
         ylabel, x_axis=evals, xlabel="energy evaluations per chain",
+        title=f"{target.name} at T={target.temperature:g}: mode traces of {shown} chains "
+              f"({steps} collected samples each, n={samples.n})",
     )
     return [path]

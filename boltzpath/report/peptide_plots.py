@@ -40,7 +40,8 @@ def _free_energy(a: np.ndarray, b: np.ndarray, edges_a, edges_b) -> np.ndarray:
 
 
 def _panels(title: str, fields: list[tuple[str, np.ndarray]], edges_a, edges_b, xlabel: str, ylabel: str):
-    fig, axes = plt.subplots(1, len(fields), figsize=(4.6 * len(fields), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.8 * len(fields) + 0.8, 4.2), squeeze=False,
+                             layout="constrained")
     for ax, (name, f) in zip(axes[0], fields, strict=True):
         mesh = ax.pcolormesh(edges_a, edges_b, f.T, cmap="viridis", vmin=0.0, vmax=F_MAX_KT, shading="flat")
         ax.set_title(name)
@@ -69,7 +70,8 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
     if ref_x is not None:
         rphi, rpsi = backbone_dihedrals(ref_x, topology)
         fields.append((f"reference (n={ref_x.shape[0]})", _free_energy(rphi[:, 0], rpsi[:, 0], edges, edges)))
-    fig = _panels(f"{target.name}: Ramachandran free energy", fields, edges, edges, "φ (rad)", "ψ (rad)")
+    title = f"{target.name} at {target.temperature:g} K: Ramachandran free energy"
+    fig = _panels(title, fields, edges, edges, "φ (rad)", "ψ (rad)")
     written.append(save_png(fig, out / "ramachandran.png", dpi=110, tight=True))
 
     if ref_x is not None and ref_x.shape[0] > 20:
@@ -84,13 +86,14 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
             (f"samples (n={x.shape[0]})", _free_energy(proj[:, 0], proj[:, 1], ea, eb)),
             (f"reference (n={ref_x.shape[0]})", _free_energy(rproj[:, 0], rproj[:, 1], ea, eb)),
         ]
-        fig = _panels(f"{target.name}: TICA free energy", fields, ea, eb, "TIC 1", "TIC 2")
+        fig = _panels(f"{target.name} at {target.temperature:g} K: TICA free energy", fields, ea, eb,
+                      "TIC 1 (dimensionless)", "TIC 2 (dimensionless)")
         written.append(save_png(fig, out / "tica.png", dpi=110, tight=True))
 
     kt = float(target.kt_kj_mol)
     e = samples.energy.double().numpy()[:MAX_POINTS] * kt
     e = e[np.isfinite(e)]
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), layout="constrained")
     pool = e if ref_e is None else np.concatenate([e, ref_e * kt])
     lo, hi = np.percentile(pool, [0.5, 99.5]) if pool.size else (0.0, 1.0)
     bins = np.linspace(lo, hi, 80)

@@ -72,7 +72,7 @@ def energy_hist(path: Path, e: np.ndarray, e_ref: np.ndarray | None, title: str)
     if e_ref is not None:
         ax.hist(e_ref, bins=bins, density=True, histtype="step", lw=1.5, color="k",
                 label=f"reference (n={e_ref.size})")
-    ax.set_xlabel("E / kT")
+    ax.set_xlabel("E / kT (dimensionless)")
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -83,31 +83,44 @@ def distance_hist(path: Path, d: np.ndarray, d_ref: np.ndarray | None, title: st
     fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     lo, hi = _clip_range(d, d_ref, q=0.0)
     bins = np.linspace(lo, hi, 100)
-    ax.hist(d, bins=bins, density=True, alpha=0.6, histtype="stepfilled", label="samples")
+    ax.hist(d, bins=bins, density=True, alpha=0.6, histtype="stepfilled",
+            label=f"samples ({d.size} distances)")
     if d_ref is not None:
-        ax.hist(d_ref, bins=bins, density=True, histtype="step", lw=1.5, color="k", label="reference")
-    ax.set_xlabel("interatomic distance")
+        ax.hist(d_ref, bins=bins, density=True, histtype="step", lw=1.5, color="k",
+                label=f"reference ({d_ref.size} distances)")
+    ax.set_xlabel("interatomic distance (length units of the target)")
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
     return save_png(fig, path)
 
 
+def temperature_label(target) -> str:
+    unit = " K" if getattr(target, "temperature_unit", "reduced") == "kelvin" else " (reduced)"
+    return f"T={target.temperature:g}{unit}"
+
+
 def density_2d(path: Path, x: np.ndarray, target) -> Path:
-    """Samples over contours of log p of a 2-D target (energies on a grid, uncounted)."""
+    """Samples over filled contours of −E/kT (= log p + const) of a 2-D target (grid energies are
+    uncounted). The view holds every finite sample (plus a 5 % margin), capped at ±100."""
     lo = np.minimum(x.min(0), target.means.numpy().min(0) - 5) if hasattr(target, "means") else x.min(0)
     hi = np.maximum(x.max(0), target.means.numpy().max(0) + 5) if hasattr(target, "means") else x.max(0)
-    lo, hi = np.maximum(lo, -100), np.minimum(hi, 100)
+    pad = 0.05 * np.maximum(hi - lo, 1e-3)
+    lo, hi = np.maximum(lo - pad, -100), np.minimum(hi + pad, 100)
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
     grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1))
     logp = -uncounted_energy(target, grid).numpy().reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
-    ax.contour(gx, gy, np.maximum(logp, logp.max() - 30), levels=25, cmap="viridis", linewidths=0.6)
-    ax.scatter(x[:, 0], x[:, 1], s=2, c="C3", alpha=0.5, label=f"samples (n={x.shape[0]})")
+    logp = logp - np.nanmax(logp)
+    fig, ax = plt.subplots(figsize=(5.6, 5), layout="constrained")
+    filled = ax.contourf(gx, gy, np.maximum(logp, -30), levels=25, cmap="viridis", alpha=0.85)
+    fig.colorbar(filled, ax=ax, label="log p − max log p  (= −ΔE/kT, floored at −30)", shrink=0.85)
+    ax.scatter(x[:, 0], x[:, 1], s=3, c="C3", alpha=0.6, label=f"samples (n={x.shape[0]})")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_aspect("equal")
-    ax.set_title(f"{target.name}: samples over log p contours")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.set_title(f"{target.name} at {temperature_label(target)}: samples over log p", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     return save_png(fig, path)
 
@@ -125,8 +138,11 @@ def manywell_marginals(path: Path, x: np.ndarray, target, n_wells: int = 4) -> P
         ax.hist(x[:, 2 * w], bins=np.linspace(xs[keep][0], xs[keep][-1], 60), density=True, alpha=0.6,
                 histtype="stepfilled", label="samples")
         ax.plot(xs[keep], dens[keep], "k", lw=1.2, label="exact")
-        ax.set_title(f"well {w + 1}: x$_1$")
+        ax.set_title(f"well {w + 1}")
+        ax.set_xlabel(f"x₁ of well {w + 1}")
     axes[0][0].set_ylabel("density")
+    fig.suptitle(f"{target.name} at {temperature_label(target)}: first wells' x₁ marginals "
+                 f"(n={x.shape[0]})", fontsize=10)
     axes[0][0].legend(fontsize=8)
     return save_png(fig, path)
 
@@ -151,14 +167,15 @@ def plot_run(out_dir, samples, target, reference=None) -> list[Path]:
         if plot_peptide is not None:
             written.extend(plot_peptide(out, samples, target, None if ref is None else ref.numpy()))
     e_ref = None if ref is None else uncounted_energy(target, ref).numpy()
-    written.append(energy_hist(out / "energy_hist.png", e, e_ref, f"{target.name}: energy"))
+    written.append(energy_hist(out / "energy_hist.png", e, e_ref,
+                               f"{target.name} at {temperature_label(target)}: energy"))
 
     if target.is_particle_system:
         from boltzpath.metrics.particles import pair_distances
 
         d = pair_distances(x, target).ravel()
         d_ref = None if ref is None else pair_distances(ref, target).ravel()
-        title = f"{target.name}: interatomic distances"
+        title = f"{target.name} at {temperature_label(target)}: distances (n={x.shape[0]})"
         written.append(distance_hist(out / "distances.png", d, d_ref, title))
     elif target.dim == 2:
         written.append(density_2d(out / "density_2d.png", x, target))

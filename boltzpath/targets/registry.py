@@ -59,10 +59,19 @@ def make_target(name: str, **options) -> Target:
 
     ``options`` are the target's constructor options (``temperature`` for every target).
     """
-    if ":" in name:
-        return CustomTarget(energy=name, **options)
-    if name == "custom":
-        return CustomTarget(**options)
+    if not isinstance(name, str):
+        raise BadInput(f"a target name must be a string, got {type(name).__name__}")
+    if ":" in name or name == "custom":
+        if ":" in name:
+            energy = options.pop("energy", name)  # saved configs repeat the spec as 'energy'
+            if energy != name:
+                raise BadInput(f"target {name!r} was given a different energy {energy!r}")
+            options["energy"] = name
+        try:
+            return CustomTarget(**options)
+        except TypeError as exc:
+            raise BadInput(f"bad options for custom target {name!r}: {exc}; allowed: energy, dim, "
+                           "temperature") from None
     entry = TARGETS.get(name)
     if entry is None:
         raise BadInput(f"unknown target {name!r}; known: {', '.join(sorted(TARGETS))}")
