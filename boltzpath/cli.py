@@ -23,7 +23,8 @@ class BadInputExit(click.ClickException):
 
 # name → (module, attribute) of click commands living next to the code they drive
 LAZY_COMMANDS = {"reference": ("boltzpath.molecules.reference_cli", "reference")}
-LAZY_RUN_COMMANDS = {"pita": ("boltzpath.methods.pita_cli", "pita"), "dikl": ("boltzpath.methods.dikl.cli", "dikl"),
+LAZY_RUN_COMMANDS = {"pita": ("boltzpath.methods.pita_cli", "pita"),
+                     "dikl": ("boltzpath.methods.dikl.cli", "dikl"),
                      "dikl-sample": ("boltzpath.methods.dikl.cli", "dikl_sample")}
 
 

@@ -58,11 +58,10 @@ class ExactGaussianScore(nn.Module):
 
 def make_state(cfg: DiKLConfig, gen, score, seed=0, lr=0.02):
     sched = score.schedule
-    ones = torch.ones(sched.steps, 1, dtype=torch.float64)
     params = [p for p in score.parameters() if not any(p is q for q in gen.parameters())]
     return DiKLState(gen, score, torch.optim.Adam(gen.parameters(), lr=lr),
                      torch.optim.Adam(params or [nn.Parameter(torch.zeros(1))], lr=cfg.train.lr_score),
-                     initial_log_step(cfg.posterior, sched.alpha[:, None] * ones, sched.sigma[:, None] * ones),
+                     initial_log_step(cfg.posterior, sched.alpha[:, None], sched.sigma[:, None]),
                      seeded(seed))
 
 

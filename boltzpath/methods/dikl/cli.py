@@ -55,8 +55,8 @@ def _progress(enabled: bool):
         bar.total = n
         bar.n = i
         if i % 10 == 0:
-            bar.set_postfix({k: f"{info[k]:.3g}" for k in ("dsm_loss", "score_gap", "mala_accept") if k in info},
-                            refresh=False)
+            keys = ("dsm_loss", "score_gap", "mala_accept")
+            bar.set_postfix({k: f"{info[k]:.3g}" for k in keys if k in info}, refresh=False)
         bar.refresh()
 
     return bar, callback
@@ -123,7 +123,8 @@ def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, ov
             "energy_evaluations": 0, "sampling_time_s": seconds}
     samples = Samples(samples.x, samples.energy, None, info)
     out_metrics = {"method": "dikl-sample", "target": cfg.target, "n": n, "energy_evaluations": 0,
-                   "sampling_time_s": seconds, "source_metrics": RunDir(source).read_metrics().get("energy_evaluations")}
+                   "sampling_time_s": seconds,
+                   "source_energy_evaluations": RunDir(source).read_metrics().get("energy_evaluations")}
     if metrics:
         import torch
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from boltzpath.errors import BadInput
-from boltzpath.mcmc.base import ChainState
+from boltzpath.mcmc.base import ChainState, select
 from boltzpath.mcmc.digs import ConditionalPotential, refine_conditional
 from boltzpath.mcmc.mala import mala_step
 
@@ -84,12 +84,11 @@ def _importance(target, x_t, alpha, sigma, k: int, ais_steps: int, log_step, gen
         b = s / ais_steps
         log_w = log_w - (b - b_prev) * state.energy.double()
         cond = ConditionalPotential(target.at_temperature(base_t / b), xr, ar, sr)
-        cstate, info = mala_step(cond, cond.lift(_tempered(state, b)), generator, rep(log_step).exp().to(x.dtype))
+        step = rep(log_step).exp().to(x.dtype)
+        _, info = mala_step(cond, cond.lift(_tempered(state, b)), generator, step)
         last = cond.last
         new = ChainState(last.position, last.energy / b, last.grad / b)
-        a = info.accepted
-        state = ChainState(torch.where(a[:, None], new.position, state.position),
-                           torch.where(a, new.energy, state.energy), torch.where(a[:, None], new.grad, state.grad))
+        state = select(info.accepted, new, state)
         b_prev = b
     if ais_steps == 0:
         log_w = -state.energy.double()
@@ -97,7 +96,8 @@ def _importance(target, x_t, alpha, sigma, k: int, ais_steps: int, log_step, gen
 
 
 def estimate_target_score(target, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
-                          generator: torch.Generator, cfg: PosteriorConfig, log_step: torch.Tensor | None = None):
+                          generator: torch.Generator, cfg: PosteriorConfig,
+                          log_step: torch.Tensor | None = None):
     """∇log p_t(x_t) per row of ``x_t`` (batch, dim); α, σ are (batch, 1) columns (one level per row).
 
     ``log_step`` (batch,) float64: starting MALA log step sizes (default ``initial_log_step``).

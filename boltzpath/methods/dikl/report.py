@@ -16,9 +16,9 @@ def write_training_plot(path: Path, history: list[dict]) -> Path:
 
     it = [h["iteration"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, key, title in zip(axes, ("dsm_loss", "score_gap", "mala_accept"),
-                              ("DSM loss (model score)", "mean ‖s_φ − ∇log p_t‖", "posterior MALA acceptance"),
-                              strict=True):
+    panels = (("dsm_loss", "DSM loss (model score)"), ("score_gap", "mean ‖s_φ − ∇log p_t‖"),
+              ("mala_accept", "posterior MALA acceptance"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         ax.plot(it, [h.get(key, float("nan")) for h in history])
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration")

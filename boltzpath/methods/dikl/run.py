@@ -29,10 +29,10 @@ from boltzpath.io.atomic import atomic_torch_save
 from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.dikl.config import DiKLConfig
-from boltzpath.methods.dikl.report import write_training_plot
-from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.methods.dikl.networks import build_networks
+from boltzpath.methods.dikl.report import write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
+from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.metrics.suite import uncounted_energy
 from boltzpath.targets.registry import make_target
 
@@ -94,8 +94,8 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
         if state.iteration % cfg.train.checkpoint_every == 0 or state.iteration == total:
             state.save(ckpt, evals(), wall())
     n_evals, train_wall = evals(), wall()
-    atomic_torch_save(run.file("generator.pt"), {"format": GENERATOR_FORMAT, "weights": state.generator.state_dict(),
-                                                 "iterations": state.iteration})
+    atomic_torch_save(run.file("generator.pt"), {"format": GENERATOR_FORMAT, "iterations": state.iteration,
+                                                 "weights": state.generator.state_dict()})
     samples, seconds = draw(state.generator, target, cfg.n_samples, cfg.seed)
     return _finish(run, cfg, target, state, samples, seconds, n_evals, train_wall, reference)
 

@@ -30,7 +30,8 @@ class DDPMConfig:
         if self.steps < 1:
             raise BadInput(f"ddpm.steps must be >= 1, got {self.steps}")
         if not 0 < self.beta_start <= self.beta_end < 1:
-            raise BadInput(f"ddpm: need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+            raise BadInput(f"ddpm: need 0 < beta_start <= beta_end < 1, got {self.beta_start}, "
+                           f"{self.beta_end}")
 
 
 class VPSchedule:

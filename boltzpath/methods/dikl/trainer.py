@@ -6,7 +6,8 @@ Per iteration (every random draw from one ``torch.Generator``, in a fixed order)
    x = f_θ(z) (no gradient into θ), ``ModelScore.dsm_loss``;
 2. generator (θ): z ~ N(0, I), x = f_θ(z), level t ~ U{1..T} per row, ε ~ N(0, I),
    x_t = α_t x + σ_t ε. With Δ(x_t) = s_φ(x_t, t) − ∇log p_t(x_t) (the target's noised score by
-   the score identity, ``posterior.estimate_target_score``; both held fixed), the surrogate
+   the score identity, ``posterior.estimate_target_score``, optionally norm-clipped per row by
+   ``train.score_clip``; both held fixed), the surrogate
 
        L(θ) = (1/B) Σ_b w(t_b) ⟨sg[Δ(x_t,b)], x_t,b(θ)⟩
 
@@ -90,8 +91,7 @@ def init_state(target, cfg: DiKLConfig) -> DiKLState:
     with torch.random.fork_rng(devices=[]):  # network initialisation draws from the global RNG
         torch.manual_seed(int(cfg.seed) * 1_000_003 + 17)
         gen, score = build_networks(target, cfg.generator, cfg.score_net, schedule)
-    ones = torch.ones(cfg.ddpm.steps, 1, dtype=torch.float64)
-    log_steps = initial_log_step(cfg.posterior, schedule.alpha[:, None] * ones, schedule.sigma[:, None] * ones)
+    log_steps = initial_log_step(cfg.posterior, schedule.alpha[:, None], schedule.sigma[:, None])
     return DiKLState(gen, score, torch.optim.Adam(gen.parameters(), lr=cfg.train.lr_generator),
                      torch.optim.Adam(score.parameters(), lr=cfg.train.lr_score), log_steps,
                      torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + 2))
@@ -139,6 +139,9 @@ def generator_gradient(state: DiKLState, target, cfg: DiKLConfig) -> dict:
     s_target, log_step, info = estimate_target_score(target, x_t.detach(), alpha, sigma, rng, cfg.posterior,
                                                      state.log_steps[idx].clone())
     _update_log_steps(state, idx, log_step)
+    if tc.score_clip is not None:
+        norm = s_target.norm(dim=-1, keepdim=True)
+        s_target = s_target * torch.clamp(tc.score_clip / (norm + 1e-12), max=1.0)
     gap = (s_model - s_target).detach()
     w = sched.weights(tc.weighting)[idx].to(x.dtype)
     surrogate = (w[:, None] * gap * x_t).sum(-1).mean()
