@@ -187,7 +187,7 @@ def evaluate_cmd(run_dir, reference, seed):
 
 @cli.group("run", cls=RunGroup)
 def run_group() -> None:
-    """Run a diffusion-based method (PITA) end to end."""
+    """Run a diffusion-based method (PITA, DiKL) end to end."""
 
 
 def main() -> None:
