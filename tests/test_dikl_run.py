@@ -154,10 +154,3 @@ def test_dikl_sample_from_a_folder_that_is_not_a_run_is_exit_2(tmp_path):
                                    str(tmp_path / "o")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
 
-
-@pytest.mark.slow
-def test_quick_preset_gmm40_covers_most_modes(tmp_path):
-    """The README-level demo (minutes): 600 of its 2500 iterations already covered 31/40 modes
-    (measured once, loaded machine), so the whole preset must cover at least as many."""
-    res = run_dikl(resolve_config("gmm40", "quick", None, ("plots=false",)), tmp_path / "q")
-    assert res.metrics["evaluation"]["metrics"]["mode_coverage"]["value"] >= 0.775
