@@ -131,6 +131,9 @@ def test_cli_end_to_end_and_fresh_samples(tmp_path):
     fresh = Samples.load(tmp_path / "fresh" / "samples.npz")
     m = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
     assert fresh.x.shape == (300, 2) and m["energy_evaluations"] == 0
+    same = ["run", "dikl-sample", "--from", str(out), "--n", "3", "--out", str(out), "--overwrite"]
+    res = runner.invoke(cli, same)
+    assert res.exit_code == 2 and (out / "COMPLETE").is_file()  # the source run is never overwritten
     assert (tmp_path / "fresh" / "COMPLETE").is_file()
 
 

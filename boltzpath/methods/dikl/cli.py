@@ -114,6 +114,8 @@ def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, ov
 
     if n < 1:
         raise BadInput(f"--n must be >= 1, got {n}")
+    if Path(out).resolve() == Path(source).resolve():
+        raise BadInput("--out must not be the --from run folder (it would be overwritten)")
     gen, target, cfg = load_generator(source)
     t0 = time.perf_counter()
     rd = RunDir.create(out, overwrite=overwrite)
