@@ -23,7 +23,9 @@ class BadInputExit(click.ClickException):
 
 # name → (module, attribute) of click commands living next to the code they drive
 LAZY_COMMANDS = {"reference": ("boltzpath.molecules.reference_cli", "reference")}
-LAZY_RUN_COMMANDS = {"pita": ("boltzpath.methods.pita_cli", "pita")}
+LAZY_RUN_COMMANDS = {"pita": ("boltzpath.methods.pita_cli", "pita"),
+                     "dikl": ("boltzpath.methods.dikl.cli", "dikl"),
+                     "dikl-sample": ("boltzpath.methods.dikl.cli", "dikl_sample")}
 
 
 class Group(click.Group):
@@ -236,7 +238,7 @@ def report_cmd(run_dirs, out):
 
 @cli.group("run", cls=RunGroup)
 def run_group() -> None:
-    """Run a diffusion-based method (PITA) end to end."""
+    """Run a diffusion-based method (PITA, DiKL) end to end."""
 
 
 def main() -> None:

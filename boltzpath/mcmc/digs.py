@@ -77,6 +77,9 @@ class DiGSConfig:
 class ConditionalPotential:
     """p(x | x̃) ∝ p(x)·N(x̃ | αx, σ²I): energy E(x) + ‖x̃ − αx‖²/(2σ²), gradient ∇E + α(αx − x̃)/σ².
 
+    α and σ are floats (one level for every chain, DiGS) or (chains, 1) tensors (one level per
+    chain, the DiKL posterior sampler).
+
     ``energy_and_grad`` evaluates the target (counted) and keeps the target part of its last
     result in ``last`` so the sampler can carry the target's own energy and gradient exactly.
     """
@@ -90,6 +93,8 @@ class ConditionalPotential:
 
     def _gaussian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.alpha * x - self.x_noisy
+        if isinstance(self.sigma, torch.Tensor):  # one level per chain: α, σ columns (chains, 1)
+            return (r * r / (2 * self.sigma**2)).sum(-1), self.alpha * r / self.sigma**2
         return (r * r).sum(-1) / (2 * self.sigma**2), self.alpha * r / self.sigma**2
 
     def energy_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,16 +139,32 @@ def digs_sweep(target, state, alpha, sigma, log_step, generator, cfg: DiGSConfig
     """
     x_noisy, state, mwg_acc = mwg_proposal(target, state, alpha, sigma, generator, cfg.mwg_correction)
     cond = ConditionalPotential(target, x_noisy, alpha, sigma)
-    cstate = cond.lift(state)
-    mala_acc = []
-    for k in range(cfg.mala_steps):
-        cstate, info = mala_step(cond, cstate, generator, log_step.exp().to(state.position.dtype))
-        state = select(info.accepted, cond.last, state)
-        mala_acc.append(info.accept_prob)
-        if adapt_from is not None:
-            log_step = adapt_step_size(log_step, info.accept_prob, cfg.target_accept, adapt_from + k)
+    adapt = None if adapt_from is None else (cfg.target_accept, adapt_from)
+    state, log_step, mala_acc = refine_conditional(cond, state, generator, log_step, cfg.mala_steps, adapt)
     mala_mean = torch.stack(mala_acc).mean(0) if mala_acc else torch.full_like(mwg_acc, math.nan)
     return state, log_step, {"mwg_accept": mwg_acc, "mala_accept": mala_mean}
+
+
+def refine_conditional(cond: ConditionalPotential, state: ChainState, generator, log_step, n_steps: int,
+                       adapt: tuple[float, int] | None = None, on_step=None):
+    """``n_steps`` MALA steps on p(x | x̃) (``cond``) from the *target* state ``state``.
+
+    ``log_step`` (chains,) float64 are per-chain log step sizes; with ``adapt = (target_accept,
+    counter)`` they follow Robbins–Monro after every step. ``on_step(k, state)`` sees the target
+    state after step k (the DiKL score estimator averages over it). Returns (target state,
+    log_step, [acceptance probability (chains,) per step]). Shared by DiGS and DiKL's posterior.
+    """
+    cstate = cond.lift(state)
+    acc = []
+    for k in range(n_steps):
+        cstate, info = mala_step(cond, cstate, generator, log_step.exp().to(state.position.dtype))
+        state = select(info.accepted, cond.last, state)
+        acc.append(info.accept_prob)
+        if adapt is not None:
+            log_step = adapt_step_size(log_step, info.accept_prob, adapt[0], adapt[1] + k)
+        if on_step is not None:
+            on_step(k, state)
+    return state, log_step, acc
 
 
 def run_digs(target, n: int, generator: torch.Generator, cfg: DiGSConfig, callback=None, x0=None) -> Samples:

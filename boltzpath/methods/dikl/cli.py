@@ -1,0 +1,142 @@
+"""``boltzpath run dikl`` (train + sample) and ``boltzpath run dikl-sample`` (fresh draws, no training).
+
+Configuration, lowest to highest precedence: ``DiKLConfig`` defaults → ``presets/dikl_<preset>.yaml``
+→ ``presets/dikl_<target>_<preset>.yaml`` (when it exists) → ``--target``/``--seed`` → ``--set
+key=value``. ``--preset`` also accepts a path to a YAML file. Bad input: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from boltzpath.config import deep_merge, from_dict, load_yaml, parse_overrides
+from boltzpath.errors import BadInput
+
+PRESET_DIR = Path(__file__).resolve().parent.parent.parent / "presets"
+PRESETS = ("quick", "cpu", "paper")
+
+
+class _BadInput(click.ClickException):
+    exit_code = 2
+
+
+def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...]):
+    """The ``DiKLConfig`` for these options (see the module docstring)."""
+    from boltzpath.methods.dikl.config import DiKLConfig
+
+    if preset in PRESETS:
+        data = load_yaml(PRESET_DIR / f"dikl_{preset}.yaml")
+    elif preset.endswith((".yaml", ".yml")):
+        data = load_yaml(preset)
+    else:
+        raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
+    over = parse_overrides(list(overrides))
+    name = target or over.get("target") or data.get("target") or DiKLConfig.target
+    if not isinstance(name, str):
+        raise BadInput(f"target must be a name, got {name!r}")
+    specific = PRESET_DIR / f"dikl_{name.replace('-', '_')}_{preset}.yaml"
+    if preset in PRESETS and specific.is_file():
+        data = deep_merge(data, load_yaml(specific))
+    data = deep_merge(data, {"target": name})
+    if seed is not None:
+        data["seed"] = int(seed)
+    return from_dict(DiKLConfig, deep_merge(data, over), where=f"dikl preset {preset!r}")
+
+
+def _progress(enabled: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, disable=not enabled, leave=False, dynamic_ncols=True, desc="dikl")
+
+    def callback(i: int, n: int, info: dict) -> None:
+        bar.total = n
+        bar.n = i
+        if i % 10 == 0:
+            keys = ("dsm_loss", "score_gap", "mala_accept")
+            bar.set_postfix({k: f"{info[k]:.3g}" for k in keys if k in info}, refresh=False)
+        bar.refresh()
+
+    return bar, callback
+
+
+@click.command("dikl")
+@click.option("--target", default=None, help="gmm40 | manywell32 | dw4 | lj13 (any registered target)")
+@click.option("--preset", default="quick", show_default=True, help="quick | cpu | paper | path.yaml")
+@click.option("--out", "out", required=True, type=click.Path(), help="run folder")
+@click.option("--seed", type=int, default=None, help="overrides the preset's seed")
+@click.option("--overwrite", is_flag=True, help="replace an existing run folder")
+@click.option("--resume", is_flag=True, help="continue a killed run from its last checkpoint")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def dikl(target, preset, out, seed, overwrite, resume, overrides, quiet):
+    """Train a one-step generator with the reverse diffusive KL (DiKL), then sample it."""
+    from boltzpath.methods.dikl.run import run_dikl
+
+    try:
+        cfg = resolve_config(target, preset, seed, overrides)
+        bar, callback = _progress(not quiet)
+        try:
+            result = run_dikl(cfg, out, overwrite=overwrite, resume=resume, callback=callback)
+        finally:
+            bar.close()
+    except BadInput as exc:
+        raise _BadInput(str(exc).splitlines()[0]) from None
+    m = result.metrics
+    click.echo(f"wrote {result.run.path} ({m['n']} samples, {m['energy_evaluations']['total']} energy "
+               f"evaluations in training, {m['wall_time_s']:.1f} s)")
+
+
+@click.command("dikl-sample")
+@click.option("--from", "source", required=True, type=click.Path(), help="a finished `run dikl` folder")
+@click.option("--n", "n", type=int, required=True, help="number of samples")
+@click.option("--out", "out", required=True, type=click.Path(), help="run folder to write")
+@click.option("--seed", type=int, default=1, show_default=True, help="sampling seed")
+@click.option("--metrics/--no-metrics", default=True, show_default=True, help="evaluate and plot the samples")
+@click.option("--overwrite", is_flag=True, help="replace an existing run folder")
+def dikl_sample(source, n, out, seed, metrics, overwrite):
+    """Draw fresh samples from a trained DiKL generator (zero energy evaluations, no training)."""
+    try:
+        rd, seconds = sample_from_run(source, n, out, seed, metrics, overwrite)
+    except BadInput as exc:
+        raise _BadInput(str(exc).splitlines()[0]) from None
+    click.echo(f"wrote {rd.path} ({n} samples in {seconds:.3g} s, 0 energy evaluations)")
+
+
+def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, overwrite: bool = False):
+    """Write ``n`` fresh generator samples of run ``source`` into run folder ``out``; returns
+    (RunDir, seconds of the generator passes)."""
+    from boltzpath.io.runs import RunDir
+    from boltzpath.io.samples import Samples
+    from boltzpath.methods.dikl.run import draw, load_generator
+
+    if n < 1:
+        raise BadInput(f"--n must be >= 1, got {n}")
+    if Path(out).resolve() == Path(source).resolve():
+        raise BadInput("--out must not be the --from run folder (it would be overwritten)")
+    gen, target, cfg = load_generator(source)
+    t0 = time.perf_counter()
+    rd = RunDir.create(out, overwrite=overwrite)
+    rd.write_config({"method": "dikl-sample", "source": str(Path(source).resolve()), "n": n, "seed": seed})
+    samples, seconds = draw(gen, target, n, seed)
+    info = {"method": "dikl-sample", "source": str(source), "target": target.describe(),
+            "energy_evaluations": 0, "sampling_time_s": seconds}
+    samples = Samples(samples.x, samples.energy, None, info)
+    out_metrics = {"method": "dikl-sample", "target": cfg.target, "n": n, "energy_evaluations": 0,
+                   "sampling_time_s": seconds,
+                   "source_energy_evaluations": RunDir(source).read_metrics().get("energy_evaluations")}
+    if metrics:
+        import torch
+
+        from boltzpath.methods.pita_report import stage_metrics
+
+        out_metrics["evaluation"] = stage_metrics(samples, target, None, torch.Generator().manual_seed(seed),
+                                                  cfg.eval_max_n, rd, False, cfg.plots)
+    out_metrics["wall_time_s"] = time.perf_counter() - t0
+    rd.write_samples(samples)
+    rd.write_metrics(out_metrics)
+    rd.log(f"dikl-sample: {n} samples from {source} in {seconds:.3g} s")
+    rd.mark_complete()
+    return rd, seconds

@@ -1,0 +1,121 @@
+"""DiKL's two networks: the one-step generator f_θ and the noise-level-conditioned model score s_φ.
+
+Generator:   x = f_θ(z) = c·(z + F_θ(z)),  z ~ N(0, I)  (z CoM-projected for particle systems)
+             F_θ is ``nets.MLP`` (toys) or ``nets.EGNN`` (particles) at a fixed c_noise = 0; the MLP's
+             read-out starts at zero and the EGNN's coordinate head near zero, so an untrained
+             generator is ≈ N(0, c² I). With the EGNN, F is rotation/permutation equivariant and
+             CoM-free, so f_θ is equivariant and maps CoM-free z to CoM-free x.
+Model score: ε-prediction on the VP kernel x_t = α_t x + σ_t ε,
+             s_φ(x_t, t) = −ε_φ(c_in·x_t, c_noise)/σ_t,  c_in = 1/√(α_t²c_d² + σ_t²),  c_noise = ¼ ln(σ_t/α_t)
+             (c_d = ``data_scale``: c_in·x_t has ≈ unit variance when x has scale c_d), trained by DSM
+             L(φ) = E_{t, x∼p_θ, ε} ‖ε_φ(α_t x + σ_t ε, t) − ε‖²  (t uniform over the T levels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from boltzpath.diffusion.precond import CoMProjection
+from boltzpath.errors import BadInput
+from boltzpath.methods.dikl.schedule import VPSchedule
+from boltzpath.nets import EGNN, MLP
+
+
+@dataclass
+class NetSpec:
+    """A backbone: ``kind`` auto | mlp | egnn (auto: egnn for particle targets), sizes, and a scale
+    (the generator's output scale c; the score model's data scale c_d)."""
+
+    kind: str = "auto"
+    hidden: int = 64
+    layers: int = 3
+    emb_dim: int = 16
+    scale: float = 1.0
+
+    def validate(self) -> None:
+        if self.kind not in ("auto", "mlp", "egnn"):
+            raise BadInput(f"net kind must be auto, mlp or egnn, got {self.kind!r}")
+        if self.hidden < 1 or self.layers < 1:
+            raise BadInput(f"net hidden and layers must be >= 1, got {self.hidden}, {self.layers}")
+        if self.emb_dim < 2 or self.emb_dim % 2:
+            raise BadInput(f"net emb_dim must be even and >= 2, got {self.emb_dim}")
+        if not self.scale > 0:
+            raise BadInput(f"net scale must be > 0, got {self.scale}")
+
+
+def make_backbone(target, spec: NetSpec) -> nn.Module:
+    spec.validate()
+    particles = bool(getattr(target, "n_particles", None))
+    kind = ("egnn" if particles else "mlp") if spec.kind == "auto" else spec.kind
+    if kind == "egnn":
+        if not particles:
+            raise BadInput(f"net kind 'egnn' needs a particle target, {target.name} is not one")
+        return EGNN(target.n_particles, target.spatial_dim, spec.hidden, spec.layers, spec.emb_dim)
+    return MLP(target.dim, spec.hidden, spec.layers, spec.emb_dim)
+
+
+def projection_of(target) -> Callable | None:
+    n = getattr(target, "n_particles", None)
+    return CoMProjection(n, target.spatial_dim) if n else None
+
+
+class Generator(nn.Module):
+    """x = c·(z + F_θ(z)); ``sample(n, generator)`` draws z and returns x (one network pass)."""
+
+    def __init__(self, net: nn.Module, dim: int, scale: float, project: Callable | None = None) -> None:
+        super().__init__()
+        self.net, self.dim, self.scale, self._project = net, int(dim), float(scale), project
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        return v if self._project is None else self._project(v)
+
+    def latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.project(torch.randn(n, self.dim, generator=generator))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        c_noise = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        return self.project(self.scale * (z + self.net(z, c_noise)))
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self(self.latent(n, generator))
+
+
+class ModelScore(nn.Module):
+    """s_φ(x_t, t) by ε-prediction on the VP schedule (see the module docstring)."""
+
+    def __init__(self, net: nn.Module, schedule: VPSchedule, data_scale: float = 1.0,
+                 project: Callable | None = None) -> None:
+        super().__init__()
+        self.net, self.schedule, self.data_scale, self._project = net, schedule, float(data_scale), project
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        return v if self._project is None else self._project(v)
+
+    def eps(self, x_t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        alpha, sigma = self.schedule.columns(idx, x_t.dtype)
+        c_in = 1.0 / torch.sqrt(alpha**2 * self.data_scale**2 + sigma**2)
+        c_noise = 0.25 * torch.log(sigma / alpha)[:, 0]
+        return self.project(self.net(c_in * x_t, c_noise))
+
+    def score(self, x_t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """s_φ(x_t, t) = −ε_φ/σ_t."""
+        return -self.eps(x_t, idx) / self.schedule.columns(idx, x_t.dtype)[1]
+
+    def dsm_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """E ‖ε_φ(α_t x₀ + σ_t ε, t) − ε‖², t uniform (draws: t, then ε)."""
+        idx = torch.randint(0, self.schedule.steps, (x0.shape[0],), generator=generator)
+        eps = self.project(torch.randn(x0.shape, generator=generator, dtype=x0.dtype))
+        alpha, sigma = self.schedule.columns(idx, x0.dtype)
+        return ((self.eps(alpha * x0 + sigma * eps, idx) - eps) ** 2).sum(-1).mean()
+
+
+def build_networks(target, gen_spec: NetSpec, score_spec: NetSpec, schedule: VPSchedule):
+    """(Generator, ModelScore) for ``target`` (dims and CoM projection taken from it)."""
+    project = projection_of(target)
+    gen = Generator(make_backbone(target, gen_spec), target.dim, gen_spec.scale, project)
+    score = ModelScore(make_backbone(target, score_spec), schedule, score_spec.scale, project)
+    return gen, score

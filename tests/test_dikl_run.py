@@ -1,0 +1,159 @@
+"""DiKL run folders, resume after a kill, the particle generator's symmetries, and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from fixtures import seeded
+
+from boltzpath.cli import cli
+from boltzpath.config import from_dict
+from boltzpath.errors import BadInput
+from boltzpath.io.samples import Samples
+from boltzpath.methods.dikl import DiKLConfig, run_dikl
+from boltzpath.methods.dikl.cli import resolve_config
+from boltzpath.methods.dikl.networks import NetSpec, build_networks
+from boltzpath.methods.dikl.schedule import DDPMConfig, VPSchedule
+from boltzpath.methods.dikl.trainer import read_checkpoint
+from boltzpath.targets.registry import make_target
+
+TINY = {
+    "target": "gmm40",
+    "generator": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
+    "score_net": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
+    "ddpm": {"steps": 10, "beta_end": 0.5},
+    "posterior": {"n_importance": 4, "mala_steps": 3, "average_last": 2},
+    "train": {"iterations": 12, "batch_size": 32, "dsm_steps": 2, "checkpoint_every": 5, "log_every": 2},
+    "n_samples": 64,
+    "eval_max_n": 64,
+    "eval_noise_floors": False,
+    "plots": False,
+}
+SET_TINY = ["generator.hidden=16", "generator.layers=2", "score_net.hidden=16", "score_net.layers=2",
+            "train.iterations=4", "train.batch_size=32", "train.dsm_steps=1", "n_samples=50",
+            "eval_max_n=50", "eval_noise_floors=false", "posterior.n_importance=2", "posterior.mala_steps=2",
+            "posterior.average_last=1", "plots=false"]
+
+
+class Killed(RuntimeError):
+    pass
+
+
+def test_tiny_run_writes_a_complete_folder_and_counts_evaluations(tmp_path):
+    res = run_dikl(from_dict(DiKLConfig, TINY), tmp_path / "run")
+    d = tmp_path / "run"
+    files = ("config.yaml", "samples.npz", "metrics.json", "run.log", "checkpoint.pt", "generator.pt",
+             "COMPLETE")
+    for f in files:
+        assert (d / f).is_file(), f
+    m = json.loads((d / "metrics.json").read_text())
+    # per iteration: batch · (K + mala_steps) posterior evaluations; drawing the samples costs none
+    assert m["energy_evaluations"] == {"training": 12 * 32 * (4 + 3), "sampling": 0, "total": 12 * 32 * 7}
+    assert m["wall_time_s"] > 0 and m["n"] == 64 and "mode_coverage" in m["evaluation"]["metrics"]
+    s = Samples.load(d / "samples.npz")
+    assert s.x.shape == (64, 2) and np.isfinite(s.energy.numpy()).all()
+    assert res.samples.n == 64 and read_checkpoint(d / "checkpoint.pt")["iteration"] == 12
+
+
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):
+    cfg = from_dict(DiKLConfig, TINY)
+    full = run_dikl(cfg, tmp_path / "full")
+
+    def kill(i, n, info):
+        if i == 8:  # after the checkpoint at 5: iterations 6–8 are lost and redone
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_dikl(cfg, tmp_path / "cut", callback=kill)
+    assert not (tmp_path / "cut" / "COMPLETE").exists()
+    with pytest.raises(BadInput):  # an existing folder needs --resume or --overwrite
+        run_dikl(cfg, tmp_path / "cut")
+    resumed = run_dikl(cfg, tmp_path / "cut", resume=True)
+    assert torch.equal(resumed.samples.x, full.samples.x)
+    a = read_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    for k in a["generator"]:
+        assert torch.equal(a["generator"][k], b["generator"][k])
+    assert resumed.metrics["energy_evaluations"] == full.metrics["energy_evaluations"]
+    other = from_dict(DiKLConfig, {**TINY, "seed": 5})
+    with pytest.raises(BadInput):  # a different config cannot resume this folder
+        run_dikl(other, tmp_path / "cut", resume=True)
+
+
+@pytest.mark.parametrize("name", ["dw4", "lj13"])
+def test_particle_generator_is_equivariant_and_com_free(name):
+    target = make_target(name)
+    spec = NetSpec(hidden=16, layers=2, emb_dim=4)
+    torch.manual_seed(0)
+    gen, score = build_networks(target, spec, spec, VPSchedule(DDPMConfig(steps=5, beta_end=0.05)))
+    for layer in gen.net.layers:  # make the EGNN's coordinate update large (it starts near 0)
+        torch.nn.init.normal_(layer.coord_out.weight, std=0.5)
+    n, d = target.n_particles, target.spatial_dim
+    z = gen.latent(6, seeded(0)).double()
+    gen, score = gen.double(), score.double()
+    x = gen(z)
+    assert (x.reshape(6, n, d).mean(1).abs() < 1e-10).all()  # CoM-free
+    assert (x - gen.scale * z).abs().max() > 1e-2  # the network does contribute
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=seeded(1), dtype=torch.float64))
+    perm = torch.randperm(n, generator=seeded(2))
+    rot = lambda v: (v.reshape(-1, n, d) @ q.T).reshape(v.shape)  # noqa: E731
+    per = lambda v: v.reshape(-1, n, d)[:, perm].reshape(v.shape)  # noqa: E731
+    assert torch.allclose(gen(rot(z)), rot(x), atol=1e-10)
+    assert torch.allclose(gen(per(z)), per(x), atol=1e-10)
+    idx = torch.tensor([0, 1, 2, 3, 4, 4])
+    s = score.score(x, idx)
+    assert torch.allclose(score.score(rot(x), idx), rot(s), atol=1e-8)
+    assert (s.reshape(6, n, d).mean(1).abs() < 1e-8).all()
+
+
+def test_presets_resolve_for_every_target():
+    for preset in ("quick", "cpu", "paper"):
+        for name in ("gmm40", "manywell32", "dw4", "lj13"):
+            cfg = resolve_config(name, preset, None, ())
+            assert cfg.target == name
+    assert resolve_config("lj13", "paper", 3, ()).generator.hidden == 192
+
+
+def test_cli_end_to_end_and_fresh_samples(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["run", "dikl", "--target", "gmm40", "--preset", "quick", "--out", str(out), "--quiet"]
+    for s in SET_TINY:
+        args += ["--set", s]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "COMPLETE").is_file() and "energy evaluations" in res.output
+    res = runner.invoke(cli, ["run", "dikl-sample", "--from", str(out), "--n", "300",
+                              "--out", str(tmp_path / "fresh"), "--no-metrics"])
+    assert res.exit_code == 0, res.output
+    fresh = Samples.load(tmp_path / "fresh" / "samples.npz")
+    m = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
+    assert fresh.x.shape == (300, 2) and m["energy_evaluations"] == 0
+    same = ["run", "dikl-sample", "--from", str(out), "--n", "3", "--out", str(out), "--overwrite"]
+    res = runner.invoke(cli, same)
+    assert res.exit_code == 2 and (out / "COMPLETE").is_file()  # the source run is never overwritten
+    assert (tmp_path / "fresh" / "COMPLETE").is_file()
+
+
+@pytest.mark.parametrize("extra", [
+    ["--preset", "nope"],
+    ["--set", "train.iterations=-1"],
+    ["--set", "posterior.average_last=9"],
+    ["--set", "train.weighting=cubic"],
+    ["--set", "generator.kind=egnn"],
+    ["--set", "bogus=1"],
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, extra):
+    args = ["run", "dikl", "--target", "gmm40", "--out", str(tmp_path / "r"), "--quiet", *extra]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_dikl_sample_from_a_folder_that_is_not_a_run_is_exit_2(tmp_path):
+    res = CliRunner().invoke(cli, ["run", "dikl-sample", "--from", str(tmp_path), "--n", "5", "--out",
+                                   str(tmp_path / "o")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+
