@@ -69,7 +69,7 @@ class AnnealConfig:
     divergence: str = "exact"
     n_probes: int = 1
     use_weights: bool = True
-    tail: str = "true_energy"
+    tail: str = "released"
     clamp_quantile: float | None = None
     score_from: str = "net"
     dtype: str = "float32"
