@@ -42,12 +42,13 @@ from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
 from boltzpath.parallel.pita_parallel import PitaParallel
+from boltzpath.smc.divergence_choice import choose_divergence
 from boltzpath.smc.model import NetworkModel
 from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
-_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6}
+_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7}
 
 
 def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
@@ -92,6 +93,14 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
         score = None  # s = −∇U_η: drift and weights from one consistent model
     model = _network_model(score, energy, target, schedule, read_at)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
+    choice = None
+    if acfg.divergence == "auto":  # probes chosen by their measured variance on noised buffer data
+        prev = TrainingBuffer.load(Path(models_path).parent / "buffer.npz").x[:128].to(par.device)
+        until = acfg.stop_resampling_t if acfg.tail == "released" else 0.0
+        acfg.divergence, acfg.n_probes, choice = choose_divergence(
+            model, prev, schedule, acfg.n_steps, acfg.gamma, until, _generator(cfg.seed, k, "divergence",
+                                                                               par.device),
+            acfg.divergence_budget)
     needs_energy = acfg.use_weights and acfg.tail != "fk"
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
@@ -108,7 +117,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled})
     x = torch.cat(xs)[: cfg.buffer_size]
-    summary = {"gamma": acfg.gamma, "tail": acfg.tail, "populations": logs,
+    summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
                / cfg.n_particles}
     return x, summary

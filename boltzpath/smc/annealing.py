@@ -55,6 +55,9 @@ class AnnealConfig:
                        90 % quantile. An approximation, not exact (see ``smc.tail``).
     ``clamp_quantile`` (e.g. 0.9): clamp each step's increments at that quantile (variance control,
     biased; off by default).
+    ``divergence``: ``exact``, ``hutchinson`` (``n_probes`` Rademacher probes), or ``auto`` — resolved
+    by the caller (PITA) with ``smc.divergence_choice`` from the measured probe variance and
+    ``divergence_budget`` (nats² of log-weight noise over the weighted steps).
     ``score_from`` (used by callers that hold both networks, e.g. PITA): ``net`` — the score network
     s_θ drives the drift and the divergence; ``energy`` — s = −∇U_η, so score and energy are
     consistent by construction (∇·s = −ΔU_η by double backprop) and the score network only teaches
@@ -72,6 +75,7 @@ class AnnealConfig:
     tail: str = "released"
     clamp_quantile: float | None = None
     score_from: str = "net"
+    divergence_budget: float = 0.1
     dtype: str = "float32"
 
     def validate(self) -> None:
@@ -85,7 +89,7 @@ class AnnealConfig:
             raise BadInput(f"anneal.resample must be one of {', '.join(RESAMPLERS)}, got {self.resample!r}")
         if not 0 <= self.stop_resampling_t <= 1:
             raise BadInput(f"anneal.stop_resampling_t must be in [0, 1], got {self.stop_resampling_t}")
-        if self.divergence not in DIV_METHODS:
+        if self.divergence not in (*DIV_METHODS, "auto"):
             known = ", ".join(DIV_METHODS)
             raise BadInput(f"anneal.divergence must be one of {known}, got {self.divergence!r}")
         if self.n_probes < 1:
@@ -234,6 +238,8 @@ def anneal(
     after ``stop_resampling_t`` the weights are not reset, so the caller decides how to use them.
     """
     cfg.validate()
+    if cfg.divergence == "auto":
+        raise BadInput("anneal.divergence 'auto' is resolved by the caller (boltzpath.smc.divergence_choice)")
     if int(n_particles) < 1:
         raise BadInput(f"n_particles must be >= 1, got {n_particles}")
     project = project or (lambda v: v)
