@@ -1,0 +1,121 @@
+"""Which ingredients make PITA's FK-weighted ladder work? DW-4 `quick`, three seeds per variant.
+
+Each variant is the `quick` preset plus the overrides below; the final samples (T = 1, n = 1000)
+are compared with the certified PT reference (``benchmarks/particle_references.py``; seed-0 file,
+first 2000 samples) by interatomic-distance W2 and energy W2, and by the macrostate fractions (pairs
+of particles closer than 4: "two short" / "four short"; reference 0.52/0.40). Complete run folders
+are reused, so the script can be resumed or rerun for evaluation only.
+
+    python benchmarks/bench_pita_variants.py [--runs-dir DIR] [--variants a,b] [--seeds 0,1,2]
+        [--references runs/references] [--out benchmarks/results/bench_pita_variants.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.metrics.distributions import energy_w
+from boltzpath.metrics.particles import distance_w2
+from boltzpath.targets.registry import make_target
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from particle_references import macrostates  # noqa: E402
+
+PIN = ["train.pin=1", "finetune.pin=1"]
+GATE4 = ["gate.max_factor=4", "gate.min_reweight_ess=0.5", "gate.min_corr=0.95"]
+VARIANTS = {  # name → (--set overrides, what it tests)
+    "base": (["train.pin=0", "finetune.pin=0", "anneal.tail=fk"],
+             "the ladder before this work: no pinning, FK increments to t = 0"),
+    "pin_te": ([*PIN, "anneal.tail=true_energy"], "pinning per dimension, exact true-energy tail"),
+    "pin_teE": ([*PIN, "anneal.tail=true_energy", "anneal.score_from=energy"],
+                "as pin_te with s = -grad U (score and energy consistent)"),
+    "pin_te_g4": ([*PIN, "anneal.tail=true_energy", *GATE4], "as pin_te, training extended by the gate"),
+    "pin_rel": ([*PIN, "anneal.tail=released"], "pinning + the released end-of-trajectory protocol"),
+    "pin_released": ([*PIN, "anneal.tail=released", "anneal.ess_threshold=1.0",
+                      "anneal.clamp_quantile=0.9"],
+                     "as pin_rel, resampling every step and clamping increments at their 90 % quantile"),
+    "pin_rel_g4": ([*PIN, "anneal.tail=released", *GATE4], "as pin_rel, training extended by the gate"),
+    "pin_rel_all": ([*PIN, "anneal.tail=released", "train_on_all_buffers=true",
+                     "net.temperature_conditioned=true"],
+                    "as pin_rel, one temperature-conditioned model over all buffers"),
+    "pin_abl": ([*PIN, "anneal.use_weights=false"], "the score-scaling ablation (no weights) with pinning"),
+    "pin_abl_g4": ([*PIN, "anneal.use_weights=false", *GATE4], "as pin_abl, training extended by the gate"),
+}
+
+
+def run_variant(name: str, seed: int, runs: Path) -> Path:
+    out = runs / f"{name}-s{seed}"
+    if (out / "COMPLETE").is_file():
+        return out
+    sets = [a for kv in [f"seed={seed}", "stage_plots=false", *VARIANTS[name][0]] for a in ("--set", kv)]
+    cmd = [sys.executable, "-c", "from boltzpath.cli import main; main()", "run", "pita", "--target", "dw4",
+           "--preset", "quick", "--out", str(out), "--overwrite", "--quiet", *sets]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs-dir", default="runs/pita_variants")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--references", default="runs/references")
+    p.add_argument("--out", default=str(ROOT / "results" / "bench_pita_variants.json"))
+    args = p.parse_args(argv)
+    target = make_target("dw4")
+    ref = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed0.npy"))[:2000]
+    ref_b = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed1.npy"))[:1000]
+    e_ref = target.energy(ref).double()
+    floors = {"distance_w2": distance_w2(ref_b, ref, target),
+              "energy_w2": energy_w(target.energy(ref_b).double(), e_ref, 2)}
+    args_text = " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"python benchmarks/bench_pita_variants.py {args_text}"
+    rows = []
+    for name in args.variants.split(","):
+        values = {"distance_w2": [], "energy_w2": [], "two_short": [], "four_short": []}
+        evals = walls = None
+        for seed in (int(s) for s in args.seeds.split(",")):
+            folder = run_variant(name, seed, Path(args.runs_dir))
+            with np.load(folder / "samples.npz") as data:
+                x = torch.as_tensor(data["x"])
+            values["distance_w2"].append(distance_w2(x, ref, target))
+            values["energy_w2"].append(energy_w(target.energy(x).double(), e_ref, 2))
+            ms = macrostates(x.numpy(), target)
+            values["two_short"].append(ms["two_short"])
+            values["four_short"].append(ms["four_short"])
+            m = json.loads((folder / "metrics.json").read_text())
+            evals, walls = m["energy_evaluations"]["total"], m["wall_time_s"]
+        for metric in ("distance_w2", "energy_w2"):
+            v = np.array(values[metric])
+            rows.append({"benchmark": "pita-variants", "method": f"pita[{name}]", "target": "dw4",
+                         "metric": f"{metric} vs certified PT (seeds: {', '.join(f'{a:.3f}' for a in v)})",
+                         "value": {"mean": float(v.mean()), "std": float(v.std(ddof=1))},
+                         "n": int(x.shape[0]),
+                         "noise_floor": floors[metric], "energy_evaluations": evals, "wall_time_s": walls,
+                         "machine": describe_machine(), "command": command, "overrides": VARIANTS[name][0],
+                         "what": VARIANTS[name][1]})
+        rows.append({"benchmark": "pita-variants", "method": f"pita[{name}]", "target": "dw4",
+                     "metric": "two-short / four-short fraction (reference 0.52/0.40)",
+                     "value": [float(np.mean(values["two_short"])), float(np.mean(values["four_short"]))],
+                     "n": int(x.shape[0]), "noise_floor": None, "energy_evaluations": evals,
+                     "wall_time_s": walls,
+                     "machine": describe_machine(), "command": command, "overrides": VARIANTS[name][0],
+                     "what": VARIANTS[name][1]})
+        print(rows[-3]["method"], rows[-3]["value"], rows[-2]["value"], rows[-1]["value"])
+    desc = __doc__.split("\n\n")[0] + " " + "; ".join(f"`{k}`: {v[1]}" for k, v in VARIANTS.items())
+    atomic_write_json(args.out, {"description": desc, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
