@@ -146,3 +146,12 @@ def test_one_temperature_conditioned_model_over_all_buffers(tmp_path):
     assert st1["training"]["n_train"] == 256 + 128 - 13
     with pytest.raises(BadInput, match="temperature_conditioned"):
         from_dict(PITAConfig, dict(TINY, train_on_all_buffers=True)).validate()
+
+
+def test_a_ladder_in_the_wrong_unit_is_refused_before_anything_is_written(tmp_path):
+    # the built-in particle ladders are reduced units (4 → 1); a peptide is in kelvin (300 K): a
+    # factor of ten between the ladder's end and the target's natural temperature is a unit mistake
+    pytest.importorskip("openmm")
+    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--preset", "quick", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 2 and "does not fit aldp-fab" in r.output and "kelvin" in r.output
+    assert not (tmp_path / "p").exists()

@@ -265,6 +265,19 @@ def _gate_summary(gate: dict | None) -> dict | None:
             "residual_std": last["residual_std"], "reweight_ess_fraction": last["reweight_ess_fraction"]}
 
 
+def check_ladder_fits(cfg: PITAConfig, target) -> None:
+    """Refuse a ladder in the wrong unit: a peptide's temperatures are kelvin (300 K), the built-in
+    particle ladders are reduced units (4 → 1). A factor of ten between the ladder's last entry and
+    the target's natural temperature can only be a unit mistake."""
+    natural = float(getattr(target, "reference_temperature", 1.0))
+    last = float(cfg.temperatures[-1])
+    if last < natural / 10 or last > natural * 10:
+        unit = getattr(target, "temperature_unit", "reduced units")
+        raise BadInput(f"the ladder {cfg.temperatures} does not fit {cfg.target}: its temperature is in "
+                       f"{unit} (natural {natural:g}); set temperatures=[...] for this target (no built-in "
+                       "PITA preset covers it yet)")
+
+
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
              callback: Callback | None = None, device: str | None = "auto", target=None) -> PITAResult | None:
     """Run (or resume) the whole ladder into run folder ``out``; see the module docstring.
@@ -280,6 +293,10 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     ctx = init_from_env(device)
     par = PitaParallel(ctx)
     callback = (callback if par.is_main else None) or (lambda event, info: None)
+    if target is None:
+        target = make_target(cfg.target, **cfg.target_options)
+    target = target.to(ctx.device)  # device hook
+    check_ladder_fits(cfg, target)  # before anything is written
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     resolved = to_dict(cfg)
     if run.file("config.yaml").is_file():
@@ -287,9 +304,6 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
     else:
         run.write_config(resolved)
-    if target is None:
-        target = make_target(cfg.target, **cfg.target_options)
-    target = target.to(ctx.device)  # device hook
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")
