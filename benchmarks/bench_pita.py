@@ -120,7 +120,12 @@ def _stage_rows(method, target_name, folder, temperatures, references: Path, see
         x = samples.x.float()
         n = x.shape[0]
         tk = target.at_temperature(temp)
-        refs = [torch.as_tensor(np.load(f)).float()[:n] for f in (f0, f1) if f.is_file()]
+        gen = torch.Generator().manual_seed(k)  # random subsets: PT files are chain-interleaved
+        refs = []
+        for f in (f0, f1):
+            if f.is_file():
+                r = torch.as_tensor(np.load(f)).float()
+                refs.append(r[torch.randperm(r.shape[0], generator=gen)[:n]])
         e_refs = [tk.energy(r).double() for r in refs]
         e = tk.energy(x).double()
         values = {"energy_w2": (energy_w(e, e_refs[0], 2), energy_w(e_refs[1], e_refs[0], 2) if len(refs) > 1

@@ -73,8 +73,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "results" / "bench_pita_variants.json"))
     args = p.parse_args(argv)
     target = make_target("dw4")
-    ref = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed0.npy"))[:2000]
-    ref_b = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed1.npy"))[:1000]
+    # random subsets (rows are chain-interleaved: the first rows of a PT file are the first few,
+    # correlated, draws of each chain)
+    gen = torch.Generator().manual_seed(0)
+    ref_all = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed0.npy"))
+    ref = ref_all[torch.randperm(ref_all.shape[0], generator=gen)[:2000]]
+    ref_b_all = torch.as_tensor(np.load(Path(args.references) / "dw4_T1_seed1.npy"))
+    ref_b = ref_b_all[torch.randperm(ref_b_all.shape[0], generator=gen)[:1000]]
     e_ref = target.energy(ref).double()
     floors = {"distance_w2": distance_w2(ref_b, ref, target),
               "energy_w2": energy_w(target.energy(ref_b).double(), e_ref, 2)}
