@@ -115,7 +115,7 @@ def smc_worker(out: str) -> None:
     rows = {"p_pos": [], "log_z": [], "ess": [], "resampled": []}
     for r in range(SMC_REPLICAS):
         # P(x > 0) under p^2 of the two-mode mixture (100 steps, as the one-process test)
-        cfg = AnnealConfig(n_steps=100, gamma=2.0, dtype="float64")
+        cfg = AnnealConfig(n_steps=100, gamma=2.0, dtype="float64", tail="fk")
         res = sharded_anneal(mix, SMC_PARTICLES, schedule, cfg,
                              torch.Generator().manual_seed(rank_seed(100 + r, ctx.rank)),
                              torch.Generator().manual_seed(10_000 + r), ctx)
@@ -123,14 +123,14 @@ def smc_worker(out: str) -> None:
         rows["p_pos"].append(float(weighted_mean((full.x[:, 0] > 0).double(), full.log_weights)))
         rows["resampled"].append(res.info.n_resampling_events)
         # log Z of the single Gaussian under γ = 2 (200 steps: small discretisation bias)
-        cfg = AnnealConfig(n_steps=200, gamma=2.0, dtype="float64")
+        cfg = AnnealConfig(n_steps=200, gamma=2.0, dtype="float64", tail="fk")
         res = sharded_anneal(gauss, SMC_PARTICLES, schedule, cfg,
                              torch.Generator().manual_seed(rank_seed(200 + r, ctx.rank)),
                              torch.Generator().manual_seed(20_000 + r), ctx)
         rows["log_z"].append(res.log_z)
         rows["ess"].append(res.ess)
     # no resampling: the global log Z must be the log-mean-exp of all final weights (telescoping)
-    cfg = AnnealConfig(n_steps=30, gamma=2.0, dtype="float64", ess_threshold=0.0)
+    cfg = AnnealConfig(n_steps=30, gamma=2.0, dtype="float64", ess_threshold=0.0, tail="fk")
     res = sharded_anneal(mix, 301, schedule, cfg, torch.Generator().manual_seed(rank_seed(7, ctx.rank)),
                          torch.Generator().manual_seed(8), ctx)
     full = gather_result(res, ctx)

@@ -79,3 +79,15 @@ def test_two_rank_smc_reproduces_p_gamma_and_log_z(tmp_path):
     assert abs(float(r0["noresample_log_z"]) - lme) < 1e-9
     islands = torch.stack([torch.logsumexp(r["noresample_local_log_w"], 0) for r in (r0, r1)])
     assert abs(float(torch.logsumexp(islands, 0)) - math.log(301) - lme) < 1e-9
+
+
+def test_one_process_sharded_anneal_follows_the_tail_rules_bit_for_bit():
+    # the released tail (increments stopped below stop_resampling_t) and the per-step clamp are
+    # applied by the sharded step exactly as by fk_step
+    schedule, mix, _ = smc_mixtures()
+    for cfg in (AnnealConfig(n_steps=40, gamma=2.0, dtype="float64", tail="released", stop_resampling_t=0.3),
+                AnnealConfig(n_steps=40, gamma=2.0, dtype="float64", tail="fk", clamp_quantile=0.9)):
+        a = anneal(mix, 200, schedule, cfg, torch.Generator().manual_seed(3))
+        g = torch.Generator().manual_seed(3)
+        b = sharded_anneal(mix, 200, schedule, cfg, g, g, DistContext())
+        assert torch.equal(a.x, b.x) and torch.equal(a.log_weights, b.log_weights)

@@ -56,7 +56,7 @@ def test_gamma_one_increments_vanish():
     # only error is float64 round-off; bound 1e-9 (terms are O(1e-2..1e3), cancellation to ~1e-13).
     # A sign error in any of the three terms, or ds in place of Δh/g² for ∂_tU, leaves O(0.1–10).
     for mix in (MIX_1D, MIX_2D):
-        res = anneal(mix, 256, SCHEDULE, AnnealConfig(n_steps=40, gamma=1.0, dtype="float64"),
+        res = anneal(mix, 256, SCHEDULE, AnnealConfig(n_steps=40, gamma=1.0, dtype="float64", tail="fk"),
                      torch.Generator().manual_seed(1))
         assert max(res.info.max_abs_increment) < 1e-9
         assert res.info.n_resampling_events == 0 and res.ess == pytest.approx(256)
@@ -73,7 +73,7 @@ def _replicas(use_weights: bool, gamma: float, reps: int = 8, n: int = 1000, ste
     p_pos, m2 = [], []
     for r in range(reps):
         cfg = AnnealConfig(n_steps=steps, gamma=gamma, dtype="float64", use_weights=use_weights,
-                           ess_threshold=0.5, stop_resampling_t=0.1)
+                           ess_threshold=0.5, stop_resampling_t=0.1, tail="fk")
         res = anneal(MIX_1D, n, SCHEDULE, cfg, torch.Generator().manual_seed(100 + r))
         x = res.x[:, 0]
         p_pos.append(float(weighted_mean((x > 0).double(), res.log_weights)))

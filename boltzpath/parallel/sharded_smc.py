@@ -34,7 +34,7 @@ import torch
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
 from boltzpath.parallel.dist import DistContext, all_gather_cat, shard
-from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKStepInfo, fk_increment
+from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKStepInfo, mutate, tail_increment
 from boltzpath.smc.model import DiffusionModel
 from boltzpath.smc.resample import RESAMPLERS
 from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
@@ -45,17 +45,10 @@ Project = Callable[[torch.Tensor], torch.Tensor]
 def _sharded_step(model, x, log_w, log_z, t_now, t_next, schedule, cfg, generator, shared, project,
                   ctx, n_total, offset):
     """One FK step on this rank's particles (mutate → reweight → global ESS/log Z → resample)."""
-    gamma = cfg.gamma
-    dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
-    g2 = float(schedule.g2(t_now))
-    terms = model.terms(x, t_now, cfg.divergence, generator, cfg.n_probes)
-    # mutate exactly as smc.annealing.fk_step: x ← x + γ(Δh/2)(s − ∇U) + √Δh ξ
-    drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))
-    noise = project(torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
-    x_new = x + drift + math.sqrt(dh) * noise
-    inc = fk_increment(terms, gamma, dh, g2)
+    x_new, inc = mutate(model, x, t_now, t_next, schedule, cfg, generator, project)  # as fk_step
     both = all_gather_cat(torch.stack([log_w, inc], dim=1), ctx)  # (N, 2) float64, rank order
-    log_w_all, inc_all = both[:, 0], both[:, 1]
+    log_w_all, inc_all = both[:, 0], tail_increment(both[:, 1], t_next, cfg)  # tail rule on all N
+    inc = inc_all[offset: offset + x.shape[0]]
     finite = torch.isfinite(inc_all)
     max_abs = float(inc_all[finite].abs().max()) if finite.any() else math.nan
     log_z_inc = 0.0

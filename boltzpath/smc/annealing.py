@@ -177,6 +177,30 @@ def fk_increment(terms, gamma: float, dh: float, g2: float) -> torch.Tensor:
     return gamma * du_dt * (dh / g2) + gamma * 0.5 * dh * div - gamma**2 * 0.5 * dh * inner
 
 
+def mutate(model: DiffusionModel, x: torch.Tensor, t_now: float, t_next: float, schedule: KarrasSchedule,
+           cfg: AnnealConfig, generator: torch.Generator, project: Project):
+    """The move and the raw FK increment of one step → (x_new, Δ log w (float64, from the ancestor x))."""
+    gamma = cfg.gamma
+    dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
+    g2 = float(schedule.g2(t_now))
+    terms = model.terms(x, t_now, cfg.divergence, generator, cfg.n_probes)
+    # mutate: x ← x + γ(Δh/2)(s − ∇U) + √Δh ξ
+    drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))
+    noise = project(torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
+    return x + drift + math.sqrt(dh) * noise, fk_increment(terms, gamma, dh, g2)
+
+
+def tail_increment(inc: torch.Tensor, t_next: float, cfg: AnnealConfig) -> torch.Tensor:
+    """The increment actually added: zero once the ``released`` protocol has stopped the weights
+    (steps ending below ``stop_resampling_t``), else clamped at ``clamp_quantile`` if set. ``inc``
+    must hold every particle of the population (the quantile is over all of them)."""
+    if cfg.tail == "released" and t_next < cfg.stop_resampling_t:
+        return torch.zeros_like(inc)
+    if cfg.clamp_quantile is not None and cfg.clamp_quantile < 1:
+        return torch.minimum(inc, torch.quantile(inc, cfg.clamp_quantile))
+    return inc
+
+
 def fk_step(
     model: DiffusionModel,
     state: AnnealState,
@@ -188,20 +212,9 @@ def fk_step(
     project: Project,
 ) -> tuple[AnnealState, FKStepInfo]:
     """One Feynman–Kac step t_now → t_next < t_now: mutate → reweight → resample."""
-    x, gamma = state.x, cfg.gamma
-    dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
-    g2 = float(schedule.g2(t_now))
-    terms = model.terms(x, t_now, cfg.divergence, generator, cfg.n_probes)
-    # mutate: x ← x + γ(Δh/2)(s − ∇U) + √Δh ξ
-    drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))
-    noise = project(torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device))
-    x_new = x + drift + math.sqrt(dh) * noise
-    # reweight (float64); the increment depends on the ancestor x_k only
-    inc = fk_increment(terms, gamma, dh, g2)
-    if cfg.tail == "released" and t_next < cfg.stop_resampling_t:
-        inc = torch.zeros_like(inc)  # the released protocol stops the increments with resampling
-    elif cfg.clamp_quantile is not None and cfg.clamp_quantile < 1:
-        inc = torch.minimum(inc, torch.quantile(inc, cfg.clamp_quantile))
+    x = state.x
+    x_new, inc = mutate(model, x, t_now, t_next, schedule, cfg, generator, project)
+    inc = tail_increment(inc, t_next, cfg)
     finite = torch.isfinite(inc)
     max_abs = float(inc[finite].abs().max()) if finite.any() else math.nan
     log_w, log_z = state.log_w, state.log_z
