@@ -163,3 +163,32 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS = ("quick", "cpu", "paper")
+
+
+def resolve_preset(method: str, config_cls, target: str | None, preset: str, seed: int | None,
+                   overrides, extra: dict | None = None):
+    """A method's typed config from its presets, lowest to highest precedence: ``config_cls``
+    defaults → ``presets/<method>_<preset>.yaml`` (or ``preset`` as a .yaml path) →
+    ``presets/<method>_<target>_<preset>.yaml`` when it exists → ``target``/``seed`` →
+    ``overrides`` (``key=value`` strings) → ``extra`` (a nested mapping)."""
+    if preset in PRESETS:
+        data = load_yaml(PRESET_DIR / f"{method}_{preset}.yaml")
+    elif preset.endswith((".yaml", ".yml")):
+        data = load_yaml(preset)
+    else:
+        raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
+    over = deep_merge(parse_overrides(list(overrides)), dict(extra or {}))
+    name = target or over.get("target") or data.get("target") or config_cls.target
+    if not isinstance(name, str):
+        raise BadInput(f"target must be a name, got {name!r}")
+    specific = PRESET_DIR / f"{method}_{name.replace('-', '_')}_{preset}.yaml"
+    if preset in PRESETS and specific.is_file():
+        data = deep_merge(data, load_yaml(specific))
+    data = deep_merge(data, {"target": name})
+    if seed is not None:
+        data["seed"] = int(seed)
+    return from_dict(config_cls, deep_merge(data, over), where=f"{method} preset {preset!r}")

@@ -11,16 +11,12 @@ turns ``BadInput`` into that).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import click
 
 from boltzpath.cli import interrupted, one_line_errors, threads_option
-from boltzpath.config import deep_merge, from_dict, load_yaml, parse_overrides
+from boltzpath.config import load_yaml, resolve_preset
 from boltzpath.errors import BadInput
-
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
-PRESETS = ("quick", "cpu", "paper")
 
 
 def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...],
@@ -29,23 +25,7 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
     nested mapping (the Python API's keywords), applied after ``overrides``."""
     from boltzpath.methods.pita_config import PITAConfig
 
-    if preset in PRESETS:
-        data = load_yaml(PRESET_DIR / f"pita_{preset}.yaml")
-    elif preset.endswith((".yaml", ".yml")):
-        data = load_yaml(preset)
-    else:
-        raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
-    over = deep_merge(parse_overrides(list(overrides)), dict(extra or {}))
-    name = target or over.get("target") or data.get("target") or PITAConfig.target
-    if not isinstance(name, str):
-        raise BadInput(f"target must be a name, got {name!r}")
-    specific = PRESET_DIR / f"pita_{name.replace('-', '_')}_{preset}.yaml"
-    if preset in PRESETS and specific.is_file():
-        data = deep_merge(data, load_yaml(specific))
-    data = deep_merge(data, {"target": name})
-    if seed is not None:
-        data["seed"] = int(seed)
-    return from_dict(PITAConfig, deep_merge(data, over), where=f"pita preset {preset!r}")
+    return resolve_preset("pita", PITAConfig, target, preset, seed, overrides, extra)
 
 
 @click.command("pita")

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import click
 
-from boltzpath.config import deep_merge, from_dict, load_yaml, parse_overrides
+from boltzpath.config import resolve_preset
 from boltzpath.errors import BadInput
-
-PRESET_DIR = Path(__file__).resolve().parent.parent.parent / "presets"
-PRESETS = ("quick", "cpu", "paper")
 
 
 class _BadInput(click.ClickException):
@@ -27,23 +24,7 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
     """The ``DiKLConfig`` for these options (see the module docstring)."""
     from boltzpath.methods.dikl.config import DiKLConfig
 
-    if preset in PRESETS:
-        data = load_yaml(PRESET_DIR / f"dikl_{preset}.yaml")
-    elif preset.endswith((".yaml", ".yml")):
-        data = load_yaml(preset)
-    else:
-        raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
-    over = parse_overrides(list(overrides))
-    name = target or over.get("target") or data.get("target") or DiKLConfig.target
-    if not isinstance(name, str):
-        raise BadInput(f"target must be a name, got {name!r}")
-    specific = PRESET_DIR / f"dikl_{name.replace('-', '_')}_{preset}.yaml"
-    if preset in PRESETS and specific.is_file():
-        data = deep_merge(data, load_yaml(specific))
-    data = deep_merge(data, {"target": name})
-    if seed is not None:
-        data["seed"] = int(seed)
-    return from_dict(DiKLConfig, deep_merge(data, over), where=f"dikl preset {preset!r}")
+    return resolve_preset("dikl", DiKLConfig, target, preset, seed, overrides)
 
 
 def _progress(enabled: bool):
