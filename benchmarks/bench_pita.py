@@ -38,7 +38,7 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import load_reference
 from boltzpath.methods.pita import _network_model, run_pita
-from boltzpath.methods.pita_cli import resolve_config
+from boltzpath.methods.pita_config import resolve_config
 from boltzpath.metrics.suite import evaluate
 from boltzpath.targets.registry import make_target
 

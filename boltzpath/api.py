@@ -132,7 +132,7 @@ def pita(target: Any, preset: str = "quick", seed: int | None = None, *, dim: in
     ladder runs in a temporary folder that is deleted afterwards. The per-stage metrics are in
     ``samples.info["metrics"]``; a ``ConvergenceWarning`` is issued when the FK weights collapsed.
     """
-    from boltzpath.methods.pita_cli import resolve_config
+    from boltzpath.methods.pita_config import resolve_config
 
     progress = _progress(progress)
     if isinstance(target, str) and dim is None:

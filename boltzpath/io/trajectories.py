@@ -17,14 +17,12 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_write_bytes
-from boltzpath.io.samples import Samples
-
 FORMATS = (".dcd", ".pdb", ".h5", ".xtc")
 
 
-def positions_nm(samples: Samples | np.ndarray | torch.Tensor, n_atoms: int) -> np.ndarray:
+def positions_nm(samples: Any, n_atoms: int) -> np.ndarray:
     """(n, n_atoms, 3) float32 nm from a Samples record, a flat (n, 3·n_atoms) or (n, n_atoms, 3) array."""
-    x = samples.x if isinstance(samples, Samples) else samples
+    x = getattr(samples, "x", samples)  # a Samples record (read by its .x: io.samples imports us)
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     x = np.asarray(x, dtype=np.float32)
@@ -37,14 +35,14 @@ def positions_nm(samples: Samples | np.ndarray | torch.Tensor, n_atoms: int) -> 
     return x
 
 
-def samples_to_mdtraj(samples: Samples | np.ndarray | torch.Tensor, topology: Any):
+def samples_to_mdtraj(samples: Any, topology: Any):
     """An ``md.Trajectory`` of the samples on ``topology`` (an mdtraj Topology)."""
     import mdtraj as md
 
     return md.Trajectory(positions_nm(samples, topology.n_atoms), topology)
 
 
-def export_trajectory(samples: Samples | np.ndarray | torch.Tensor, topology: Any, path: str | Path) -> Path:
+def export_trajectory(samples: Any, topology: Any, path: str | Path) -> Path:
     """Write the samples as a trajectory; the format follows the extension (.dcd/.pdb/.h5/.xtc)."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:

@@ -15,17 +15,9 @@ import warnings
 import click
 
 from boltzpath.cli import interrupted, one_line_errors, threads_option
-from boltzpath.config import load_yaml, resolve_preset
+from boltzpath.config import load_yaml
 from boltzpath.errors import BadInput
-
-
-def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...],
-                   extra: dict | None = None):
-    """The ``PITAConfig`` for these options (see the module docstring). ``extra``: overrides as a
-    nested mapping (the Python API's keywords), applied after ``overrides``."""
-    from boltzpath.methods.pita_config import PITAConfig
-
-    return resolve_preset("pita", PITAConfig, target, preset, seed, overrides, extra)
+from boltzpath.methods.pita_config import resolve_config
 
 
 @click.command("pita")

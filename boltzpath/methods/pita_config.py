@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from boltzpath.config import resolve_preset
 from boltzpath.diffusion.quality import QualityGate
 from boltzpath.diffusion.train import NetConfig, TrainConfig
 from boltzpath.errors import BadInput
@@ -95,3 +96,11 @@ class PITAConfig:
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""
         return self.temperatures[stage - 1] / self.temperatures[stage]
+
+
+def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...] = (),
+                   extra: dict | None = None) -> PITAConfig:
+    """The ``PITAConfig`` of a preset: ``PITAConfig`` defaults → ``presets/pita_<preset>.yaml`` (or a
+    .yaml path) → ``presets/pita_<target>_<preset>.yaml`` when it exists → ``target``/``seed`` →
+    ``overrides`` (``key=value``) → ``extra`` (a nested mapping, the Python API's keywords)."""
+    return resolve_preset("pita", PITAConfig, target, preset, seed, overrides, extra)
