@@ -17,6 +17,7 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_write_bytes
+
 FORMATS = (".dcd", ".pdb", ".h5", ".xtc")
 
 
