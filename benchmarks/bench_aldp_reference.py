@@ -30,7 +30,7 @@ from boltzpath import make_target
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.runs import RunDir
-from boltzpath.metrics.peptides import peptide_metrics
+from boltzpath.metrics.peptide_suite import peptide_metrics
 from boltzpath.molecules.reference import ReferenceConfig, run_reference
 from boltzpath.molecules.remd import ReplicaExchange
 from boltzpath.molecules.system import load_molecular_system

@@ -43,7 +43,7 @@ from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.registry import run_method
 from boltzpath.metrics import distributions as dist
 from boltzpath.metrics import evaluate, modes, noise_floor
-from boltzpath.metrics.suite import uncounted_energy
+from boltzpath.metrics.energies import uncounted_energy
 
 RESULTS = Path(__file__).resolve().parent / "results" / "digs.json"
 HOLDOUT = Path(__file__).resolve().parents[1] / ".." / "shared" / "holdout"

@@ -41,7 +41,7 @@ from boltzpath.io.samples import Samples
 from boltzpath.mcmc.registry import run_method
 from boltzpath.methods.dikl import draw, load_generator, run_dikl
 from boltzpath.methods.dikl.cli import resolve_config
-from boltzpath.metrics.suite import uncounted_energy
+from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent

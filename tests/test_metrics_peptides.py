@@ -131,7 +131,7 @@ def test_peptide_metrics_of_the_reference_against_itself(holdout_frames):
     # Half of the samples are mirrored: they must be detected (fraction 0.5 exactly) and flipped
     # before the other metrics, so the distances stay 0.
     from boltzpath import make_target
-    from boltzpath.metrics.peptides import peptide_metrics
+    from boltzpath.metrics.peptide_suite import peptide_metrics
 
     target = make_target("aldp-fab")
     x = holdout_frames
@@ -171,7 +171,7 @@ def test_plot_peptide_writes_three_figures(holdout_frames, tmp_path):
 
 def test_reference_free_metrics_without_a_reference(holdout_frames):
     from boltzpath import make_target
-    from boltzpath.metrics.peptides import peptide_metrics
+    from boltzpath.metrics.peptide_suite import peptide_metrics
 
     target = make_target("aldp-fab")
     x = holdout_frames[:50]

@@ -15,7 +15,7 @@ from boltzpath import make_target
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.metrics import evaluate, noise_floor
-from boltzpath.metrics.suite import uncounted_energy
+from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.smc.weights import effective_sample_size
 
 
@@ -138,7 +138,7 @@ def test_no_reference_and_bad_reference():
 
 
 def test_peptide_metrics_are_merged(monkeypatch):
-    fake = types.ModuleType("boltzpath.metrics.peptides")
+    fake = types.ModuleType("boltzpath.metrics.peptide_suite")
     seen = {}
 
     def peptide_metrics(samples, target, reference, generator=None, max_n=5000):
@@ -146,7 +146,7 @@ def test_peptide_metrics_are_merged(monkeypatch):
         return {"torus_w2": {"value": 0.25, "n": samples.n, "convention": "fake", "noise_floor": None}}
 
     fake.peptide_metrics = peptide_metrics
-    monkeypatch.setitem(sys.modules, "boltzpath.metrics.peptides", fake)
+    monkeypatch.setitem(sys.modules, "boltzpath.metrics.peptide_suite", fake)
     t = make_target("gmm40")
     monkeypatch.setattr(t, "is_peptide", True, raising=False)
     x = t.exact_sample(50, _gen(9))

@@ -12,7 +12,7 @@ import torch
 
 from boltzpath import make_target
 from boltzpath.io.samples import Samples
-from boltzpath.metrics.suite import uncounted_energy
+from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.report.plots import plot_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

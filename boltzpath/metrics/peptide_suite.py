@@ -170,3 +170,19 @@ def compute_peptide_metrics(
         float(np.mean(flipped)), x.shape[0], "fraction reflected z -> -z"
     )
     return metrics
+
+
+def peptide_metrics(
+    samples: Samples,
+    target: Any,
+    reference=None,
+    generator: torch.Generator | None = None,
+    max_n: int = 5000,
+    max_n_ot: int = P.MAX_N_OT,
+) -> dict:
+    """``{name: {"value", "n", "convention", "noise_floor", "noise_floor_n"}}`` for a peptide target.
+
+    ``reference``: a ``Samples`` record, an (n, 3·n_atoms) or (n, n_atoms, 3) array of nm positions, or
+    None (then only the reference-free metrics: chirality fractions and the E/kT > 1000 fraction).
+    """
+    return compute_peptide_metrics(samples, target, reference, generator, max_n, max_n_ot)

@@ -118,27 +118,9 @@ def _reference_parts(reference, target: Any) -> tuple[np.ndarray, np.ndarray | N
 
 def _reduced_energy(target: Any, x: np.ndarray) -> np.ndarray:
     """E/kT at the target temperature for positions (n, dim) nm, on a private evaluation counter."""
-    from boltzpath.metrics.suite import uncounted_energy
+    from boltzpath.metrics.energies import uncounted_energy
 
     return uncounted_energy(target, torch.as_tensor(x, dtype=torch.float32)).numpy()
-
-
-def peptide_metrics(
-    samples: Samples,
-    target: Any,
-    reference=None,
-    generator: torch.Generator | None = None,
-    max_n: int = 5000,
-    max_n_ot: int = MAX_N_OT,
-) -> dict:
-    """``{name: {"value", "n", "convention", "noise_floor", "noise_floor_n"}}`` for a peptide target.
-
-    ``reference``: a ``Samples`` record, an (n, 3·n_atoms) or (n, n_atoms, 3) array of nm positions, or
-    None (then only the reference-free metrics: chirality fractions and the E/kT > 1000 fraction).
-    """
-    from boltzpath.metrics.peptide_suite import compute_peptide_metrics
-
-    return compute_peptide_metrics(samples, target, reference, generator, max_n, max_n_ot)
 
 
 __all__ = [
@@ -149,7 +131,6 @@ __all__ = [
     "torus_cost",
     "torus_w2",
     "euclidean_w2",
-    "peptide_metrics",
     "chirality_report",
     "fix_chirality",
     "energy_w",

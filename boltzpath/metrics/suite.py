@@ -14,7 +14,7 @@ there is no reference to compare with itself. Which metrics run:
   (against the exact E‖x‖² where known, else the reference's), and for gmm40/manywell
   ``mode_coverage``, ``mode_weight_tvd`` (+ ``pattern_hit_ratio`` for manywell);
 - particle systems: ``distance_w2``, ``distance_tvd``, ``aligned_w2`` (subsampled, see particles.py);
-- peptides (``target.is_peptide``): ``boltzpath.metrics.peptides.peptide_metrics`` merged in.
+- peptides (``target.is_peptide``): ``boltzpath.metrics.peptide_suite.peptide_metrics`` merged in.
 
 With ``reference=None`` the target's exact sampler (if any) provides the reference and the noise
 floors (fresh independent draws); a given reference array is split into disjoint halves for them.
@@ -26,7 +26,6 @@ log w = −E/kT − log q(x), so log Ẑ = log mean exp(log w) estimates ``targe
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -38,8 +37,8 @@ import torch
 from boltzpath.errors import BadInput
 from boltzpath.metrics import distributions as dist
 from boltzpath.metrics import modes, particles
+from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.metrics.noise import noise_floor
-from boltzpath.targets.base import EvaluationCounter
 
 ENERGY_CONV = {1: "1-D exact OT between E/kT values (finite ones); W1 = OT cost with |ΔE|",
                2: "1-D exact OT between E/kT values (finite ones); W2 = sqrt(OT cost with |ΔE|²)"}
@@ -47,15 +46,6 @@ ENERGY_CONV = {1: "1-D exact OT between E/kT values (finite ones); W1 = OT cost 
 
 def _entry(value: float, n: int, convention: str, floor: dict | None = None) -> dict[str, Any]:
     return {"value": float(value), "n": int(n), "convention": convention, "noise_floor": floor}
-
-
-def uncounted_energy(target, x: torch.Tensor, block: int = 8192) -> torch.Tensor:
-    """E/kT of ``x`` on a copy of ``target`` with a private evaluation counter, float64, (n,)."""
-    t = copy.copy(target)
-    t.counter = EvaluationCounter()
-    with torch.no_grad():
-        parts = [t.energy(x[s:s + block]).detach().double() for s in range(0, x.shape[0], block)]
-    return torch.cat(parts)
 
 
 def _subsample(x: torch.Tensor, max_n: int, gen: torch.Generator) -> torch.Tensor:
@@ -256,9 +246,9 @@ def _toy_metrics(metrics, x, ref, target, floor, mmd_max_n, gen, report) -> None
 
 
 def _peptide_metrics(metrics, notes, samples, target, ref_pool, gen, max_n) -> None:
-    """Merge ``boltzpath.metrics.peptides.peptide_metrics`` (energy W, torsions, TICA, chirality)."""
+    """Merge ``boltzpath.metrics.peptide_suite.peptide_metrics`` (energy W, torsions, TICA, chirality)."""
     try:
-        from boltzpath.metrics.peptides import peptide_metrics
+        from boltzpath.metrics.peptide_suite import peptide_metrics
     except ImportError as exc:
         notes.append(f"peptide metrics unavailable: {exc}")
         return

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from boltzpath.errors import BadInput
-from boltzpath.report.plots import plt, save_png
+from boltzpath.report.plots import plt
+from boltzpath.report.png import save_png
 from boltzpath.targets.base import EvaluationCounter
 
 TRACE_CHAINS = 4

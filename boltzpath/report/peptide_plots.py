@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from boltzpath.io.samples import Samples  # noqa: E402
 from boltzpath.metrics.chirality import fix_chirality  # noqa: E402
 from boltzpath.metrics.peptides import _reduced_energy, _reference_parts, backbone_dihedrals  # noqa: E402
-from boltzpath.report.plots import save_png  # noqa: E402
+from boltzpath.report.png import save_png  # noqa: E402
 
 MAX_POINTS = 20_000
 F_MAX_KT = 10.0

@@ -14,7 +14,6 @@ are closed. Returns the paths written.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -25,22 +24,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from boltzpath.errors import BadInput  # noqa: E402
-from boltzpath.io.atomic import atomic_write_bytes  # noqa: E402
+from boltzpath.metrics.energies import uncounted_energy  # noqa: E402
 from boltzpath.metrics.modes import manywell_marginal_grid  # noqa: E402
-from boltzpath.metrics.suite import uncounted_energy  # noqa: E402
+from boltzpath.report.png import save_png  # noqa: E402,F401  (save_png: also used by callers of plots)
 
 MAX_PLOT_POINTS = 20_000
 N_EXACT_REFERENCE = 5_000
-
-
-def save_png(fig, path: Path, dpi: int = 100, tight: bool = False) -> Path:
-    """Render ``fig`` to PNG in memory, close it, and write the bytes atomically."""
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _reference(target, reference) -> torch.Tensor | None:

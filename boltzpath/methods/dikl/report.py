@@ -12,7 +12,7 @@ def write_training_plot(path: Path, history: list[dict]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from boltzpath.report.plots import save_png
+    from boltzpath.report.png import save_png
 
     it = [h["iteration"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))

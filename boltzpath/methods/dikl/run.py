@@ -33,7 +33,7 @@ from boltzpath.methods.dikl.networks import build_networks
 from boltzpath.methods.dikl.report import write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
-from boltzpath.metrics.suite import uncounted_energy
+from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[int, int, dict], None]
