@@ -1,5 +1,5 @@
 """The training curve of a DiKL run: DSM loss, score gap ‖s_φ − ∇log p_t‖ and posterior MALA
-acceptance per logged iteration, to ``training.png`` (``report.plots.save_png``, atomic)."""
+acceptance per logged iteration, to ``training.png`` (``report.png.save_png``, atomic)."""
 
 from __future__ import annotations
 

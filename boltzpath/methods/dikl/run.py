@@ -8,7 +8,7 @@ Run folder (``io.runs.RunDir``, every file atomic)::
 
 Counting: training evaluates the target only inside the posterior sampler (the target counts);
 drawing samples is one generator pass and zero evaluations — the energies stored with the samples
-(and the metrics) come from ``metrics.suite.uncounted_energy``, as for every method's evaluation.
+(and the metrics) come from ``metrics.energies.uncounted_energy``, as for every method's evaluation.
 Resume: the state in ``checkpoint.pt`` (every ``train.checkpoint_every`` iterations) is reloaded and
 training continues from it bit-for-bit; a folder with COMPLETE is returned as it is.
 ``callback(iteration, total, record)`` reports progress; algorithms never print.
