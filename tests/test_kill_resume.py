@@ -88,7 +88,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, which):
     ref = cli(args, tmp_path / "whole")
     _, err = ref.communicate(timeout=3600)
     assert ref.returncode == 0, err.decode()[-2000:]
-    kill_and_resume(args, tmp_path / "cut", rng, kills=3, max_delay=6.0 if which == "sample" else 15.0)
+    kill_and_resume(args, tmp_path / "cut", rng, kills=10, max_delay=6.0 if which == "sample" else 15.0)
     a = Samples.load(tmp_path / "whole" / "samples.npz")
     b = Samples.load(tmp_path / "cut" / "samples.npz")
     assert np.array_equal(a.x.numpy(), b.x.numpy()) and np.array_equal(a.energy.numpy(), b.energy.numpy())
