@@ -80,6 +80,15 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> Path:
         return atomic_write_yaml(self.path / "config.yaml", config)
 
+    def claim_config(self, config: dict[str, Any]) -> None:
+        """Write ``config`` into a new run, or check that a resumed run holds the same one."""
+        if self.file("config.yaml").is_file():
+            if self.read_config() != config:
+                raise BadInput(f"{self.path} holds a run with a different config; "
+                               "use --overwrite or a new --out")
+        else:
+            self.write_config(config)
+
     def read_config(self) -> dict[str, Any]:
         f = self.path / "config.yaml"
         if not f.is_file():

@@ -298,12 +298,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     target = target.to(ctx.device)  # device hook
     check_ladder_fits(cfg, target)  # before anything is written
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
-    resolved = to_dict(cfg)
-    if run.file("config.yaml").is_file():
-        if run.read_config() != resolved:
-            raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
-    else:
-        run.write_config(resolved)
+    run.claim_config(to_dict(cfg))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")

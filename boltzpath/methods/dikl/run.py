@@ -49,12 +49,7 @@ class DiKLResult:
 
 def _open(cfg: DiKLConfig, out, overwrite: bool, resume: bool) -> RunDir:
     run = RunDir.create(out, overwrite=overwrite, resume=resume)
-    resolved = to_dict(cfg)
-    if run.file("config.yaml").is_file():
-        if run.read_config() != resolved:
-            raise BadInput(f"{run.path} holds a run with a different config; use --overwrite or a new --out")
-    else:
-        run.write_config(resolved)
+    run.claim_config(to_dict(cfg))
     return run
 
 
