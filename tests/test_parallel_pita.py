@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from test_parallel_cli import _torchrun
 
-from boltzpath.config import from_dict
-from boltzpath.methods.pita import run_pita
-from boltzpath.methods.pita_config import PITAConfig
+from boltzpath.cli import cli
 
 TINY = {
     "target": "gmm40", "temperatures": [4.0, 2.0, 1.0],
@@ -34,9 +34,14 @@ def _files(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_process_pita_writes_the_one_process_run_folder(tmp_path):
-    one = run_pita(from_dict(PITAConfig, TINY), tmp_path / "one", device="cpu")
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump(TINY))
+    # the one-process reference through the same command (it adds the final samples' figures)
+    single = CliRunner().invoke(cli, ["run", "pita", "--preset", str(preset), "--out", str(tmp_path / "one"),
+                                      "--quiet", "--device", "cpu"])
+    assert single.exit_code == 0, single.output
+    one = SimpleNamespace(run=SimpleNamespace(path=tmp_path / "one"),
+                          metrics=json.loads((tmp_path / "one" / "metrics.json").read_text()))
     proc = _torchrun(["run", "pita", "--preset", str(preset), "--out", str(tmp_path / "two"), "--quiet"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("wrote ") == 1
