@@ -12,20 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from test_parallel_cli import _torchrun
+from test_pita import TINY
 
 from boltzpath.cli import cli
-
-TINY = {
-    "target": "gmm40", "temperatures": [4.0, 2.0, 1.0],
-    "stage0": {"method": "mala", "n_samples": 256, "options": {"chains": 64, "burn_in": 50, "thin": 2}},
-    "net": {"kind": "mlp", "hidden": 16, "layers": 2, "emb_dim": 8, "sigma_data": 20.0},
-    "train": {"steps": 30, "batch_size": 64, "checkpoint_every": 10, "log_every": 10, "augment": False},
-    "finetune": {"steps": 30, "batch_size": 64, "checkpoint_every": 10, "log_every": 10, "augment": False},
-    "anneal": {"n_steps": 10, "divergence": "exact"},
-    "relax": {"n_steps": 6, "adapt_steps": 3, "step_size": 0.01},
-    "n_particles": 128, "buffer_size": 128, "eval_max_n": 128, "eval_noise_floors": False,
-    "stage_plots": False,
-}
 
 
 def _files(root: Path) -> list[str]:
