@@ -96,12 +96,9 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     choice = None
     if acfg.divergence == "auto":  # probes chosen by their measured variance on noised buffer data
         prev = TrainingBuffer.load(Path(models_path).parent / "buffer.npz").x[:128].to(par.device)
-        until = acfg.stop_resampling_t if acfg.tail == "released" else 0.0
         acfg.divergence, acfg.n_probes, choice = choose_divergence(
-            model, prev, schedule, acfg.n_steps, acfg.gamma, until, _generator(cfg.seed, k, "divergence",
-                                                                               par.device),
-            acfg.divergence_budget)
-    needs_energy = acfg.use_weights and acfg.tail != "fk"
+            model, prev, schedule, acfg.n_steps, acfg.gamma, acfg.weights_stop_t,
+            _generator(cfg.seed, k, "divergence", par.device), acfg.divergence_budget)
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
         # parallel hook: anneal + tail correction + final systematic resampling (equal weights for the
@@ -110,7 +107,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
             model, cfg.n_particles, schedule, acfg, gen, target.project,
             callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
                                                                 "step": i, "of": n, **info}),
-            target=target_k if needs_energy else None)
+            target=target_k)
         xs.append(x_eq.detach())
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
                      "ess_after_tail_correction": effective_sample_size(lw),

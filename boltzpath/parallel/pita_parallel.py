@@ -117,7 +117,7 @@ class PitaParallel:
             self._shared = torch.Generator(device=dev).manual_seed(rank_seed(seed, 0, step=1))
         return self._own, self._shared
 
-    def anneal_population(self, model, n, schedule, acfg, gen, project, callback, target=None):
+    def anneal_population(self, model, n, schedule, acfg, gen, project, callback, target):
         """One annealed population, its tail correction (``smc.tail``: the true E/kT of every
         particle from ``target``, evaluations split over ranks) and its final resampling
         → (result, final log-weights, indices, equal-weight x)."""
@@ -135,7 +135,7 @@ class PitaParallel:
 
     def _tail(self, model, res, acfg, target):
         x = res.x.detach()
-        if target is None or not acfg.use_weights or acfg.tail == "fk":
+        if not acfg.reweights_on_true_energy:  # no energy needed: final_log_weights keeps log w
             return final_log_weights(model, x, res.log_weights, torch.zeros(x.shape[0], dtype=torch.float64),
                                      acfg)
         with torch.no_grad():

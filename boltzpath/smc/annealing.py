@@ -107,6 +107,16 @@ class AnnealConfig:
     def torch_dtype(self) -> torch.dtype:
         return torch.float64 if self.dtype == "float64" else torch.float32
 
+    @property
+    def weights_stop_t(self) -> float:
+        """Steps ending below this time add no increment (``released``: ``stop_resampling_t``, else 0)."""
+        return float(self.stop_resampling_t) if self.tail == "released" else 0.0
+
+    @property
+    def reweights_on_true_energy(self) -> bool:
+        """Whether the final resampling needs the true energy of every particle (``smc.tail``)."""
+        return self.use_weights and self.tail != "fk"
+
 
 @dataclass(frozen=True)
 class AnnealState:
@@ -194,7 +204,7 @@ def tail_increment(inc: torch.Tensor, t_next: float, cfg: AnnealConfig) -> torch
     """The increment actually added: zero once the ``released`` protocol has stopped the weights
     (steps ending below ``stop_resampling_t``), else clamped at ``clamp_quantile`` if set. ``inc``
     must hold every particle of the population (the quantile is over all of them)."""
-    if cfg.tail == "released" and t_next < cfg.stop_resampling_t:
+    if t_next < cfg.weights_stop_t:
         return torch.zeros_like(inc)
     if cfg.clamp_quantile is not None and cfg.clamp_quantile < 1:
         return torch.minimum(inc, torch.quantile(inc, cfg.clamp_quantile))

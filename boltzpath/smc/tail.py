@@ -33,7 +33,7 @@ def final_log_weights(
     ``target_energy`` is E(x)/kT_target (float64, (n,)) of the particles x at t = 0.
     """
     log_w = log_w.to(torch.float64)
-    if not cfg.use_weights or cfg.tail == "fk":
+    if not cfg.reweights_on_true_energy:
         return log_w
     t_eval = 0.0 if cfg.tail == "true_energy" else float(cfg.stop_resampling_t)
     u = model.energy(x, t_eval).to(torch.float64)
