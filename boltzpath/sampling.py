@@ -32,7 +32,7 @@ from boltzpath.config import to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
-from boltzpath.mcmc.registry import METHODS, method_config, run_method
+from boltzpath.mcmc.registry import METHODS, method_config
 from boltzpath.progress import Progress, silent
 from boltzpath.targets.base import Target
 from boltzpath.targets.registry import make_target
@@ -116,17 +116,16 @@ def _same_config(saved: dict[str, Any], config: dict[str, Any]) -> bool:
 
 def run_samples(run: SampleRun, config: dict, target: Target, cfg, progress: Progress, ctx=None) -> Samples:
     """Run the sampler (no files); diagnostics are added to ``samples.info``. ``ctx``: the torchrun
-    context (``parallel.dist``): the chains are split over its ranks (one process: ``run_method``)."""
+    context (``parallel.dist``; None: one process on the CPU). The chains are split over its ranks —
+    with one process ``sample_shard`` is ``run_method`` with the generator seeded by ``run.seed``."""
     from boltzpath.metrics.convergence import samples_diagnostics
+    from boltzpath.parallel.dist import DistContext
     from boltzpath.parallel.sharded_mcmc import sample_shard
 
-    if ctx is None or not ctx.distributed and str(ctx.device) == "cpu":
-        generator = torch.Generator().manual_seed(run.seed)
-        samples = run_method(run.method, target, run.n, generator, cfg, callback=progress.steps(run.method))
-    else:  # parallel hook: chains over ranks, on the run's device; every rank gets all samples
-        samples = sample_shard(run.method, target.to(ctx.device), run.n, run.seed, cfg, ctx,
-                               callback=progress.steps(run.method), device=ctx.device)
-        samples = Samples(samples.x.cpu(), samples.energy.cpu(), None, samples.info)
+    ctx = ctx or DistContext()
+    samples = sample_shard(run.method, target.to(ctx.device), run.n, run.seed, cfg, ctx,
+                           callback=progress.steps(run.method), device=ctx.device)
+    samples = Samples(samples.x.cpu(), samples.energy.cpu(), None, samples.info)
     samples.info.setdefault("seed", run.seed)
     progress.note("diagnostics: R-hat and ESS per chain (ArviZ)")
     diag = samples_diagnostics(samples, target)
