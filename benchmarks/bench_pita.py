@@ -101,6 +101,16 @@ def _pt_same_budget(target_name, budget, n, ref, command, seed=0):
     return [{**r, "seed": seed} for r in rows], s
 
 
+def _certified_rows(method, target_name, samples, cert, n_evals, wall, command, seed):
+    """The final rows again, against the certified PT reference ``cert`` (none when it is absent)."""
+    if cert is None or not cert.is_file():
+        return []
+    ev = evaluate(samples, make_target(target_name), reference=load_reference(cert),
+                  generator=torch.Generator().manual_seed(1), max_n=2000)
+    return [{**x, "method": f"{method} vs certified PT", "seed": seed}
+            for x in _rows(method, target_name, ev, n_evals, wall, command, samples.n)]
+
+
 def _stage_rows(method, target_name, folder, temperatures, references: Path, seed, command):
     """Each stage's samples vs the certified reference at its own temperature (``references``)."""
     from boltzpath.io.samples import Samples
@@ -266,12 +276,9 @@ def main(argv=None):
                 res, r = _pita(target, preset, ref_path, runs, use_weights, command, seed, args.sets)
                 rows += r
                 method = "pita" if use_weights else "pita-score-scaling"
-                if cert is not None and cert.is_file():
-                    ev = evaluate(res.samples, make_target(target), reference=load_reference(cert),
-                                  generator=torch.Generator().manual_seed(1), max_n=2000)
-                    rows += [{**x, "method": f"{method} vs certified PT", "seed": seed}
-                             for x in _rows(method, target, ev, res.metrics["energy_evaluations"]["total"],
-                                            res.metrics["wall_time_s"], command, res.samples.n)]
+                m = res.metrics
+                rows += _certified_rows(method, target, res.samples, cert, m["energy_evaluations"]["total"],
+                                        m["wall_time_s"], command, seed)
                 if refs is not None:
                     rows += _stage_rows(method, target, _folder(runs, target, preset, seed, use_weights),
                                         temps, refs, seed, command)
@@ -283,12 +290,8 @@ def main(argv=None):
                 fk = json.loads(done.read_text())
                 r, s = _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command, seed)
                 rows += r
-                if cert is not None and cert.is_file():
-                    ev = evaluate(s, make_target(target), reference=load_reference(cert),
-                                  generator=torch.Generator().manual_seed(1), max_n=2000)
-                    rows += [{**x, "method": "pt-same-budget vs certified PT", "seed": seed}
-                             for x in _rows("pt-same-budget", target, ev, r[0]["energy_evaluations"],
-                                            r[0]["wall_time_s"], command, s.n)]
+                rows += _certified_rows("pt-same-budget", target, s, cert, r[0]["energy_evaluations"],
+                                        r[0]["wall_time_s"], command, seed)
                 save()
     for r in save():
         print(f"{r['target']:6s} {r['method']:32s} {r['metric']:45s} {r['value']} (n={r['n']}, "
