@@ -68,12 +68,15 @@ def split_holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[
 
 @torch.no_grad()
 def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sigma_min: float,
-                         generator: torch.Generator, sigmas=(0.1, 0.5, 2.0), temperature=None) -> dict:
+                         generator: torch.Generator, sigmas=(0.1, 0.5, 2.0), temperature=None,
+                         mask_above: float | None = 1000.0) -> dict:
     """The report of the module docstring for samples x (n, dim) with true E/kT ``energy`` (n,)
-    (``temperature`` (n,): the labels a temperature-conditioned model is read at)."""
+    (``temperature`` (n,): the labels a temperature-conditioned model is read at; samples with E/kT
+    above ``mask_above`` are left out, as in the pinning loss)."""
     x = x.to(torch.float32)
     e = energy.to(torch.float64)
-    keep = e <= 1000.0  # the high-energy flag: clashes are not what U_η is asked to match
+    # the samples pinning masks out (TrainConfig.pin_mask_above) are not what U_η is asked to match
+    keep = e <= mask_above if mask_above is not None else torch.ones_like(e, dtype=torch.bool)
     x, e = x[keep], e[keep]
     temperature = None if temperature is None else temperature[keep].to(x.dtype)
     n = x.shape[0]

@@ -245,7 +245,7 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
                                  cfg.gamma(k + 1), cfg.schedule.sigma_min,
                                  _generator(cfg.seed, k, "quality", par.device), gcfg.sigmas,
-                                 hold.temperature)
+                                 hold.temperature, tcfg.pin_mask_above)
         checks.append({"step": result.step, **q})
         passed = gcfg.passes(q)
         if passed or steps >= cap:
