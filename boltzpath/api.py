@@ -155,7 +155,7 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
     first, then runs the ladder (in a temporary folder when ``out`` is None). A failure or Ctrl-C
     after the folder exists is recorded in its run.log. Under torchrun, ranks > 0 return None."""
     from boltzpath.io.runs import RunDir
-    from boltzpath.methods.pita import check_ladder_fits, run_pita
+    from boltzpath.methods.pita import run_pita
     from boltzpath.metrics.convergence import smc_warning
     from boltzpath.sampling import probe_target
 
@@ -163,7 +163,6 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
     cfg.validate()
     t = make_target(cfg.target, **cfg.target_options) if t is None else t
     probe_target(t)
-    check_ladder_fits(cfg, t)
     if cfg.reference is not None:
         load_reference(cfg.reference, t.dim)
     callback = _pita_callback(progress)

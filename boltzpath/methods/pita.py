@@ -262,7 +262,7 @@ def _gate_summary(gate: dict | None) -> dict | None:
             "residual_std": last["residual_std"], "reweight_ess_fraction": last["reweight_ess_fraction"]}
 
 
-def check_ladder_fits(cfg: PITAConfig, target) -> None:
+def _check_ladder_fits(cfg: PITAConfig, target) -> None:
     """Refuse a ladder in the wrong unit: a peptide's temperatures are kelvin (300 K), the built-in
     particle ladders are reduced units (4 → 1). A factor of ten between the ladder's last entry and
     the target's natural temperature can only be a unit mistake."""
@@ -293,7 +293,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     if target is None:
         target = make_target(cfg.target, **cfg.target_options)
     target = target.to(ctx.device)  # device hook
-    check_ladder_fits(cfg, target)  # before anything is written
+    _check_ladder_fits(cfg, target)  # before anything is written
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
