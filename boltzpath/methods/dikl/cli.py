@@ -12,12 +12,9 @@ from pathlib import Path
 
 import click
 
+from boltzpath.cli import one_line_errors
 from boltzpath.config import resolve_preset
 from boltzpath.errors import BadInput
-
-
-class _BadInput(click.ClickException):
-    exit_code = 2
 
 
 def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...]):
@@ -25,22 +22,6 @@ def resolve_config(target: str | None, preset: str, seed: int | None, overrides:
     from boltzpath.methods.dikl.config import DiKLConfig
 
     return resolve_preset("dikl", DiKLConfig, target, preset, seed, overrides)
-
-
-def _progress(enabled: bool):
-    from tqdm import tqdm
-
-    bar = tqdm(total=1, disable=not enabled, leave=False, dynamic_ncols=True, desc="dikl")
-
-    def callback(i: int, n: int, info: dict) -> None:
-        bar.total = n
-        bar.n = i
-        if i % 10 == 0:
-            keys = ("dsm_loss", "score_gap", "mala_accept")
-            bar.set_postfix({k: f"{info[k]:.3g}" for k in keys if k in info}, refresh=False)
-        bar.refresh()
-
-    return bar, callback
 
 
 @click.command("dikl")
@@ -52,19 +33,15 @@ def _progress(enabled: bool):
 @click.option("--resume", is_flag=True, help="continue a killed run from its last checkpoint")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@one_line_errors
 def dikl(target, preset, out, seed, overwrite, resume, overrides, quiet):
     """Train a one-step generator with the reverse diffusive KL (DiKL), then sample it."""
     from boltzpath.methods.dikl.run import run_dikl
+    from boltzpath.progress import Progress
 
-    try:
-        cfg = resolve_config(target, preset, seed, overrides)
-        bar, callback = _progress(not quiet)
-        try:
-            result = run_dikl(cfg, out, overwrite=overwrite, resume=resume, callback=callback)
-        finally:
-            bar.close()
-    except BadInput as exc:
-        raise _BadInput(str(exc).splitlines()[0]) from None
+    cfg = resolve_config(target, preset, seed, overrides)
+    result = run_dikl(cfg, out, overwrite=overwrite, resume=resume,
+                      callback=Progress(enabled=not quiet).steps("dikl"))
     m = result.metrics
     click.echo(f"wrote {result.run.path} ({m['n']} samples, {m['energy_evaluations']['total']} energy "
                f"evaluations in training, {m['wall_time_s']:.1f} s)")
@@ -77,12 +54,10 @@ def dikl(target, preset, out, seed, overwrite, resume, overrides, quiet):
 @click.option("--seed", type=int, default=1, show_default=True, help="sampling seed")
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="evaluate and plot the samples")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder")
+@one_line_errors
 def dikl_sample(source, n, out, seed, metrics, overwrite):
     """Draw fresh samples from a trained DiKL generator (zero energy evaluations, no training)."""
-    try:
-        rd, seconds = sample_from_run(source, n, out, seed, metrics, overwrite)
-    except BadInput as exc:
-        raise _BadInput(str(exc).splitlines()[0]) from None
+    rd, seconds = sample_from_run(source, n, out, seed, metrics, overwrite)
     click.echo(f"wrote {rd.path} ({n} samples in {seconds:.3g} s, 0 energy evaluations)")
 
 
