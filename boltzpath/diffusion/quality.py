@@ -7,6 +7,9 @@ model was not trained on:
 
 * ``corr`` and ``residual_std`` of U_η(x, σ_min) against E(x)/kT (the std after removing the mean
   offset c, in units of kT at T) — the energy network's accuracy where the annealing ends;
+* ``slope``: the least-squares slope of U_η on E/kT. Below 1 the model's energy differences are
+  too small, and exp(−γU_η) is a *hotter* density than p^γ (slope 0.8 ≈ a temperature 1.25× too
+  high) — a bias the weights then carry into the next stage, unlike random residuals;
 * ``reweight_ess_fraction``: the ESS/n of the weights exp(−γ(U_η − E/kT)), i.e. of reweighting the
   stage's own samples from p_T to the model's tempered density exp(−γU_η) and back to p_{T_next}.
   1 for a perfect U_η; it falls like exp(−γ²·residual_std²) for Gaussian errors — the plainest
@@ -81,13 +84,15 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
     temperature = None if temperature is None else temperature[keep].to(x.dtype)
     n = x.shape[0]
     if n < 2:
-        return {"n": n, "corr": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,
+        return {"n": n, "corr": math.nan, "slope": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,
                 "score_consistency": {}}
     sig = torch.full((n,), float(sigma_min), device=x.device)
     u = energy_model.energy(x, sig, temperature).to(torch.float64)
     resid = u - e
     centred = resid - resid.mean()
     corr = float(torch.corrcoef(torch.stack([u, e]))[0, 1])
+    ec = e - e.mean()
+    slope = float((ec * (u - u.mean())).sum() / (ec * ec).sum().clamp_min(1e-300))
     ess = effective_sample_size(-gamma * resid) / n
     consistency = {}
     if score_model is not None:
@@ -99,5 +104,6 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
             grad_u = energy_model.grad_x(xt, st, temperature)
             ratio = (s_theta + grad_u).norm(dim=-1) / s_theta.norm(dim=-1).clamp_min(1e-12)
             consistency[str(s)] = float(ratio.median())
-    return {"n": n, "corr": corr, "residual_std": float(centred.std()), "reweight_ess_fraction": ess,
+    return {"n": n, "corr": corr, "slope": slope, "residual_std": float(centred.std()),
+            "reweight_ess_fraction": ess,
             "gamma": float(gamma), "score_consistency": consistency}

@@ -258,7 +258,7 @@ def _gate_summary(gate: dict | None) -> dict | None:
     if not gate:
         return None
     last = gate["checks"][-1]
-    return {"passed": gate["passed"], "steps": last["step"], "corr": last["corr"],
+    return {"passed": gate["passed"], "steps": last["step"], "corr": last["corr"], "slope": last.get("slope"),
             "residual_std": last["residual_std"], "reweight_ess_fraction": last["reweight_ess_fraction"]}
 
 
