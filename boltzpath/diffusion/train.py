@@ -107,9 +107,10 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
     if kind == "mlp":
         return MLP(target.dim, **common)
     if kind == "transformer":
+        if not getattr(target, "is_peptide", False):  # its atom-index embedding would break permutations
+            raise BadInput(f"net kind 'transformer' is for molecules (peptides), {target.name} is not one "
+                           "(use egnn for particle systems, mlp for others)")
         n, d = rigid_shape(target)
-        if n is None:
-            raise BadInput(f"net kind 'transformer' needs atoms or particles, {target.name} has neither")
         if cfg.hidden % cfg.heads:
             raise BadInput(f"net.hidden={cfg.hidden} must be divisible by net.heads={cfg.heads}")
         return AtomTransformer(n, d, heads=cfg.heads, **common)

@@ -29,7 +29,9 @@ peptide centre x themselves (``precond``, ``centre=True``), so F only ever sees 
 **Units and the data scale** (``net.sigma_data`` = s, ≈ 0.164 nm for ALDP). Positions, σ and the
 schedule are all in the target's unit (nm). The EDM preconditioning with σ_data = s is the same
 model as a σ_data = 1 model on scaled coordinates y = x/s with noise level σ_y = σ/s:
-c_in·x = y/√(σ_y² + 1) and c_skip, c_out·F/s are those of the scaled model. Hence
+c_in·x = y/√(σ_y² + 1) and c_skip, c_out·F/s are those of the scaled model; only the network's
+noise input c_noise = ¼ ln σ is read in nm, a constant shift ¼ ln s from the scaled model's, which
+the learned noise embedding absorbs (tested exactly with that shift). Hence
 
 * the energy U_η is a scalar and stays in E/kT: U(x; σ) = U_y(x/s; σ/s), and energy pinning
   compares U_η(x₀, σ_pin) with the true E/kT directly (no factor);
