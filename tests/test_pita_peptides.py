@@ -175,8 +175,10 @@ def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(t
             assert (d / f"stage_{k}" / f).is_file(), (k, f)
         # the mirrored (D) fraction of the samples that feed training, never flipped for training
         assert 0.0 <= st["chirality"]["mirrored_fraction"] <= 1.0
-        assert st["chirality"]["flipped_for_training"] is False
+        assert st["chirality"]["flipped_for_training"] == 0 and st["chirality"]["chirality_fix"] is False
         assert "mirrored_fraction" in st["evaluation"]["metrics"]
+    assert "mirrored_fraction" in json.loads((d / "stage_1" / "metrics.json").read_text())[
+        "chirality_before_relaxation"]
     assert (d / "stage_0" / "model.pt").is_file() and not (d / "stage_1" / "model.pt").exists()
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
@@ -196,7 +198,9 @@ def test_run_killed_after_stage_0_resumes_and_completes_with_user_stage0_data(tm
     x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
     data = tmp_path / "t0.npy"
     np.save(data, x0.numpy().reshape(48, 22, 3))  # (n, atoms, 3) is accepted too
-    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data), "data_evaluations": 12345}))
+    # with the explicit chirality fix on: mirrored annealed particles are reflected, and counted
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data), "data_evaluations": 12345},
+                                     chirality_fix=True))
 
     def kill(event, info):
         if event == "stage" and info["stage"] == 0:
@@ -214,6 +218,11 @@ def test_run_killed_after_stage_0_resumes_and_completes_with_user_stage0_data(tm
     assert st0["energy_evaluations"]["initial_data"] == 12345
     assert st0["stage0_method"] == "user supplied"
     assert Samples.load(tmp_path / "cut" / "stage_0" / "samples.npz").n == 48
+    st1 = json.loads((tmp_path / "cut" / "stage_1" / "metrics.json").read_text())
+    before = st1["chirality_before_relaxation"]
+    assert st1["chirality"]["flipped_for_training"] == before["flipped"]
+    assert before["flipped"] == round(32 * before["mirrored_fraction"]) > 0, before
+    # (no claim about the relaxed samples: the repair of a 6-step model's clashes can move CB across)
 
 
 def test_stage0_data_with_a_wrong_shape_is_one_line_and_exit_2(tmp_path):

@@ -189,6 +189,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
                                      schedule, gen, callback, par)
             now = par.count(counter)
             evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
+            if getattr(target, "is_peptide", False):
+                x, extra["chirality_before_relaxation"] = _chirality_fix(cfg, x, target)
             rx, re, rg, rinfo = par.relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then
@@ -207,8 +209,9 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
             # the samples that feed training, as they are (never flipped): how many are mirror images
             from boltzpath.metrics.chirality import chirality_report
 
+            flipped = extra.get("chirality_before_relaxation", {}).get("flipped", 0)
             metrics["chirality"] = {**chirality_report(samples.x.numpy(), target.topology),
-                                    "flipped_for_training": False}
+                                    "flipped_for_training": flipped, "chirality_fix": cfg.chirality_fix}
         metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
             samples, target_k.to("cpu"), references.get(k), _generator(cfg.seed, k, "metrics"),
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
@@ -252,6 +255,22 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
     par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _chirality_fix(cfg: PITAConfig, x: torch.Tensor, target) -> tuple[torch.Tensor, dict]:
+    """The annealed peptide particles' chirality report and, only with ``cfg.chirality_fix``, the
+    particles with every chiral centre D reflected (z ↦ −z; the force field is achiral, so E is
+    unchanged) before relaxation and training. Returns (x, report with the count ``flipped``)."""
+    from boltzpath.metrics.chirality import chirality_report, fix_chirality
+
+    xn = x.detach().cpu().numpy()
+    report = chirality_report(xn, target.topology)
+    report["flipped"] = 0
+    if cfg.chirality_fix:
+        fixed, flip = fix_chirality(xn, target.topology)
+        report["flipped"] = int(flip.sum())
+        x = torch.as_tensor(fixed, dtype=x.dtype, device=x.device)
+    return x, report
 
 
 def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:

@@ -14,7 +14,8 @@ gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the repo
 training is extended until U_η is good enough for the next γ); ``train_on_all_buffers`` (with
 ``net.temperature_conditioned``: stage k fine-tunes one temperature-conditioned model on the buffers
 of stages 0…k, each labelled with its temperature — the released LJ-13 setup — instead of on the
-newest buffer alone).
+newest buffer alone); ``chirality_fix`` (peptides: reflect annealed particles whose chiral centres are
+all D before relaxation and training — off by default, and when on, the count is reported per stage).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class PITAConfig:
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     gate: QualityGate = field(default_factory=QualityGate)
     train_on_all_buffers: bool = False
+    chirality_fix: bool = False
     n_particles: int = 1000
     buffer_size: int = 1000
     reference: str | None = None
