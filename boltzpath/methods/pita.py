@@ -16,7 +16,10 @@ Run folder (``boltzpath.io.runs.RunDir``, every file atomic)::
 Resume: a stage with COMPLETE is never redone; a stage with samples but no COMPLETE goes straight
 to training, which resumes from ``model.pt`` (bit-for-bit, see ``diffusion.train``). Every stage
 draws from its own generators seeded by (seed, stage, purpose), so a resumed run reproduces an
-uninterrupted one. ``callback(event, info)`` reports progress (events: ``sample``, ``train``,
+uninterrupted one. Stage 0 may instead read the user's T₀ samples (``stage0.data``, validated before
+the folder exists; their cost is ``stage0.data_evaluations``, as the user states it). Peptide stages
+report their chirality (``metrics/chirality.py``); annealed particles are reflected only with the
+explicit ``chirality_fix``. ``callback(event, info)`` reports progress (events: ``sample``, ``train``,
 ``anneal``, ``relax``, ``stage``); algorithms never print.
 """
 
