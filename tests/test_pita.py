@@ -149,9 +149,17 @@ def test_one_temperature_conditioned_model_over_all_buffers(tmp_path):
 
 
 def test_a_ladder_in_the_wrong_unit_is_refused_before_anything_is_written(tmp_path):
-    # the built-in particle ladders are reduced units (4 → 1); a peptide is in kelvin (300 K): a
-    # factor of ten between the ladder's end and the target's natural temperature is a unit mistake
+    # particle ladders are reduced units (4 → 1); a peptide is in kelvin (300 K): a factor of ten
+    # between the ladder's end and the target's natural temperature is a unit mistake. The peptide
+    # presets carry kelvin ladders (tests/test_pita_peptides.py); a particle ladder set on a peptide,
+    # or a kelvin ladder on a particle target, is refused with one line
     pytest.importorskip("openmm")
-    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--preset", "quick", "--out", str(tmp_path / "p")])
+    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--preset", "quick", "--out", str(tmp_path / "p"),
+                                  "--set", "temperatures=[4.0, 3.0, 2.0, 1.0]"])
     assert r.exit_code == 2 and "does not fit aldp-fab" in r.output and "kelvin" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
+    r = CliRunner().invoke(pita, ["--target", "lj13", "--preset", "quick", "--out", str(tmp_path / "q"),
+                                  "--set", "temperatures=[1200.0, 755.95, 555.52, 300.0]"])
+    assert r.exit_code == 2 and "does not fit lj13" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "q").exists()

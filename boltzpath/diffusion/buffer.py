@@ -3,8 +3,10 @@
 Fields (numpy-free torch tensors, float32 positions/scores, float64 energies):
   x (n, dim), energy (n,) = E/kT at each sample's temperature, score (n, dim) = −∇ₓ(E/kT)
   (the "force" in kT per length unit), temperature (n,) or None.
-Particle systems also record (n_particles, spatial_dim): minibatches are then randomly rotated —
-x and score with the same rotation (the energy is invariant) — when ``augment=True``.
+Particle systems also record (n_particles, spatial_dim), and molecules (n_atoms, 3) in the same
+fields (``rigid_shape``): minibatches are then randomly rotated — x and score with the same
+rotation (the energy is invariant) — when ``augment=True``. Only rotations: atoms, unlike
+identical particles, are never permuted.
 
 Interface note (PITA): build stage-k+1's buffer from the resampled particles with
 ``TrainingBuffer.from_target(target_at_T, x, temperature=T)`` (one counted evaluation per sample),
@@ -21,6 +23,16 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_save_npz
+
+
+def rigid_shape(target) -> tuple[int | None, int | None]:
+    """(bodies, spatial dim) a rigid rotation acts on: (n_particles, d) for particle systems,
+    (n_atoms, 3) for molecules, (None, None) otherwise."""
+    if getattr(target, "n_particles", None):
+        return int(target.n_particles), int(target.spatial_dim)
+    if getattr(target, "is_peptide", False):
+        return int(target.n_atoms), 3
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,7 @@ class TrainingBuffer:
         e, grad = target.energy_and_grad(torch.as_tensor(x, dtype=torch.float32))
         temps = None if temperature is None else torch.full((e.shape[0],), float(temperature),
                                                             device=e.device)
-        return cls(x, e, -grad, temps, target.n_particles, target.spatial_dim)
+        return cls(x, e, -grad, temps, *rigid_shape(target))
 
     @classmethod
     def concat(cls, buffers: list[TrainingBuffer]) -> TrainingBuffer:

@@ -17,6 +17,12 @@ with ``requires_grad``). Networks run in float32; σ is cast to x's dtype.
 
 Particle systems: pass ``project=CoMProjection(n, d)``; D, s and ∇U are projected,
 which is exact for a CoM-free x and an equivariant (translation-invariant) F.
+
+Molecules (``centre=True`` with a ``CoMProjection``): the targets' x keeps its centre of mass
+(peptide samplers do not remove it), so the models centre x themselves, x_c = P x, and are
+translation-invariant: U_η(x) = U_η(x_c) and D_θ(x) = (x − x_c) + P(c_skip·x_c + c_out·F(c_in·x_c)),
+so s_θ = (D_θ − x)/σ² has no centre-of-mass component. With ``centre=False`` (the default) x is
+used as given, exactly as before.
 """
 
 from __future__ import annotations
@@ -62,16 +68,24 @@ class CoMProjection:
 
 
 class _Preconditioned(nn.Module):
-    def __init__(self, net: nn.Module, sigma_data: float = 1.0, project: Callable | None = None) -> None:
+    def __init__(self, net: nn.Module, sigma_data: float = 1.0, project: Callable | None = None,
+                 centre: bool = False) -> None:
         super().__init__()
         if not sigma_data > 0:
             raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
+        if centre and project is None:
+            raise ValueError("centre=True needs a projection (the centre-of-mass removal)")
         self.net = net
         self.sigma_data = float(sigma_data)
         self._project = project
+        self.centre = bool(centre)
 
     def project(self, v: torch.Tensor) -> torch.Tensor:
         return v if self._project is None else self._project(v)
+
+    def _centred(self, x: torch.Tensor) -> torch.Tensor:
+        """x_c = P x for molecules (``centre``), x itself otherwise."""
+        return self.project(x) if self.centre else x
 
 
 class ScoreModel(_Preconditioned):
@@ -80,8 +94,10 @@ class ScoreModel(_Preconditioned):
     def denoise(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
         s = _sigma_column(sigma, x)
         c_skip, c_out, c_in, c_noise = edm_coefficients(s, self.sigma_data)
-        f = self.net(c_in * x, c_noise[:, 0], temperature)
-        return self.project(c_skip * x + c_out * f)
+        xc = self._centred(x)
+        f = self.net(c_in * xc, c_noise[:, 0], temperature)
+        d = self.project(c_skip * xc + c_out * f)
+        return d + (x - xc) if self.centre else d
 
     def score(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
         s = _sigma_column(sigma, x)
@@ -97,6 +113,7 @@ class EnergyModel(_Preconditioned):
         """U_η(x, σ), shape (batch,); differentiable in x, σ and the parameters."""
         s = _sigma_column(sigma, x)
         _, _, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+        x = self._centred(x)
         xin = c_in * x
         f = self.net(xin, c_noise[:, 0], temperature)
         quad = (x * x).sum(-1) / (2.0 * (self.sigma_data**2 + s[:, 0] ** 2))

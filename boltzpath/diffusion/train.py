@@ -1,7 +1,9 @@
 """Building and training the score model D_θ and the energy model U_η (SPEC §5).
 
 ``build_models(target, NetConfig)`` → (ScoreModel | None, EnergyModel): an EGNN for particle
-targets, an MLP otherwise; ``mode="energy"`` skips the score model (then s = −∇U_η).
+targets, an MLP otherwise (``kind: auto``), or the atom transformer (``kind: transformer``, the
+peptide presets' choice); ``mode="energy"`` skips the score model (then s = −∇U_η). Peptide models
+centre their input (``precond``, ``centre=True``: translation-invariant, CoM-free scores).
 
 ``train(Models, TrainingBuffer, TrainConfig, generator)`` minimises, per step (batch B):
   score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²/d
@@ -25,27 +27,28 @@ from typing import Any
 import torch
 
 from boltzpath.config import from_dict
-from boltzpath.diffusion.buffer import TrainingBuffer
+from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.diffusion.ema import Ema
 from boltzpath.diffusion.losses import _weighted_mse, distillation_loss, noise_like, pinning_loss, tsm_loss
 from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_torch_save
-from boltzpath.nets import EGNN, MLP
+from boltzpath.nets import EGNN, MLP, AtomTransformer
 
 CHECKPOINT_FORMAT = "boltzpath-diffusion-v1"
 
 
 @dataclass
 class NetConfig:
-    kind: str = "auto"  # auto | mlp | egnn (auto: egnn for particle targets)
+    kind: str = "auto"  # auto | mlp | egnn | transformer (auto: egnn for particle targets, else mlp)
     mode: str = "score+energy"  # score+energy | energy
     hidden: int = 64
     layers: int = 4
     emb_dim: int = 32
     temperature_conditioned: bool = False
-    sigma_data: float = 1.0
+    sigma_data: float = 1.0  # data std in the target's unit (nm for peptides, ≈ 0.164 for ALDP)
+    heads: int = 4  # attention heads (transformer only)
 
 
 @dataclass
@@ -103,7 +106,16 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
         return EGNN(target.n_particles, target.spatial_dim, **common)
     if kind == "mlp":
         return MLP(target.dim, **common)
-    raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp or egnn)")
+    if kind == "transformer":
+        if not getattr(target, "is_peptide", False):  # its atom-index embedding would break permutations
+            raise BadInput(f"net kind 'transformer' is for molecules (peptides), {target.name} is not one "
+                           "(use egnn for particle systems, mlp for others)")
+        n, d = rigid_shape(target)
+        if cfg.hidden % cfg.heads:
+            raise BadInput(f"net.hidden={cfg.hidden} must be divisible by net.heads={cfg.heads}")
+        return AtomTransformer(n, d, heads=cfg.heads, **common)
+    raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp, egnn or transformer)")
+
 
 
 def build_models(
@@ -114,12 +126,14 @@ def build_models(
     cfg = net_cfg or NetConfig()
     if cfg.mode not in ("score+energy", "energy"):
         raise BadInput(f"unknown model mode {cfg.mode!r} (expected 'score+energy' or 'energy')")
-    n = getattr(target, "n_particles", None)
-    project = CoMProjection(n, target.spatial_dim) if n else None
+    n, d = rigid_shape(target)
+    project = CoMProjection(n, d) if n else None
+    centre = bool(getattr(target, "is_peptide", False))  # molecules keep their CoM: models centre x
     score = (
-        ScoreModel(_make_net(target, cfg), cfg.sigma_data, project) if cfg.mode == "score+energy" else None
+        ScoreModel(_make_net(target, cfg), cfg.sigma_data, project, centre)
+        if cfg.mode == "score+energy" else None
     )
-    energy = EnergyModel(_make_net(target, cfg), cfg.sigma_data, project)
+    energy = EnergyModel(_make_net(target, cfg), cfg.sigma_data, project, centre)
     if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move
         score, energy = (None if score is None else score.to(device)), energy.to(device)
     return score, energy

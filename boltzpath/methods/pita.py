@@ -16,7 +16,10 @@ Run folder (``boltzpath.io.runs.RunDir``, every file atomic)::
 Resume: a stage with COMPLETE is never redone; a stage with samples but no COMPLETE goes straight
 to training, which resumes from ``model.pt`` (bit-for-bit, see ``diffusion.train``). Every stage
 draws from its own generators seeded by (seed, stage, purpose), so a resumed run reproduces an
-uninterrupted one. ``callback(event, info)`` reports progress (events: ``sample``, ``train``,
+uninterrupted one. Stage 0 may instead read the user's T₀ samples (``stage0.data``, validated before
+the folder exists; their cost is ``stage0.data_evaluations``, as the user states it). Peptide stages
+report their chirality (``metrics/chirality.py``); annealed particles are reflected only with the
+explicit ``chirality_fix``. ``callback(event, info)`` reports progress (events: ``sample``, ``train``,
 ``anneal``, ``relax``, ``stage``); algorithms never print.
 """
 
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from boltzpath.config import to_dict
-from boltzpath.diffusion.buffer import TrainingBuffer
+from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.diffusion.quality import energy_model_quality, split_holdout
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import Models, build_models, load_models, train
@@ -66,9 +69,51 @@ def _network_model(score, energy, target, schedule, temperature: float | None = 
     return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project, temperature)
 
 
+def load_stage0_data(path: str | Path, target) -> torch.Tensor:
+    """T₀ samples from a user's file (``stage0.data``): .npy, or .npz with an ``x`` array (or a single
+    array), of shape (n, dim) — or (n, atoms, 3) for molecules — in the target's unit (nm for
+    peptides), finite. Anything else is a ``BadInput`` naming the file."""
+    p = Path(path)
+    n_atoms = getattr(target, "n_atoms", None) or getattr(target, "n_particles", None)
+    want = f"(n, {target.dim})" + (f" or (n, {n_atoms}, {target.dim // n_atoms})" if n_atoms else "")
+    try:
+        with open(p, "rb"):
+            pass
+        if p.suffix.lower() == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                keys = list(data.files)
+                if "x" not in keys and len(keys) != 1:
+                    raise BadInput(f"stage-0 data {p}: an .npz needs an 'x' array (keys: {', '.join(keys)})")
+                arr = data["x" if "x" in keys else keys[0]]
+        elif p.suffix.lower() == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            raise BadInput(f"stage-0 data {p}: must be a .npy or .npz file of shape {want}")
+    except (OSError, ValueError, EOFError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInput(f"stage-0 data {p}: cannot read it ({why})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+        raise BadInput(f"stage-0 data {p}: must hold a numeric array of shape {want}")
+    if arr.ndim == 3 and n_atoms and arr.shape[1] * arr.shape[2] == target.dim and arr.shape[1] == n_atoms:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2 or arr.shape[1] != target.dim or arr.shape[0] < 2:
+        raise BadInput(f"stage-0 data {p}: shape {arr.shape}, expected {want} with n >= 2 "
+                       f"({target.name}, nm for peptides)")
+    if not np.isfinite(arr).all():
+        raise BadInput(f"stage-0 data {p}: contains non-finite values")
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
 def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaParallel):
+    """(x, provenance) of stage 0: the user's file (``stage0.data``; its cost as the user states it,
+    added by the caller) or the baseline sampler's chains (counted by the target)."""
     from boltzpath.mcmc.registry import run_method
 
+    if cfg.stage0.data is not None:
+        x = load_stage0_data(cfg.stage0.data, target_t0).to(gen.device)
+        return x, {"stage0_method": "user supplied", "stage0_data": str(cfg.stage0.data),
+                   "stage0_evaluations_source": "user supplied (--stage0-evaluations)"
+                   if cfg.stage0.data_evaluations else "user supplied, not stated (counted as 0)"}
     method = cfg.stage0.method
     try:  # parallel hook: par.stage0 is run_method with one process, sharded chains with several
         samples = par.stage0(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
@@ -120,7 +165,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     return x, summary
 
 
-def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
+def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callback,
                par: PitaParallel) -> tuple[Samples, dict]:
     """Produce (or reload) stage k's samples/buffer/metrics; train its model unless it is the last."""
     sdir = run.subdir(f"stage_{k}")
@@ -138,7 +183,7 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
         if k == 0:
             x, extra = _stage0_data(cfg, target_k, gen, callback, par)
             now = par.count(counter)
-            evals["initial_data"], c = now - c, now
+            evals["initial_data"], c = now - c + (cfg.stage0.data_evaluations if cfg.stage0.data else 0), now
             buffer = par.buffer(target_k, x)  # parallel hook: evaluations split over processes
             evals["training_buffers"] = par.count(counter) - c
             energy = buffer.energy
@@ -147,6 +192,8 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
                                      schedule, gen, callback, par)
             now = par.count(counter)
             evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
+            if getattr(target, "is_peptide", False):
+                x, extra["chirality_before_relaxation"] = _chirality_fix(cfg, x, target)
             rx, re, rg, rinfo = par.relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then
@@ -154,16 +201,25 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
             evals["training_buffers"] = x.shape[0]
             evals["relaxation"] = par.count(counter) - c - x.shape[0]
             x, energy = rx, re
-            buffer = TrainingBuffer(x, re, -rg, None, target.n_particles, target.spatial_dim)
+            buffer = TrainingBuffer(x, re, -rg, None, *rigid_shape(target))
             extra["relaxation"] = rinfo
         samples = Samples(x=x.detach().float().cpu(), energy=energy.detach().double().cpu(),
                           info={"method": "pita", "stage": k, "temperature": temp,
                                 "target": target_k.describe()})
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
+        if getattr(target, "is_peptide", False) and par.is_main:
+            # the samples that feed training, as they are (never flipped): how many are mirror images
+            from boltzpath.metrics.chirality import chirality_report
+
+            flipped = extra.get("chirality_before_relaxation", {}).get("flipped", 0)
+            metrics["chirality"] = {**chirality_report(samples.x.numpy(), target.topology),
+                                    "flipped_for_training": flipped, "chirality_fix": cfg.chirality_fix}
         metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
-            samples, target_k.to("cpu"), reference if last else None, _generator(cfg.seed, k, "metrics"),
+            samples, target_k.to("cpu"), references.get(k), _generator(cfg.seed, k, "metrics"),
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
+        if cfg.reference_at(k) is not None:
+            metrics["evaluation"]["reference_file"] = str(cfg.reference_at(k))
         if par.is_main:
             buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
@@ -202,6 +258,22 @@ def _run_stage(cfg, k, run, target, schedule, reference, callback: Callback,
     par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _chirality_fix(cfg: PITAConfig, x: torch.Tensor, target) -> tuple[torch.Tensor, dict]:
+    """The annealed peptide particles' chirality report and, only with ``cfg.chirality_fix``, the
+    particles with every chiral centre D reflected (z ↦ −z; the force field is achiral, so E is
+    unchanged) before relaxation and training. Returns (x, report with the count ``flipped``)."""
+    from boltzpath.metrics.chirality import chirality_report, fix_chirality
+
+    xn = x.detach().cpu().numpy()
+    report = chirality_report(xn, target.topology)
+    report["flipped"] = 0
+    if cfg.chirality_fix:
+        fixed, flip = fix_chirality(xn, target.topology)
+        report["flipped"] = int(flip.sum())
+        x = torch.as_tensor(fixed, dtype=x.dtype, device=x.device)
+    return x, report
 
 
 def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
@@ -263,16 +335,16 @@ def _gate_summary(gate: dict | None) -> dict | None:
 
 
 def _check_ladder_fits(cfg: PITAConfig, target) -> None:
-    """Refuse a ladder in the wrong unit: a peptide's temperatures are kelvin (300 K), the built-in
-    particle ladders are reduced units (4 → 1). A factor of ten between the ladder's last entry and
-    the target's natural temperature can only be a unit mistake."""
+    """Refuse a ladder in the wrong unit: a peptide's temperatures are kelvin (300 K; its presets
+    pita_<peptide>_<preset>.yaml carry kelvin ladders), the particle ladders are reduced units
+    (4 → 1). A factor of ten between the ladder's last entry and the target's natural temperature
+    can only be a unit mistake (e.g. a particle ladder set on a peptide, or the reverse)."""
     natural = float(getattr(target, "reference_temperature", 1.0))
     last = float(cfg.temperatures[-1])
     if last < natural / 10 or last > natural * 10:
         unit = getattr(target, "temperature_unit", "reduced units")
         raise BadInput(f"the ladder {cfg.temperatures} does not fit {cfg.target}: its temperature is in "
-                       f"{unit} (natural {natural:g}); set temperatures=[...] for this target (no built-in "
-                       "PITA preset covers it yet)")
+                       f"{unit} (natural {natural:g}); set temperatures=[...] in {unit} for this target")
 
 
 def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
@@ -294,15 +366,24 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         target = make_target(cfg.target, **cfg.target_options)
     target = target.to(ctx.device)  # device hook
     _check_ladder_fits(cfg, target)  # before anything is written
+    if cfg.stage0.data is not None:
+        load_stage0_data(cfg.stage0.data, target)  # a bad file is refused before the folder exists
+    loaded: dict[str, np.ndarray] = {}
+    references = {}
+    for k in range(len(cfg.temperatures)):
+        path = cfg.reference_at(k)
+        if path is not None:
+            if path not in loaded:
+                loaded[path] = load_reference(path, target.dim)
+            references[k] = loaded[path]
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
-    reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
     run.log(f"pita: {cfg.target}, ladder {cfg.temperatures}, resume={resume}")
     t0 = time.perf_counter()
     stages = []
     for k in range(len(cfg.temperatures)):
-        samples, metrics = _run_stage(cfg, k, run, target, schedule, reference, callback, par)
+        samples, metrics = _run_stage(cfg, k, run, target, schedule, references, callback, par)
         stages.append(metrics)
     totals: dict[str, int] = {}
     for m in stages:
@@ -319,6 +400,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
+                    **({"mirrored_fraction": m["chirality"]["mirrored_fraction"]}
+                       if "chirality" in m else {}),
                     "evaluation": m["evaluation"]} for m in stages],
     }
     info = {**samples.info, "energy_evaluations": final["energy_evaluations"]["total"], "wall_time_s": wall}

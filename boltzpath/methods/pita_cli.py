@@ -2,7 +2,8 @@
 
 Configuration, lowest to highest precedence: ``PITAConfig`` defaults → ``presets/pita_<preset>.yaml``
 → ``presets/pita_<target>_<preset>.yaml`` (when it exists) → ``--target``/``--seed`` →
-``--set key=value`` overrides. ``--preset`` also accepts a path to a YAML file. The command is a
+``--set key=value`` overrides → ``--stage0-data``/``--stage0-evaluations`` (``stage0.data`` /
+``stage0.data_evaluations``). ``--preset`` also accepts a path to a YAML file. The command is a
 thin layer over ``boltzpath.api.run_pita_config``. Progress goes to stderr (a bar on a terminal,
 periodic lines otherwise); a bad input is one line on stderr and exit status 2 (the run group
 turns ``BadInput`` into that).
@@ -11,6 +12,7 @@ turns ``BadInput`` into that).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import click
 
@@ -32,9 +34,15 @@ from boltzpath.methods.pita_config import resolve_config
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="config override (repeatable)")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:i")
+@click.option("--stage0-data", "stage0_data", default=None, type=click.Path(dir_okay=False),
+              help="T0 samples made elsewhere (.npy/.npz, (n, dim) or (n, atoms, 3), nm for peptides) "
+                   "instead of the preset's stage-0 sampler")
+@click.option("--stage0-evaluations", "stage0_evaluations", type=int, default=None,
+              help="energy evaluations the --stage0-data file cost (recorded as user supplied; default 0)")
 @threads_option
 @one_line_errors
-def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device):
+def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device, stage0_data,
+         stage0_evaluations):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.api import run_pita_config
     from boltzpath.metrics.convergence import smc_warning
@@ -44,7 +52,14 @@ def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device)
         raise BadInput("--overwrite and --resume exclude each other")
     if target is None and not (preset.endswith((".yaml", ".yml")) and "target" in load_yaml(preset)):
         raise BadInput("missing --target (e.g. --target gmm40; `boltzpath targets` lists them)")
-    cfg = resolve_config(target, preset, seed, overrides)
+    extra: dict = {}
+    if stage0_data is not None:  # an absolute path, so that --resume works from another folder
+        extra["stage0"] = {"data": str(Path(stage0_data).resolve())}
+    if stage0_evaluations is not None:
+        if stage0_data is None:
+            raise BadInput("--stage0-evaluations needs --stage0-data")
+        extra.setdefault("stage0", {})["data_evaluations"] = stage0_evaluations
+    cfg = resolve_config(target, preset, seed, overrides, extra)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the warning is printed below, once

@@ -1,23 +1,26 @@
 """Typed configuration of a PITA run (SPEC §6), built from presets + ``--set`` overrides.
 
-Sections: ``target``/``target_options``; ``temperatures`` (the ladder T₀ > T₁ > … > T_K, the last
-is the target temperature); ``stage0`` (the baseline sampler that makes the T₀ training data);
-``net`` and ``train`` / ``finetune`` (``boltzpath.diffusion`` NetConfig / TrainConfig for stage 0
-and for stages ≥ 1); ``schedule`` (the Karras σ(t)); ``anneal`` (FK-SMC; its ``gamma`` is set per
-stage to T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at T_k);
-``n_particles`` (one SMC population) and ``buffer_size`` (particles per stage, made by
-⌈buffer_size / n_particles⌉ independent populations); ``reference`` (an optional held-out file
-for the final stage's metrics, evaluation only); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
-(per-stage metrics and plots — plotting costs seconds per stage); ``gate`` (the energy-model
-quality gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the report, and
-whether training is extended until U_η is good enough for the next γ); ``train_on_all_buffers``
-(with ``net.temperature_conditioned``: stage k fine-tunes one temperature-conditioned model on the
-buffers of stages 0…k, each labelled with its temperature — the released LJ-13 setup — instead of
-on the newest buffer alone).
+Sections: ``target``/``target_options``; ``temperatures`` (the ladder T₀ > T₁ > … > T_K, the last is
+the target temperature); ``stage0`` (the baseline sampler that makes the T₀ training data); ``net``
+and ``train`` / ``finetune`` (``boltzpath.diffusion`` NetConfig / TrainConfig for stage 0 and for
+stages ≥ 1); ``schedule`` (the Karras σ(t)); ``anneal`` (FK-SMC; its ``gamma`` is set per stage to
+T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at T_k); ``n_particles`` (one SMC
+population) and ``buffer_size`` (particles per stage, made by ⌈buffer_size / n_particles⌉
+independent populations); ``reference`` (an optional held-out file for the final stage's metrics,
+evaluation only); ``stage_references`` (temperature → file: a reference for the metrics of the stage
+at that temperature, e.g. MD at 555.52 K); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
+(per-stage metrics and plots — plotting costs seconds per stage); ``gate`` (the energy-model quality
+gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the report, and whether
+training is extended until U_η is good enough for the next γ); ``train_on_all_buffers`` (with
+``net.temperature_conditioned``: stage k fine-tunes one temperature-conditioned model on the buffers
+of stages 0…k, each labelled with its temperature — the released LJ-13 setup — instead of on the
+newest buffer alone); ``chirality_fix`` (peptides: reflect annealed particles whose chiral centres are
+all D before relaxation and training — off by default, and when on, the count is reported per stage).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,15 +34,24 @@ from boltzpath.smc.relax import RelaxConfig
 
 @dataclass
 class Stage0Config:
-    """The T₀ sampler: a method of ``boltzpath.mcmc.registry`` (mala, hmc, pt, …) and its options."""
+    """The T₀ sampler: a method of ``boltzpath.mcmc.registry`` (mala, hmc, pt, …) and its options —
+    or ``data``: a file of T₀ samples made elsewhere (.npy/.npz, (n, dim) or (n, atoms, 3), in the
+    target's unit; every row is used and ``n_samples``/``method`` are then ignored), whose cost the
+    user states in ``data_evaluations`` (recorded as user supplied; 0 when not stated)."""
 
     method: str = "mala"
     n_samples: int = 2000
     options: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None
+    data_evaluations: int = 0
 
     def validate(self) -> None:
         if self.n_samples < 1:
             raise BadInput(f"stage0.n_samples must be >= 1, got {self.n_samples}")
+        if self.data_evaluations < 0:
+            raise BadInput(f"stage0.data_evaluations must be >= 0, got {self.data_evaluations}")
+        if self.data_evaluations and self.data is None:
+            raise BadInput("stage0.data_evaluations (--stage0-evaluations) needs stage0.data (--stage0-data)")
 
 
 @dataclass
@@ -65,9 +77,11 @@ class PITAConfig:
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     gate: QualityGate = field(default_factory=QualityGate)
     train_on_all_buffers: bool = False
+    chirality_fix: bool = False
     n_particles: int = 1000
     buffer_size: int = 1000
     reference: str | None = None
+    stage_references: dict[str, str] = field(default_factory=dict)
     eval_max_n: int = 2000
     eval_noise_floors: bool = True
     stage_plots: bool = True
@@ -88,10 +102,26 @@ class PITAConfig:
         if self.eval_max_n < 10:
             raise BadInput(f"eval_max_n must be >= 10, got {self.eval_max_n}")
         self.temperatures = temps
+        for key in self.stage_references:
+            try:
+                t = float(key)
+            except (TypeError, ValueError):
+                raise BadInput(f"stage_references keys are temperatures, got {key!r}") from None
+            if not any(math.isclose(t, x, rel_tol=1e-6) for x in temps):
+                raise BadInput(f"stage_references: {key} is not a temperature of the ladder {temps}")
         self.gate.validate()
         if self.train_on_all_buffers and not self.net.temperature_conditioned:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
                            "(one model for every temperature reached)")
+
+    def reference_at(self, stage: int) -> str | None:
+        """The reference file for stage k's metrics: ``stage_references`` at T_k, else ``reference``
+        for the last stage, else None."""
+        temp = self.temperatures[stage]
+        for key, path in self.stage_references.items():
+            if math.isclose(float(key), temp, rel_tol=1e-6):
+                return path
+        return self.reference if stage == len(self.temperatures) - 1 else None
 
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""

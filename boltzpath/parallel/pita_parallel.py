@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from boltzpath.diffusion.buffer import TrainingBuffer
+from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.io.runs import RunDir
 from boltzpath.parallel.ddp_train import DataParallel, rank_seed
 from boltzpath.parallel.dist import DistContext, all_gather_cat, barrier, shard, sum_int
@@ -107,7 +107,7 @@ class PitaParallel:
         e, grad = all_gather_cat(e, self.ctx), all_gather_cat(grad, self.ctx)
         temps = None if temperature is None else torch.full((e.shape[0],), float(temperature),
                                                             device=e.device)
-        return TrainingBuffer(x, e, -grad, temps, target.n_particles, target.spatial_dim)
+        return TrainingBuffer(x, e, -grad, temps, *rigid_shape(target))
 
     def _streams(self, gen: torch.Generator) -> tuple[torch.Generator, torch.Generator]:
         dev = gen.device

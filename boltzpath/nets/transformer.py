@@ -1,0 +1,142 @@
+"""A small DiT-style transformer over atoms, the peptide backbone (SPEC §5).
+
+Input x (batch, n·3) — the preconditioned, centred coordinates c_in·x_c — c_noise = ¼ ln σ (batch,),
+optional temperature (batch,). Output F (batch, n·3): one 3-vector per atom, the network output
+F_θ of the EDM preconditioning, used exactly as ``MLP`` and ``EGNN`` outputs are (``build_models``,
+mode ``score+energy``): the score model reads D_θ = c_skip·x + c_out·F_θ, the energy model the
+scalar U_η = ‖x‖²/(2(σ_d²+σ²)) − σ_d⟨F_η, c_in x⟩/σ (a sum over atoms of per-atom readouts
+⟨F_η,i, c_in x_i⟩).
+
+Architecture (Peebles & Xie's DiT with adaLN-Zero, written for this project):
+
+    token_i = W_x·(c_in x_i) + e_i                e_i: learned embedding of atom index i
+    c       = NoiseEmbedding(c_noise, T)           (sinusoidal + MLP; ln T added when conditioned)
+    block:  (β₁, γ₁, α₁, β₂, γ₂, α₂) = W_mod·SiLU(c)          W_mod initialised to zero
+            h ← h + α₁ · Attention(LN(h)·(1 + γ₁) + β₁)
+            h ← h + α₂ · MLP(LN(h)·(1 + γ₂) + β₂)
+    out:    (β, γ) = W_fin·SiLU(c);  F_i = W_out·(LN(h_i)·(1 + γ) + β)  W_fin, W_out zero
+
+With every gate α and the read-out at zero, each block starts as the identity and F = 0, so an
+untrained denoiser is D = c_skip·x (the optimal denoiser of N(0, σ_d² I) data), as for the MLP.
+Attention is written out (softmax(QKᵀ/√d_h)V) rather than through a fused kernel: the
+distillation loss differentiates U_η twice (double backprop), which every op here supports.
+
+**Not equivariant.** The network sees absolute orientations, so training must rotate samples and
+their scores together (``TrainingBuffer.sample(augment=True)``; the peptide buffers carry the
+(n_atoms, 3) shape for that). Translations are handled by centring: the diffusion models of a
+peptide centre x themselves (``precond``, ``centre=True``), so F only ever sees centred input.
+
+**Units and the data scale** (``net.sigma_data`` = s, ≈ 0.164 nm for ALDP). Positions, σ and the
+schedule are all in the target's unit (nm). The EDM preconditioning with σ_data = s is the same
+model as a σ_data = 1 model on scaled coordinates y = x/s with noise level σ_y = σ/s:
+c_in·x = y/√(σ_y² + 1) and c_skip, c_out·F/s are those of the scaled model; only the network's
+noise input c_noise = ¼ ln σ is read in nm, a constant shift ¼ ln s from the scaled model's, which
+the learned noise embedding absorbs (tested exactly with that shift). Hence
+
+* the energy U_η is a scalar and stays in E/kT: U(x; σ) = U_y(x/s; σ/s), and energy pinning
+  compares U_η(x₀, σ_pin) with the true E/kT directly (no factor);
+* the score transforms with 1/s: ∇ₓU = (1/s)∇_yU, so s_θ in nm⁻¹ is compared with the true
+  −∇ₓ(E/kT) in nm⁻¹ (the buffer's scores), i.e. the scaled-coordinate score equals s times the
+  force in kT/nm — tested in ``tests/test_pita_peptides.py``;
+* σ values from the released PITA code (σ_min = 0.01, σ_max = 80 in data-std units) become
+  σ_min = 0.01·s and σ_max = 80·s in nm; the peptide presets write them that way, and shift the
+  training law of ln σ by ln s (``train.p_mean``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from boltzpath.nets.embedding import NoiseEmbedding
+
+
+def _modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """LN(h)·(1 + scale) + shift with (batch, H) modulations broadcast over atoms."""
+    return h * (1.0 + scale[:, None, :]) + shift[:, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the atoms (all pairs, no mask)."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
+        self.heads, self.head_dim = int(heads), hidden // heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, n, width = h.shape
+        q, k, v = self.qkv(h).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(b, n, width))
+
+
+class DiTBlock(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero conditioning (identity at initialisation)."""
+
+    def __init__(self, hidden: int, heads: int, cond_dim: int, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(hidden, heads)
+        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(hidden, mlp_ratio * hidden), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_ratio * hidden, hidden))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * hidden))
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c).chunk(6, dim=-1)
+        h = h + gate1[:, None, :] * self.attn(_modulate(self.norm1(h), shift1, scale1))
+        return h + gate2[:, None, :] * self.mlp(_modulate(self.norm2(h), shift2, scale2))
+
+
+class AtomTransformer(nn.Module):
+    """``forward(x, c_noise, temperature=None)`` → (batch, n_atoms·spatial_dim); see the module docstring."""
+
+    def __init__(
+        self,
+        n_atoms: int,
+        spatial_dim: int = 3,
+        hidden: int = 64,
+        layers: int = 4,
+        emb_dim: int = 32,
+        heads: int = 4,
+        temperature_conditioned: bool = False,
+        mlp_ratio: int = 4,
+    ) -> None:
+        super().__init__()
+        if n_atoms < 1 or spatial_dim < 1 or hidden < 1 or layers < 1 or heads < 1:
+            raise ValueError(f"bad transformer sizes: n={n_atoms}, d={spatial_dim}, hidden={hidden}, "
+                             f"layers={layers}, heads={heads}")
+        self.n_atoms, self.spatial_dim = int(n_atoms), int(spatial_dim)
+        self.embedding = NoiseEmbedding(emb_dim, temperature_conditioned)
+        self.coord_in = nn.Linear(spatial_dim, hidden)
+        self.atom_embedding = nn.Embedding(n_atoms, hidden)
+        nn.init.normal_(self.atom_embedding.weight, std=0.02)
+        self.blocks = nn.ModuleList(DiTBlock(hidden, heads, emb_dim, mlp_ratio) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * hidden))
+        self.readout = nn.Linear(hidden, spatial_dim)
+        for layer in (self.final_modulation[1], self.readout):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.register_buffer("atom_index", torch.arange(n_atoms), persistent=False)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-atom input tokens (batch, n_atoms, hidden)."""
+        pos = x.reshape(x.shape[0], self.n_atoms, self.spatial_dim)
+        return self.coord_in(pos) + self.atom_embedding(self.atom_index)[None]
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor, temperature: torch.Tensor | None = None):
+        c = self.embedding(c_noise, temperature)
+        h = self.tokens(x)
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        return self.readout(_modulate(self.norm_out(h), shift, scale)).reshape(x.shape[0], -1)

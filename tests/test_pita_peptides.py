@@ -1,0 +1,250 @@
+"""PITA on peptides: the atom transformer, rotation augmentation, units of the data scale, the
+kelvin-ladder pipeline end to end on aldp-fab (tiny sizes), kill/resume, ``--stage0-data``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+pytest.importorskip("openmm", reason="peptide targets need OpenMM (the [molecules] extra)")
+pytest.importorskip("mdtraj", reason="peptide metrics need mdtraj (the [molecules] extra)")
+
+from boltzpath.config import from_dict  # noqa: E402
+from boltzpath.diffusion.buffer import TrainingBuffer, random_rotations  # noqa: E402
+from boltzpath.diffusion.precond import CoMProjection, EnergyModel  # noqa: E402
+from boltzpath.diffusion.train import NetConfig, build_models  # noqa: E402
+from boltzpath.io.samples import Samples  # noqa: E402
+from boltzpath.methods.pita import run_pita  # noqa: E402
+from boltzpath.methods.pita_cli import pita, resolve_config  # noqa: E402
+from boltzpath.methods.pita_config import PITAConfig  # noqa: E402
+from boltzpath.nets.transformer import AtomTransformer  # noqa: E402
+from boltzpath.targets.registry import make_target  # noqa: E402
+
+S = 0.164  # data std of ALDP in nm (SPEC §5)
+HOLDOUT = Path(__file__).resolve().parents[2] / "shared" / "holdout" / "aldp_300K_fab_10k_xyz_nm.npy"
+TINY = {
+    "target": "aldp-fab",
+    "temperatures": [1200.0, 755.95],
+    "stage0": {"method": "mala", "n_samples": 64,
+               "options": {"chains": 32, "burn_in": 30, "thin": 2, "step_size": 6e-6}},
+    "net": {"kind": "transformer", "hidden": 16, "layers": 1, "heads": 2, "emb_dim": 8, "sigma_data": S},
+    "train": {"steps": 6, "batch_size": 16, "checkpoint_every": 3, "log_every": 3, "pin": 1.0,
+              "p_mean": -3.008},
+    "finetune": {"steps": 6, "batch_size": 16, "checkpoint_every": 3, "log_every": 3},
+    "schedule": {"sigma_min": 0.01 * S, "sigma_max": 80 * S},
+    "anneal": {"n_steps": 5, "divergence": "hutchinson"},
+    "relax": {"n_steps": 4, "adapt_steps": 2, "step_size": 1e-6, "repair_step": 0.002},
+    "n_particles": 32,
+    "buffer_size": 32,
+    "eval_max_n": 64,
+    "eval_noise_floors": False,
+    "stage_plots": False,
+}
+
+
+class Killed(RuntimeError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def aldp():
+    return make_target("aldp-fab", temperature=300.0, dtype="float64")
+
+
+def _rotation(seed: int) -> torch.Tensor:
+    return random_rotations(1, 3, torch.Generator().manual_seed(seed), dtype=torch.float64)[0]
+
+
+def test_rotating_a_configuration_rotates_its_force_and_the_scaled_score_is_the_scaled_force(aldp):
+    x = aldp.prior_sample(4, torch.Generator().manual_seed(0), dtype=torch.float64)
+    rot = _rotation(1)
+    xr = (x.reshape(4, 22, 3) @ rot).reshape(4, 66)
+    e, g = aldp.energy_and_grad(x)
+    er, gr = aldp.energy_and_grad(xr)
+    # E is rotation-invariant and F(xR) = F(x)R; a wrong augmentation (rotating x but not the
+    # score, or with Rᵀ) fails the second check by O(|F|) ~ 1e4 kT/nm
+    assert torch.allclose(e, er, rtol=1e-9, atol=1e-8)
+    assert torch.allclose(gr, (g.reshape(4, 22, 3) @ rot).reshape(4, 66), rtol=1e-7, atol=1e-5)
+    # in scaled coordinates y = x/s the score is ∇_y log p = s·F(x) (F in kT/nm)
+    y = (x / S).requires_grad_(True)
+    (gy,) = torch.autograd.grad(aldp.energy(y * S).sum(), y)
+    assert torch.allclose(-gy, -S * g, rtol=1e-9, atol=1e-6)
+    # the energy model with σ_data = s on nm coordinates is the σ_data = 1 model on y = x/s at σ/s
+    # (its network's noise input ¼ ln σ is in nm, i.e. shifted by the constant ¼ ln s): U is the same
+    # scalar (E/kT units) and ∇ₓU = (1/s)∇_yU
+    torch.manual_seed(0)
+    net = AtomTransformer(22, hidden=16, layers=1, emb_dim=8, heads=2).double()
+    for p in net.parameters():  # leave the zero initialisation so that F ≠ 0
+        torch.nn.init.normal_(p, std=0.1)
+    proj = CoMProjection(22, 3)
+    nm_model = EnergyModel(net, S, proj, centre=True)
+    shift = 0.25 * float(np.log(S))
+
+    class Shifted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, c_noise, temperature=None):
+            return self.net(x, c_noise + shift, temperature)
+
+    scaled_model = EnergyModel(Shifted(), 1.0, proj, centre=True)
+    sigma = 0.05
+    u_nm, g_nm = nm_model.energy_and_grad(x, sigma)
+    u_y, g_y = scaled_model.energy_and_grad(x / S, sigma / S)
+    assert torch.allclose(u_nm, u_y, rtol=1e-10, atol=1e-8)
+    assert torch.allclose(g_nm, g_y / S, rtol=1e-8, atol=1e-6)
+    # translation invariance of the centred peptide models
+    shifted = x + torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64).repeat(22)
+    assert torch.allclose(nm_model.energy(shifted, sigma), u_nm, rtol=1e-10, atol=1e-8)
+
+
+def test_transformer_shapes_and_adaln_zero_starts_at_identity(aldp):
+    net = AtomTransformer(22, hidden=16, layers=2, emb_dim=8, heads=4)
+    x = torch.randn(5, 66)
+    c = torch.randn(5)
+    h = net.tokens(x)
+    cond = net.embedding(c)
+    for block in net.blocks:  # every gate α is zero: each block is exactly the identity
+        assert torch.equal(block(h, cond), h)
+    out = net(x, c)
+    assert out.shape == (5, 66) and torch.count_nonzero(out) == 0  # zero read-out: D = c_skip·x
+    torch.nn.init.normal_(net.blocks[0].modulation[1].weight, std=0.1)
+    torch.nn.init.normal_(net.readout.weight, std=0.1)
+    torch.nn.init.normal_(net.final_modulation[1].weight, std=0.1)
+    assert not torch.equal(net.blocks[0](h, cond), h) and net(x, c).abs().sum() > 0
+    # through build_models (mode score+energy): a score model and a scalar energy per configuration;
+    # the energy is differentiable twice (distillation = double backprop)
+    score, energy = build_models(aldp, NetConfig(kind="transformer", hidden=16, layers=1, heads=2,
+                                                 emb_dim=8, sigma_data=S, temperature_conditioned=True))
+    xs = aldp.prior_sample(3, torch.Generator().manual_seed(0))
+    temps = torch.full((3,), 755.95)
+    assert score.denoise(xs, 0.1, temps).shape == (3, 66)
+    assert energy.energy(xs, 0.1, temps).shape == (3,)
+    d_e = energy.denoise(xs.requires_grad_(True), 0.1, temps, create_graph=True)
+    d_e.square().sum().backward()
+    assert all(p.grad is not None for p in energy.parameters() if p.requires_grad)
+    assert AtomTransformer(22, hidden=16, layers=1, emb_dim=8, heads=2, temperature_conditioned=True)(
+        torch.randn(2, 66), torch.randn(2), torch.full((2,), 300.0)).shape == (2, 66)
+
+
+def test_rotation_augmentation_rotates_positions_and_scores_together(aldp):
+    x = aldp.prior_sample(1, torch.Generator().manual_seed(3))
+    buf = TrainingBuffer.from_target(aldp, x)
+    assert (buf.n_particles, buf.spatial_dim) == (22, 3)  # molecules carry their atom shape
+    batch = buf.sample(6, torch.Generator().manual_seed(4), augment=True)
+    p0 = buf.x.reshape(22, 3).double()
+    for xb, sb in zip(batch.x, batch.score, strict=True):
+        rot = torch.linalg.lstsq(p0, xb.reshape(22, 3).double()).solution  # xb = x R
+        assert torch.allclose(rot @ rot.T, torch.eye(3, dtype=torch.float64), atol=1e-4)
+        assert torch.linalg.det(rot) > 0  # a proper rotation, no reflection (chirality kept)
+        assert not torch.allclose(rot, torch.eye(3, dtype=torch.float64), atol=1e-2)
+        # the stored score, rotated with x, is the force at the rotated positions
+        force = aldp.force(xb[None].double())[0]
+        assert torch.allclose(sb.double(), force, rtol=1e-4, atol=1e-2 * force.abs().max().item())
+        assert torch.allclose(sb.double().reshape(22, 3), buf.score.reshape(22, 3).double() @ rot,
+                              rtol=1e-3, atol=1e-3 * force.abs().max().item())
+
+
+def _reference_file(tmp_path: Path) -> str | None:
+    if not HOLDOUT.is_file():
+        return None
+    ref = np.load(HOLDOUT)[::20].reshape(-1, 66)  # 500 frames, evaluation only (never trained on)
+    path = tmp_path / "ref_300K.npy"
+    np.save(path, ref)
+    return str(path)
+
+
+def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(tmp_path):
+    ref = _reference_file(tmp_path)
+    cfg = dict(TINY)
+    if ref is not None:  # the held-out 300 K set: the last stage is at 300 K to use it
+        cfg = dict(TINY, temperatures=[1200.0, 300.0], reference=ref)
+    res = run_pita(from_dict(PITAConfig, cfg), tmp_path / "run")
+    d = tmp_path / "run"
+    for f in ("config.yaml", "samples.npz", "metrics.json", "ladder.png", "COMPLETE"):
+        assert (d / f).is_file(), f
+    for k in range(2):
+        st = json.loads((d / f"stage_{k}" / "metrics.json").read_text())
+        for f in ("samples.npz", "buffer.npz", "metrics.json", "COMPLETE"):
+            assert (d / f"stage_{k}" / f).is_file(), (k, f)
+        # the mirrored (D) fraction of the samples that feed training, never flipped for training
+        assert 0.0 <= st["chirality"]["mirrored_fraction"] <= 1.0
+        assert st["chirality"]["flipped_for_training"] == 0 and st["chirality"]["chirality_fix"] is False
+        assert "mirrored_fraction" in st["evaluation"]["metrics"]
+    assert "mirrored_fraction" in json.loads((d / "stage_1" / "metrics.json").read_text())[
+        "chirality_before_relaxation"]
+    assert (d / "stage_0" / "model.pt").is_file() and not (d / "stage_1" / "model.pt").exists()
+    metrics = json.loads((d / "metrics.json").read_text())
+    ev = metrics["energy_evaluations"]
+    assert ev["initial_data"] > 0 and ev["relaxation"] > 0 and ev["training_buffers"] == 64 + 32
+    assert [s["mirrored_fraction"] for s in metrics["stages"]] == [
+        json.loads((d / f"stage_{k}" / "metrics.json").read_text())["chirality"]["mirrored_fraction"]
+        for k in range(2)]
+    assert res.samples.x.shape == (32, 66) and np.isfinite(res.samples.energy.numpy()).all()
+    if ref is not None:
+        final = metrics["evaluation"]["metrics"]
+        for name in ("energy_w1", "energy_w2", "torus_w2", "ramachandran_kl", "phi_positive_fraction"):
+            assert name in final and final[name]["n"] > 0, name
+
+
+def test_run_killed_after_stage_0_resumes_and_completes_with_user_stage0_data(tmp_path):
+    # stage 0 from a user's file: used as given, its cost recorded as the user states it
+    x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
+    data = tmp_path / "t0.npy"
+    np.save(data, x0.numpy().reshape(48, 22, 3))  # (n, atoms, 3) is accepted too
+    # with the explicit chirality fix on: mirrored annealed particles are reflected, and counted
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data), "data_evaluations": 12345},
+                                     chirality_fix=True))
+
+    def kill(event, info):
+        if event == "stage" and info["stage"] == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_pita(cfg, tmp_path / "cut", callback=kill)
+    assert (tmp_path / "cut" / "stage_0" / "COMPLETE").is_file()
+    assert not (tmp_path / "cut" / "stage_1" / "COMPLETE").exists()
+    res = run_pita(cfg, tmp_path / "cut", resume=True)
+    assert (tmp_path / "cut" / "COMPLETE").is_file() and res.samples.x.shape == (32, 66)
+    full = run_pita(cfg, tmp_path / "full")
+    assert np.array_equal(full.samples.x.numpy(), res.samples.x.numpy())
+    st0 = json.loads((tmp_path / "cut" / "stage_0" / "metrics.json").read_text())
+    assert st0["energy_evaluations"]["initial_data"] == 12345
+    assert st0["stage0_method"] == "user supplied"
+    assert Samples.load(tmp_path / "cut" / "stage_0" / "samples.npz").n == 48
+    st1 = json.loads((tmp_path / "cut" / "stage_1" / "metrics.json").read_text())
+    before = st1["chirality_before_relaxation"]
+    assert st1["chirality"]["flipped_for_training"] == before["flipped"]
+    assert before["flipped"] == round(32 * before["mirrored_fraction"]) > 0, before
+    # (no claim about the relaxed samples: the repair of a 6-step model's clashes can move CB across)
+
+
+def test_stage0_data_with_a_wrong_shape_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((10, 65), dtype=np.float32))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--preset", "quick", "--out", str(out),
+                                  "--stage0-data", str(bad)])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert "bad.npy" in r.output and "(10, 65)" in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--out", str(out), "--stage0-evaluations", "5"])
+    assert r.exit_code == 2 and "--stage0-data" in r.output
+
+
+def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
+    for target, n in (("aldp-fab", 4), ("aldp-pita", 4), ("al3", 5)):
+        for preset in ("quick", "cpu", "paper"):
+            cfg = resolve_config(target, preset, None, ())
+            assert cfg.temperatures[0] == 1200.0 and cfg.temperatures[-1] == 300.0
+            assert len(cfg.temperatures) == n and cfg.net.kind == "transformer"
+            assert cfg.net.sigma_data == pytest.approx(S)
+            assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
+    assert 408.24 in resolve_config("al3", "quick", None, ()).temperatures
