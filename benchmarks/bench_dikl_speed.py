@@ -5,11 +5,12 @@ Rows (``benchmark: dikl_speed``, target lj13), for each generator size (``--size
 
 * ``draw_1000_seconds`` — median over ``--reps`` warm repetitions of drawing 1,000 samples with
   ``Generator.sample`` under ``no_grad`` (method ``dikl reference``, the path before issue 12),
-  ``FastGenerator`` (``dikl fast``) and, with ``--compile``, its ``torch.compile``d forward
-  (``dikl fast compiled``). The paths are timed interleaved in one process (A, B, C, A, B, C, …) so
+  ``FastGenerator`` (``dikl fast``) and, for the sizes in ``--compile``, its ``torch.compile``d
+  forward (``dikl fast compiled``). The paths are timed interleaved in one process (A, B, C, A, B, C, …) so
   that changes in machine load hit all of them; ``speedup_median_of_ratios`` is the median over
   repetitions of reference/fast. Each row has the 1-minute load average before and after.
-* ``compile_seconds`` — compiling the per-chunk forward plus its first call (once per process).
+* ``compile_seconds`` — compiling the per-chunk forward plus its first call, with an empty inductor
+  cache (a fresh ``TORCHINDUCTOR_CACHE_DIR`` unless the environment sets one).
 * ``floor_gemm_seconds`` / ``floor_gemm_silu_seconds`` — the bare (rows·n², H)×(H, H) matmuls of
   the edge MLPs for 1,000 samples (bias + SiLU added in the second), same chunks and threads as
   the fast path: the part no reordering of the rest can remove.
@@ -23,7 +24,7 @@ is complete; otherwise a 20-iteration quick run is trained into a temporary fold
 which: speed does not depend on training quality). Other sizes (``cpu``, ``paper``) are the preset
 networks at their initial weights (``generator_source: untrained``).
 
-    python benchmarks/bench_dikl_speed.py [--threads 2] [--reps 20] [--sizes quick,cpu] [--compile]
+    python benchmarks/bench_dikl_speed.py [--threads 2] [--reps 20] [--sizes quick,cpu] [--compile quick]
         [--run DIR] [--out FILE]
 
 Writes ``benchmarks/results/bench_dikl_speed.json``.
@@ -32,14 +33,22 @@ Writes ``benchmarks/results/bench_dikl_speed.json``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# compile times are reported cold: inductor gets a fresh cache directory (unless one is given)
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="bench-dikl-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+import torch  # noqa: E402
 import torch.nn.functional as F
 
 from boltzpath.io.atomic import atomic_write_json
@@ -130,7 +139,7 @@ def bench_size(size: str, args, tmp: Path, common: dict) -> list[dict]:
     fast = FastGenerator(gen)
     paths = {"dikl reference": lambda: gen(z), "dikl fast": lambda: fast(z)}
     compile_row = None
-    if args.compile:
+    if size in args.compile.split(","):
         fc = FastGenerator(gen, compile=True)
         compile_row = {"metric": "compile_seconds", "method": "dikl fast compiled",
                        "value": fc.compile_seconds, "compiled": fc.compiled,
@@ -155,6 +164,8 @@ def bench_size(size: str, args, tmp: Path, common: dict) -> list[dict]:
                 times[key].append(time.perf_counter() - t0)
     load1 = _load()
     fast.close()
+    if "dikl fast compiled" in paths:
+        fc.close()
     base = times["dikl reference"]
     rows = []
     for key, ts in times.items():
@@ -211,7 +222,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (fast path: worker threads)")
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--sizes", default="quick,cpu", help="lj13 preset sizes: quick,cpu,paper")
-    parser.add_argument("--compile", action="store_true", help="also time the torch.compile path")
+    parser.add_argument("--compile", default="quick", metavar="SIZES",
+                        help="sizes whose torch.compile path is also timed ('' for none)")
     parser.add_argument("--run", type=Path, default=ROOT.parent / "runs" / "bench_dikl" / "lj13_quick")
     parser.add_argument("--pt-chains", type=int, default=16)
     parser.add_argument("--pt-draws", type=int, default=100, help="collected draws per PT chain")
@@ -226,7 +238,7 @@ def main(argv=None) -> int:
     pt = (" --no-pt" if args.no_pt else f" --pt-chains {args.pt_chains} --pt-draws {args.pt_draws} "
           f"--pt-burn-in {args.pt_burn_in} --pt-thin {args.pt_thin} --pt-threads {args.pt_threads}")
     command = (f"python benchmarks/bench_dikl_speed.py --threads {args.threads} --reps {args.reps} "
-               f"--sizes {args.sizes}" + (" --compile" if args.compile else "") + pt)
+               f"--sizes {args.sizes} --compile '{args.compile}'" + pt)
     common = {"machine": describe_machine(), "command": command, "threads": args.threads}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-dikl-speed-") as tmp:
