@@ -32,7 +32,9 @@ def test_fast_generator_draws_the_same_samples(name, layers, chunk, threads):
     fast = FastGenerator(gen, chunk=chunk, threads=threads)
     with torch.no_grad():
         want = gen.sample(37, torch.Generator().manual_seed(3))
+    before = torch.get_num_threads()
     got = fast.sample(37, torch.Generator().manual_seed(3))
+    assert torch.get_num_threads() == before  # the workers' one-thread setting stays theirs
     fast.close()
     assert got.shape == want.shape and float(want.std()) > 0.5
     z = gen.latent(37, torch.Generator().manual_seed(3))
