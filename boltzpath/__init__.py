@@ -7,12 +7,13 @@ The public API (see docs/api.md)::
     samples = boltzpath.sample(target, method="mala", n=1000, seed=0)    # -> Samples
     metrics = boltzpath.evaluate(samples, target=target, reference=...)
     final = boltzpath.pita("gmm40", preset="quick")                     # the PITA ladder
+    boltzpath.dikl("gmm40", out="runs/d"); boltzpath.dikl_sample("runs/d", n=10_000)  # DiKL
 """
 
-from boltzpath.api import ConvergenceWarning, Samples, Target, evaluate, pita, sample
+from boltzpath.api import ConvergenceWarning, Samples, Target, dikl, dikl_sample, evaluate, pita, sample
 from boltzpath.errors import BadInput
 from boltzpath.targets import make_target
 
 __version__ = "0.1.0"
-__all__ = ["BadInput", "ConvergenceWarning", "Samples", "Target", "__version__", "evaluate", "make_target",
-           "pita", "sample"]
+__all__ = ["BadInput", "ConvergenceWarning", "Samples", "Target", "__version__", "dikl", "dikl_sample",
+           "evaluate", "make_target", "pita", "sample"]

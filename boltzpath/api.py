@@ -1,4 +1,5 @@
-"""The public Python API: ``Target``, ``sample``, ``pita``, ``evaluate``, ``Samples``.
+"""The public Python API: ``Target``, ``sample``, ``pita``, ``dikl``, ``dikl_sample``, ``evaluate``,
+``Samples``.
 
 Notebooks and the ``boltzpath`` command run the same code: the CLI parses arguments and calls these
 functions. Writing a run folder is optional (``out=``); without it nothing touches the disk.
@@ -197,6 +198,61 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
     return samples
 
 
+def dikl(target: Any, preset: str = "quick", seed: int | None = None, *, dim: int | None = None,
+         out: str | Path | None = None, overwrite: bool = False, resume: bool = False,
+         progress: Progress | bool | None = None, device: str = "auto", **overrides) -> Samples:
+    """Train a DiKL one-step generator on ``target`` (docs/dikl.md) and return its samples.
+
+    ``preset``: quick | cpu | paper | a .yaml path. ``overrides``: config sections as keywords, e.g.
+    ``train={"iterations": 200}``, ``generator={"hidden": 32}``, ``n_samples=5000``. With ``out=`` the
+    run folder (checkpoint.pt, generator.pt, samples, metrics, plots) is written and ``resume=True``
+    continues a killed run from its checkpoint; fresh samples then come from ``dikl_sample(out, n)``.
+    Without ``out`` training runs in a temporary folder that is deleted afterwards. The run's
+    metrics.json is in ``samples.info["metrics"]``.
+    """
+    from boltzpath.methods.dikl.cli import resolve_config
+    from boltzpath.methods.dikl.run import run_dikl
+    from boltzpath.sampling import probe_target
+
+    progress = _progress(progress)
+    if isinstance(target, str) and dim is None:
+        cfg = resolve_config(target, preset, seed, (), extra=overrides)
+        t = make_target(cfg.target, **cfg.target_options)
+    else:
+        t = as_target(target, dim)
+        if isinstance(t, CustomTarget):
+            overrides.setdefault("target_options", {"energy": t.spec, "dim": t.dim})
+        else:
+            overrides.setdefault("target_options", t.options())
+        cfg = resolve_config(_target_spec(t)["name"], preset, seed, (), extra=overrides)
+    cfg.validate()
+    probe_target(t)
+    callback = progress.steps("dikl")
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="boltzpath-dikl-") as tmp:
+            result = run_dikl(cfg, Path(tmp) / "run", callback=callback, device=device, target=t)
+    else:
+        result = run_dikl(cfg, out, overwrite=overwrite, resume=resume, callback=callback, device=device,
+                          target=t)
+    s = result.samples
+    return Samples(s.x.clone(), s.energy.clone(), None, {**s.info, "metrics": result.metrics})
+
+
+def dikl_sample(run_dir: str | Path, n: int = 1000, seed: int = 1, *, out: str | Path | None = None,
+                overwrite: bool = False, metrics: bool = True, device: str = "auto",
+                target: Any = None) -> Samples:
+    """``n`` fresh samples from the trained DiKL generator in run folder ``run_dir`` (one generator
+    pass, zero energy evaluations, no training). With ``out=`` a run folder is written as
+    ``boltzpath run dikl-sample`` writes it (``metrics``: evaluate and plot the samples there).
+    ``target``: pass the energy again when the run used a callable that cannot be re-imported."""
+    from boltzpath.methods.dikl.cli import draw_from_run, sample_from_run
+
+    t = None if target is None else as_target(target)
+    if out is not None:
+        return sample_from_run(run_dir, int(n), out, int(seed), metrics, overwrite, device, t)[1]
+    return draw_from_run(run_dir, int(n), int(seed), device, t)[0]
+
+
 def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: str | None,
                    progress: Progress) -> None:
     """The final samples' figures in the PITA folder's top level (as ``boltzpath sample`` draws)."""
@@ -294,5 +350,5 @@ def _progress(progress: Progress | bool | None) -> Progress:
     return Progress() if progress else silent()
 
 
-__all__ = ["ConvergenceWarning", "Samples", "Target", "evaluate", "evaluate_run", "pita", "run_pita_config",
-           "run_sample_config", "sample"]
+__all__ = ["ConvergenceWarning", "Samples", "Target", "dikl", "dikl_sample", "evaluate", "evaluate_run",
+           "pita", "run_pita_config", "run_sample_config", "sample"]

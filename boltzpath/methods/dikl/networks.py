@@ -74,7 +74,7 @@ class Generator(nn.Module):
         return v if self._project is None else self._project(v)
 
     def latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.project(torch.randn(n, self.dim, generator=generator))
+        return self.project(torch.randn(n, self.dim, generator=generator, device=generator.device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c_noise = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
@@ -107,8 +107,8 @@ class ModelScore(nn.Module):
 
     def dsm_loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """E ‖ε_φ(α_t x₀ + σ_t ε, t) − ε‖², t uniform (draws: t, then ε)."""
-        idx = torch.randint(0, self.schedule.steps, (x0.shape[0],), generator=generator)
-        eps = self.project(torch.randn(x0.shape, generator=generator, dtype=x0.dtype))
+        idx = torch.randint(0, self.schedule.steps, (x0.shape[0],), generator=generator, device=x0.device)
+        eps = self.project(torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device))
         alpha, sigma = self.schedule.columns(idx, x0.dtype)
         return ((self.eps(alpha * x0 + sigma * eps, idx) - eps) ** 2).sum(-1).mean()
 

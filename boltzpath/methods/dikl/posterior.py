@@ -74,7 +74,7 @@ def _importance(target, x_t, alpha, sigma, k: int, ais_steps: int, log_step, gen
     """K candidates per row (rows repeated K times, row-major) and their log weights (B, K)."""
     rep = lambda v: v.repeat_interleave(k, dim=0)  # noqa: E731
     xr, ar, sr = rep(x_t), rep(alpha), rep(sigma)
-    noise = target.project(torch.randn(xr.shape, generator=generator, dtype=xr.dtype))
+    noise = target.project(torch.randn(xr.shape, generator=generator, dtype=xr.dtype, device=xr.device))
     x = xr / ar + (sr / ar) * noise
     e, g = target.energy_and_grad(x)
     state = ChainState(x, e, g)
@@ -116,7 +116,7 @@ def estimate_target_score(target, x_t: torch.Tensor, alpha: torch.Tensor, sigma:
                                alpha.repeat_interleave(k, 0), sigma.repeat_interleave(k, 0))
         est = (w.to(terms.dtype)[:, :, None] * terms.reshape(bsz, k, -1)).sum(1)
         return est, log_step, {"mala_accept": math.nan, "importance_ess": ess}
-    pick = torch.multinomial(w, 1, generator=generator)[:, 0] + torch.arange(bsz) * k
+    pick = torch.multinomial(w, 1, generator=generator)[:, 0] + torch.arange(bsz, device=w.device) * k
     state = ChainState(cand.position[pick], cand.energy[pick], cand.grad[pick])
     total = torch.zeros_like(x_t)
     first = cfg.mala_steps - cfg.average_last

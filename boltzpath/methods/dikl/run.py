@@ -34,6 +34,7 @@ from boltzpath.methods.dikl.report import write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.metrics.energies import uncounted_energy
+from boltzpath.parallel.device import resolve_device
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[int, int, dict], None]
@@ -53,32 +54,49 @@ def _open(cfg: DiKLConfig, out, overwrite: bool, resume: bool) -> RunDir:
     return run
 
 
-def draw(generator, target, n: int, seed: int, block: int = 4096) -> tuple[Samples, float]:
-    """n generator samples (one pass per block, no energy evaluation counted) and the seconds the
-    passes took; energies for metrics are computed off the books afterwards."""
-    rng = torch.Generator().manual_seed(int(seed) * 1_000_003 + 5)
+def draw(generator, target, n: int, seed: int, block: int = 4096, fast: bool = True) -> tuple[Samples, float]:
+    """n generator samples (no energy evaluation counted) and the seconds the generator took;
+    energies for metrics are computed off the books afterwards. The latent z is drawn ``block``
+    rows at a time from one seeded generator on the network's device. ``fast``: through
+    ``inference.FastGenerator`` (the same function, inference-only; its set-up is timed too);
+    False: ``Generator.sample`` under ``torch.no_grad`` (the reference)."""
+    from boltzpath.methods.dikl.inference import FastGenerator
+
+    device = next(generator.parameters()).device
+    rng = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + 5)
     t0 = time.perf_counter()
-    with torch.no_grad():
-        x = torch.cat([generator.sample(min(block, n - s), rng) for s in range(0, n, block)])
+    sampler = FastGenerator(generator) if fast else generator
+    try:
+        with torch.no_grad():
+            x = torch.cat([sampler.sample(min(block, n - s), rng) for s in range(0, n, block)])
+    finally:
+        if fast:
+            sampler.close()
     seconds = time.perf_counter() - t0
-    return Samples(x=x.float(), energy=uncounted_energy(target, x)), seconds
+    return Samples(x=x.float().cpu(), energy=uncounted_energy(target, x).cpu()), seconds
 
 
 def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: bool = False,
-             callback: Callback | None = None) -> DiKLResult:
-    """Train (or resume) and sample into run folder ``out``; see the module docstring."""
+             callback: Callback | None = None, device: str | torch.device | None = "auto",
+             target=None) -> DiKLResult:
+    """Train (or resume) and sample into run folder ``out``; see the module docstring.
+
+    ``device``: auto | cpu | cuda[:i] (``parallel.device.resolve_device``; a CUDA request without a
+    GPU is ``BadInput`` before anything is written): networks, RNG and target live there; files and
+    metrics on the CPU. ``target``: an already built target instead of ``cfg.target``."""
     cfg.validate()
+    dev = resolve_device(device)
     callback = callback or (lambda i, n, info: None)
     run = _open(cfg, out, overwrite, resume)
     if run.is_complete:
         return DiKLResult(run.read_samples(), run.read_metrics(), run)
-    target = make_target(cfg.target, **cfg.target_options)
+    target = (make_target(cfg.target, **cfg.target_options) if target is None else target).to(dev)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
-    state = init_state(target, cfg)
+    state = init_state(target, cfg, dev)
     ckpt = run.file("checkpoint.pt")
     if ckpt.is_file():
         state.load(ckpt)
-    run.log(f"dikl: {cfg.target}, from iteration {state.iteration} of {cfg.train.iterations}")
+    run.log(f"dikl: {cfg.target} on {dev}, from iteration {state.iteration} of {cfg.train.iterations}")
     t0, c0 = time.perf_counter(), target.counter.count
     evals = lambda: state.evaluations + target.counter.count - c0  # noqa: E731
     wall = lambda: state.wall_time_s + time.perf_counter() - t0  # noqa: E731
@@ -89,13 +107,14 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
         if state.iteration % cfg.train.checkpoint_every == 0 or state.iteration == total:
             state.save(ckpt, evals(), wall())
     n_evals, train_wall = evals(), wall()
+    weights = {k: v.cpu() for k, v in state.generator.state_dict().items()}
     atomic_torch_save(run.file("generator.pt"), {"format": GENERATOR_FORMAT, "iterations": state.iteration,
-                                                 "weights": state.generator.state_dict()})
+                                                 "weights": weights})
     samples, seconds = draw(state.generator, target, cfg.n_samples, cfg.seed)
-    return _finish(run, cfg, target, state, samples, seconds, n_evals, train_wall, reference)
+    return _finish(run, cfg, target.to("cpu"), state, samples, seconds, n_evals, train_wall, reference, dev)
 
 
-def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train_wall, reference):
+def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train_wall, reference, device):
     from boltzpath.methods.pita_report import stage_metrics  # generic: suite metrics + run plots
 
     info = {"method": "dikl", "target": target.describe(), "energy_evaluations": n_evals,
@@ -105,7 +124,7 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
     metrics = {
         "method": "dikl", "target": cfg.target, "n": samples.n,
         "energy_evaluations": {"training": n_evals, "sampling": 0, "total": n_evals},
-        "wall_time_s": train_wall, "sampling_time_s": seconds,
+        "wall_time_s": train_wall, "sampling_time_s": seconds, "device": str(device),
         "training": {"iterations": state.iteration, "last_logged": last},
         "evaluation": stage_metrics(samples, target, reference, torch.Generator().manual_seed(cfg.seed + 3),
                                     cfg.eval_max_n, run, cfg.eval_noise_floors, cfg.plots),
@@ -119,8 +138,11 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
     return DiKLResult(samples, metrics, run)
 
 
-def load_generator(run_dir: str | Path):
-    """(generator with the run's final weights, target, config) of a finished DiKL run folder."""
+def load_generator(run_dir: str | Path, device: str | torch.device | None = "cpu", target=None):
+    """(generator with the run's final weights, target, config) of a finished DiKL run folder; the
+    generator and the target on ``device`` (auto | cpu | cuda[:i]). ``target``: an already built
+    target (for energies that cannot be rebuilt from config.yaml)."""
+    dev = resolve_device(device)
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise BadInput(f"{run.path} is not a folder")
@@ -134,11 +156,10 @@ def load_generator(run_dir: str | Path):
         raise BadInput(f"not a readable DiKL generator: {f} ({type(exc).__name__})") from exc
     if not isinstance(saved, dict) or saved.get("format") != GENERATOR_FORMAT:
         raise BadInput(f"{f} is not a {GENERATOR_FORMAT} file")
-    target = make_target(cfg.target, **cfg.target_options)
+    target = make_target(cfg.target, **cfg.target_options) if target is None else target
     gen, _ = build_networks(target, cfg.generator, cfg.score_net, VPSchedule(cfg.ddpm))
     gen.load_state_dict(saved["weights"])
-    gen.eval()
-    return gen, target, cfg
+    return gen.eval().to(dev), target.to(dev), cfg
 
 
 __all__ = ["DiKLResult", "draw", "load_generator", "read_checkpoint", "run_dikl"]

@@ -56,5 +56,6 @@ class VPSchedule:
         raise BadInput(f"unknown weighting {kind!r}; use one of {', '.join(WEIGHTINGS)}")
 
     def columns(self, idx: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(α, σ) of levels ``idx`` (batch,) as (batch, 1) columns in ``dtype``."""
-        return self.alpha[idx].to(dtype)[:, None], self.sigma[idx].to(dtype)[:, None]
+        """(α, σ) of levels ``idx`` (batch,) as (batch, 1) columns in ``dtype`` on ``idx``'s device."""
+        dev = idx.device
+        return self.alpha.to(dev)[idx].to(dtype)[:, None], self.sigma.to(dev)[idx].to(dtype)[:, None]

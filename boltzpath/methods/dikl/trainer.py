@@ -17,7 +17,9 @@ Per iteration (every random draw from one ``torch.Generator``, in a fixed order)
 
 MALA step sizes of the posterior sampler are kept per level (log, float64) across iterations.
 ``DiKLState.checkpoint()`` holds networks, optimisers, step sizes, iteration, RNG state, history,
-evaluations and wall time: a resumed run reproduces the uninterrupted one bit-for-bit.
+evaluations and wall time: a resumed run reproduces the uninterrupted one bit-for-bit. Everything
+lives on one device (``init_state(..., device)``: networks, step sizes and the RNG, so noise is
+drawn where it is used); a checkpoint records the device kind and resumes only on the same kind.
 """
 
 from __future__ import annotations
@@ -55,18 +57,23 @@ class DiKLState:
                 "generator": self.generator.state_dict(), "score": self.score.state_dict(),
                 "opt_generator": self.opt_generator.state_dict(), "opt_score": self.opt_score.state_dict(),
                 "log_steps": self.log_steps.clone(), "rng": self.rng.get_state(),
-                "evaluations": int(evaluations), "wall_time_s": float(wall_time_s), "history": self.history}
+                "device": self.rng.device.type, "evaluations": int(evaluations),
+                "wall_time_s": float(wall_time_s), "history": self.history}
 
     def save(self, path, evaluations: int, wall_time_s: float) -> None:
         atomic_torch_save(path, self.checkpoint(evaluations, wall_time_s))
 
     def load(self, path) -> None:
         ckpt = read_checkpoint(path)
+        written, here = ckpt.get("device", "cpu"), self.rng.device.type
+        if written != here:  # the random stream of one device kind cannot continue on another
+            raise BadInput(f"{path} was written by a run on {written}; resume it with --device {written} "
+                           f"(this run is on {here})")
         self.generator.load_state_dict(ckpt["generator"])
         self.score.load_state_dict(ckpt["score"])
         self.opt_generator.load_state_dict(ckpt["opt_generator"])
         self.opt_score.load_state_dict(ckpt["opt_score"])
-        self.log_steps = ckpt["log_steps"].clone()
+        self.log_steps = ckpt["log_steps"].to(self.log_steps.device).clone()
         self.rng.set_state(ckpt["rng"])
         self.iteration, self.evaluations = int(ckpt["iteration"]), int(ckpt["evaluations"])
         self.wall_time_s, self.history = float(ckpt["wall_time_s"]), list(ckpt["history"])
@@ -85,16 +92,19 @@ def read_checkpoint(path) -> dict:
     return ckpt
 
 
-def init_state(target, cfg: DiKLConfig) -> DiKLState:
-    """Fresh networks (initialised from a seed of their own), optimisers and RNG."""
+def init_state(target, cfg: DiKLConfig, device: str | torch.device = "cpu") -> DiKLState:
+    """Fresh networks (initialised on the CPU from a seed of their own, so every device starts from
+    the same weights, then moved to ``device``), optimisers and the RNG (on ``device``)."""
+    device = torch.device(device)
     schedule = VPSchedule(cfg.ddpm)
     with torch.random.fork_rng(devices=[]):  # network initialisation draws from the global RNG
         torch.manual_seed(int(cfg.seed) * 1_000_003 + 17)
         gen, score = build_networks(target, cfg.generator, cfg.score_net, schedule)
-    log_steps = initial_log_step(cfg.posterior, schedule.alpha[:, None], schedule.sigma[:, None])
+    gen, score = gen.to(device), score.to(device)
+    log_steps = initial_log_step(cfg.posterior, schedule.alpha[:, None], schedule.sigma[:, None]).to(device)
     return DiKLState(gen, score, torch.optim.Adam(gen.parameters(), lr=cfg.train.lr_generator),
                      torch.optim.Adam(score.parameters(), lr=cfg.train.lr_score), log_steps,
-                     torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + 2))
+                     torch.Generator(device=device).manual_seed(int(cfg.seed) * 1_000_003 + 2))
 
 
 def _clipped_step(opt: torch.optim.Optimizer, params, clip: float) -> float:
@@ -130,8 +140,8 @@ def generator_gradient(state: DiKLState, target, cfg: DiKLConfig) -> dict:
     sched, tc, rng = state.score.schedule, cfg.train, state.rng
     z = state.generator.latent(tc.batch_size, rng)
     x = state.generator(z)
-    idx = torch.randint(0, sched.steps, (tc.batch_size,), generator=rng)
-    eps = state.generator.project(torch.randn(x.shape, generator=rng, dtype=x.dtype))
+    idx = torch.randint(0, sched.steps, (tc.batch_size,), generator=rng, device=x.device)
+    eps = state.generator.project(torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device))
     alpha, sigma = sched.columns(idx, x.dtype)
     x_t = alpha * x + sigma * eps
     with torch.no_grad():
@@ -143,7 +153,7 @@ def generator_gradient(state: DiKLState, target, cfg: DiKLConfig) -> dict:
         norm = s_target.norm(dim=-1, keepdim=True)
         s_target = s_target * torch.clamp(tc.score_clip / (norm + 1e-12), max=1.0)
     gap = (s_model - s_target).detach()
-    w = sched.weights(tc.weighting)[idx].to(x.dtype)
+    w = sched.weights(tc.weighting).to(idx.device)[idx].to(x.dtype)
     surrogate = (w[:, None] * gap * x_t).sum(-1).mean()
     surrogate.backward()
     return {"score_gap": float(gap.norm(dim=-1).mean()), **info}
