@@ -40,8 +40,8 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: h < 2.7e-3, and runs at 2e-3; (iii) few, long chains: a chain needs ~10⁴ MALA steps (or ~10³
 #: BAOAB steps) to reach the αR basin from the start, so the budget goes into chain length.
 #: For n = 200 samples these cost 1.6e5 (MALA), 3.4e4 (Langevin), 2.7e5 (PT: 8 replicas) and
-#: 2.7e5 (DiGS: 1 + 10 evaluations per sweep) counted evaluations; each is the shortest run
-#: measured to put samples in both the C7eq/C5 and αR basins (tests/test_peptide_samplers.py).
+#: 2.7e5 (DiGS: 1 + 10 evaluations per sweep) counted evaluations, set from a few measured runs
+#: so that samples reach both the C7eq/C5 and αR basins (tests/test_peptide_samplers.py).
 #: DiGS's noise levels are per target name in ``mcmc.digs_schedule.DEFAULT_NOISE``.
 PEPTIDE_SAMPLER_DEFAULTS: dict[str, dict] = {
     "mala": {"chains": 16, "burn_in": 10000, "thin": 20, "step_size": 1e-6},
