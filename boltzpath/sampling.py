@@ -76,7 +76,7 @@ def resolved_config(run: SampleRun, target: Target | None = None) -> tuple[dict[
     """Fill every default in: the target's options and the method's full config. ``target``: an
     already built target (the API's callables) instead of building it from ``run.target``."""
     target = build_target(run.target) if target is None else target
-    cfg = method_config(run.method, run.sampler)
+    cfg = method_config(run.method, run.sampler, target=target)  # the target's defaults under run.sampler
     target_spec = {"name": run.target["name"], **target.options(), "temperature": target.temperature}
     config = {
         "command": "sample",

@@ -36,6 +36,16 @@ DEFAULT_NOISE: dict[str, tuple[float, float, int]] = {
     # and the inner steps ≈ plain MALA. A short range across both regimes (measured, docs/digs.md).
     "lj13": (0.03, 0.3, 4),
     "lj55": (0.02, 0.2, 4),
+    # Peptides in Cartesian nm (docs/molecules.md): bonds are stiff (Hessian up to 5.5e5 kT/nm²),
+    # so an isotropic proposal over all 66 (96) coordinates is accepted only for σ/α ≲ 1e-3 nm
+    # (aldp-fab, measured: acceptance 0.34 at 5e-4, 0.02 at 1.4e-3, 0 at ≥ 4e-3) — far below the
+    # ~0.1 nm an atom moves between Ramachandran basins, so no level can jump a basin. The smallest
+    # level is where the Gibbs step is accepted; the largest (σ/α = 0.02, conditional curvature
+    # α²/σ² = 2.5e3 ≪ the bonds') leaves the inner MALA at its unconditional step (~1.5e-6). The
+    # generic (0.05, 0.7) had proposal scales 0.05–1 nm: never accepted, DiGS = slow MALA.
+    "aldp-fab": (5e-4, 0.02, 3),
+    "aldp-pita": (5e-4, 0.02, 3),
+    "al3": (5e-4, 0.02, 3),
 }
 #: fallback for targets not listed: a local-to-moderate range in the target's own units
 GENERIC_NOISE: tuple[float, float, int] = (0.05, 0.7, 6)

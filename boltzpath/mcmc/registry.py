@@ -56,14 +56,20 @@ METHODS: dict[str, Callable[[], tuple[type, Callable[..., Samples]]]] = {
 }
 
 
-def method_config(name: str, options: dict[str, Any] | None = None):
-    """The typed config of method ``name`` with ``options`` applied (unknown keys are errors)."""
+def method_config(name: str, options: dict[str, Any] | None = None, target: Target | None = None):
+    """The typed config of method ``name`` with ``options`` applied (unknown keys are errors).
+
+    With ``target``, the target's own defaults (``target.sampler_defaults(name)``, e.g. the small
+    steps and long chains of a peptide) fill the keys that ``options`` leaves unset; without it
+    (or for targets that define none) the config dataclass's defaults apply.
+    """
     if name not in METHODS:
         raise BadInput(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     config_cls, _ = METHODS[name]()
-    from boltzpath.config import from_dict
+    from boltzpath.config import deep_merge, from_dict
 
-    return from_dict(config_cls, options or {}, where=f"sampler ({name})")
+    defaults = target.sampler_defaults(name) if target is not None else {}
+    return from_dict(config_cls, deep_merge(defaults, options or {}), where=f"sampler ({name})")
 
 
 def run_method(
@@ -75,8 +81,15 @@ def run_method(
     callback=None,
     x0: torch.Tensor | None = None,
 ) -> Samples:
-    """Run method ``name`` for ``n`` samples; ``options`` is a dict or the method's config."""
-    cfg = options if dataclasses.is_dataclass(options) else method_config(name, options)
+    """Run method ``name`` for ``n`` samples; ``options`` is a dict or the method's config.
+
+    ``options=None`` means the method's defaults *for this target* (``target.sampler_defaults``);
+    a mapping (even ``{}``) is applied over the config dataclass's own defaults, as before.
+    """
+    if dataclasses.is_dataclass(options):
+        cfg = options
+    else:
+        cfg = method_config(name, options, target=target if options is None else None)
     _, run = METHODS[name]()
     kwargs = {"x0": x0} if x0 is not None else {}
     return run(target, n, generator, cfg, callback=callback, **kwargs)

@@ -102,6 +102,24 @@ def euclidean_w2(a, b) -> float:
     return _ot_w2(cost)
 
 
+#: Ramachandran basins of the first residue (degrees): with φ < 0, "c7eq_c5" (the β / C5 / C7eq
+#: region of extended backbones, 50° ≤ ψ or ψ < −150°, across the ψ = ±180° seam) and "alpha_r"
+#: (−150° ≤ ψ < 50°, the right-handed helix region with the bridge); "phi_positive" (αL / C7ax).
+BASIN_PSI_EDGES_DEG = (-150.0, 50.0)
+
+
+def basin_fractions(x, topology: Any) -> dict[str, float]:
+    """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of the
+    first residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``); the three sum to 1."""
+    phi, psi = backbone_dihedrals(x, topology)
+    phi, psi = np.degrees(phi[:, 0]), np.degrees(psi[:, 0])
+    lo, hi = BASIN_PSI_EDGES_DEG
+    neg = phi < 0
+    helix = neg & (psi >= lo) & (psi < hi)
+    return {"c7eq_c5": float(np.mean(neg & ~helix)), "alpha_r": float(np.mean(helix)),
+            "phi_positive": float(np.mean(~neg))}
+
+
 def _subsample(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
 
@@ -125,6 +143,7 @@ def _reduced_energy(target: Any, x: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "backbone_dihedrals",
+    "basin_fractions",
     "wrap_angle",
     "ramachandran_kl",
     "torsion_kl",

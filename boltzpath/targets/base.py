@@ -153,6 +153,12 @@ class Target:
         """log ∫ exp(-energy) dx at the current temperature, where known."""
         raise BadInput(f"{self.name} has no known log Z")
 
+    def sampler_defaults(self, method: str) -> dict[str, Any]:
+        """Per-target defaults of sampling method ``method`` (a partial config mapping), applied
+        under the user's own options by ``mcmc.registry.method_config(..., target=...)``. None here:
+        every method keeps its dataclass defaults; stiff targets (peptides) override this."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -31,6 +31,26 @@ GAS_CONSTANT_KJ_MOL_K = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_p
 PRIOR_NOISE_NM = 0.005
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
+#: Sampler defaults on peptides (``PeptideTarget.sampler_defaults``; reasoning in docs/molecules.md,
+#: "Sampling a peptide with the baselines"). Cartesian peptide energies are stiff: the largest
+#: Hessian eigenvalue of ``aldp-fab`` at its initial structure is 5.5e5 kT/nm² (bonds), the
+#: torsions that separate the Ramachandran basins are ~1 kT soft. Hence (i) step sizes in nm²
+#: of the samplers' convention x += −h∇E + √(2h)ξ: MALA adapts to h ≈ 1.5e-6 and starts there,
+#: not at the generic 0.01; (ii) BAOAB (unit mass, kT = 1) is stable for h·√λ_max < 2, i.e.
+#: h < 2.7e-3, and runs at 2e-3; (iii) few, long chains: a chain needs ~10⁴ MALA steps (or ~10³
+#: BAOAB steps) to reach the αR basin from the start, so the budget goes into chain length.
+#: For n = 200 samples these cost 1.6e5 (MALA), 3.4e4 (Langevin), 2.7e5 (PT: 8 replicas) and
+#: 2.7e5 (DiGS: 1 + 10 evaluations per sweep) counted evaluations, set from a few measured runs
+#: so that samples reach both the C7eq/C5 and αR basins (tests/test_peptide_samplers.py).
+#: DiGS's noise levels are per target name in ``mcmc.digs_schedule.DEFAULT_NOISE``.
+PEPTIDE_SAMPLER_DEFAULTS: dict[str, dict] = {
+    "mala": {"chains": 16, "burn_in": 10000, "thin": 20, "step_size": 1e-6},
+    "hmc": {"step_size": 1e-3},
+    "langevin": {"chains": 16, "burn_in": 2000, "thin": 10, "step_size": 2e-3},
+    "pt": {"chains": 16, "burn_in": 2000, "thin": 10, "step_size": 1e-6},
+    "digs": {"chains": 16, "burn_in": 1500, "thin": 3, "mala_steps": 10, "step_size": 1e-6},
+}
+
 
 def kt_kj_mol(temperature_kelvin: float) -> float:
     """k_B T in kJ/mol (= R·T)."""
@@ -105,6 +125,10 @@ class PeptideTarget(Target):
         phi, _ = mdtraj.compute_phi(traj)
         psi, _ = mdtraj.compute_psi(traj)
         return {"phi": np.asarray(phi, dtype=np.int64), "psi": np.asarray(psi, dtype=np.int64)}
+
+    def sampler_defaults(self, method: str) -> dict:
+        """Peptide defaults of ``method`` (``PEPTIDE_SAMPLER_DEFAULTS``): small steps, long chains."""
+        return dict(PEPTIDE_SAMPLER_DEFAULTS.get(method, {}))
 
     # ----------------------------------------------------------------- energies
     def to(self, device: str | torch.device) -> PeptideTarget:
