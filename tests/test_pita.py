@@ -163,3 +163,15 @@ def test_a_ladder_in_the_wrong_unit_is_refused_before_anything_is_written(tmp_pa
                                   "--set", "temperatures=[1200.0, 755.95, 555.52, 300.0]"])
     assert r.exit_code == 2 and "does not fit lj13" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "q").exists()
+
+
+def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
+    # tail "bridge": the true-energy correction spread over tempered levels with MALA moves; every
+    # move evaluates the target once per particle, counted under final_reweighting
+    cfg = dict(TINY, anneal={**TINY["anneal"], "tail": "bridge", "bridge_moves": 2, "bridge_step_size": 0.01})
+    run_pita(from_dict(PITAConfig, cfg), tmp_path / "bridge")
+    st = json.loads((tmp_path / "bridge" / "stage_1" / "metrics.json").read_text())
+    info = st["populations"][0]["bridge"]
+    assert info["betas"][-1] == 1.0 and info["levels"] == len(info["betas"]) >= 1
+    # one evaluation of every annealed particle, then `moves` per level
+    assert st["energy_evaluations"]["final_reweighting"] == 128 * (1 + 2 * info["levels"])

@@ -157,7 +157,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
         logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
                      "ess_after_tail_correction": effective_sample_size(lw),
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
-                     "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled})
+                     "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled,
+                     **({"bridge": res.info.tail} if getattr(res.info, "tail", None) else {})})
     x = torch.cat(xs)[: cfg.buffer_size]
     summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))

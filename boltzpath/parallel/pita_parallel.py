@@ -31,7 +31,9 @@ from boltzpath.parallel.ddp_train import DataParallel, rank_seed
 from boltzpath.parallel.dist import DistContext, all_gather_cat, barrier, shard, sum_int
 from boltzpath.parallel.sharded_mcmc import sample_shard
 from boltzpath.parallel.sharded_smc import gather_result, sharded_anneal, sharded_relax
+from boltzpath.errors import BadInput
 from boltzpath.smc.annealing import anneal
+from boltzpath.smc.bridge import bridge, bridge_settings
 from boltzpath.smc.relax import relax
 from boltzpath.smc.resample import systematic
 from boltzpath.smc.tail import final_log_weights
@@ -121,6 +123,13 @@ class PitaParallel:
         """One annealed population, its tail correction (``smc.tail``: the true E/kT of every
         particle from ``target``, evaluations split over ranks) and its final resampling
         → (result, final log-weights, indices, equal-weight x)."""
+        if acfg.tail == "bridge" and acfg.use_weights:
+            if self.ctx.distributed:
+                raise BadInput("anneal.tail 'bridge' runs in one process (not yet sharded under torchrun)")
+            res = anneal(model, n, schedule, acfg, gen, project, callback=callback)
+            x_eq, lw, idx, res.info.tail = bridge(model, res.x, res.log_weights, target, acfg.gamma,
+                                                  bridge_settings(acfg), gen)
+            return res, lw, idx, x_eq
         if not self.ctx.distributed:
             res = anneal(model, n, schedule, acfg, gen, project, callback=callback)
             lw = self._tail(model, res, acfg, target)

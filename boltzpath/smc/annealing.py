@@ -37,7 +37,7 @@ from boltzpath.smc.resample import RESAMPLERS
 from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
 
 Project = Callable[[torch.Tensor], torch.Tensor]
-TAILS = ("fk", "true_energy", "released")
+TAILS = ("fk", "true_energy", "released", "bridge")
 
 
 @dataclass
@@ -53,6 +53,10 @@ class AnnealConfig:
       ``released``     the released PITA code: increments stop at ``stop_resampling_t`` and the
                        final resampling uses −E(x₀)/kT_target + γU_η(x₀, σ(t_stop)) clamped at its
                        90 % quantile. An approximation, not exact (see ``smc.tail``).
+      ``bridge``       as ``fk``, then the correction of ``true_energy`` spread over an adaptive
+                       sequence exp(−[(1−β)γU_η + βE/kT]) with MALA moves (``smc.bridge``):
+                       exact like ``true_energy``, with far less weight degeneracy when U_η is
+                       poor; costs ``bridge_moves`` target evaluations per particle per level.
     ``clamp_quantile`` (e.g. 0.9): clamp each step's increments at that quantile (variance control,
     biased; off by default).
     ``divergence``: ``exact``, ``hutchinson`` (``n_probes`` Rademacher probes), or ``auto`` — resolved
@@ -77,6 +81,10 @@ class AnnealConfig:
     score_from: str = "net"
     divergence_budget: float = 0.1
     dtype: str = "float32"
+    bridge_moves: int = 5
+    bridge_max_levels: int = 50
+    bridge_cess: float = 0.9
+    bridge_step_size: float = 1e-4
 
     def validate(self) -> None:
         if self.n_steps < 1:
@@ -100,6 +108,10 @@ class AnnealConfig:
             raise BadInput(f"anneal.tail must be one of {', '.join(TAILS)}, got {self.tail!r}")
         if self.score_from not in ("net", "energy"):
             raise BadInput(f"anneal.score_from must be 'net' or 'energy', got {self.score_from!r}")
+        if self.bridge_moves < 0 or self.bridge_max_levels < 1 or not 0 < self.bridge_cess < 1:
+            raise BadInput("anneal.bridge_moves must be >= 0, bridge_max_levels >= 1, bridge_cess in (0, 1)")
+        if not self.bridge_step_size > 0:
+            raise BadInput(f"anneal.bridge_step_size must be > 0, got {self.bridge_step_size}")
         if self.clamp_quantile is not None and not 0 < self.clamp_quantile <= 1:
             raise BadInput(f"anneal.clamp_quantile must be in (0, 1] or null, got {self.clamp_quantile}")
 
@@ -150,6 +162,7 @@ class AnnealInfo:
     log_weight_spread: list[float] = field(default_factory=list)
     log_z_increment: list[float] = field(default_factory=list)
     max_abs_increment: list[float] = field(default_factory=list)
+    tail: dict | None = None  # the tail's own log (``bridge``: levels, β, ESS, acceptance)
 
     def append(self, step: FKStepInfo) -> None:
         for name in ("t", "ess", "resampled", "log_weight_spread", "log_z_increment", "max_abs_increment"):

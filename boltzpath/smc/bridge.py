@@ -1,0 +1,170 @@
+"""A tempered SMC bridge from the model's tempered density to the true target (``anneal.tail = "bridge"``).
+
+The ``true_energy`` tail corrects the annealed particles from the model's density
+π₀(x) ∝ exp(−γU_η(x, σ_min)) to the target π₁(x) ∝ exp(−E(x)/kT) in one importance step. When the
+model is poor that step is ruinous: on LJ-13 ``quick`` (stage 3, T = 2 → 1.5) 50–60 % of the raw
+annealed configurations overlap (E/kT > 1000) and the one-step weights keep an ESS of 2–4 %, so
+the next buffer descends from a handful of particles. The bridge spreads the same correction over
+intermediate densities (a standard SMC sampler, Del Moral, Doucet & Jasra 2006):
+
+    π_β(x) ∝ exp(−[(1 − β)γU_η(x, σ_min) + βE(x)/kT]) · 1[E(x)/kT ≤ E_max],   β: 0 → 1,
+
+* reweight: log w += −(β' − β)(E/kT − γU_η) — the exact incremental weight π_β'/π_β;
+* β' is the largest value whose *conditional* ESS (the ESS of the increment alone under the current
+  weights) stays ≥ ``bridge_cess`` (bisection) — the adaptive tempering rule;
+* resample (systematic) when the ESS falls below ``ess_threshold``;
+* move: ``bridge_moves`` MALA steps that leave π_β' invariant (per-particle step sizes adapted
+  towards 57.4 % acceptance between levels, inherited through resampling).
+
+The indicator 1[E/kT ≤ E_max] (SPEC §8's high-energy flag, 1000) keeps overlapping configurations
+out of every π_β: they start with weight zero and MALA rejects proposals into them. At β = 1 it
+removes at most exp(−E_max) of the target's mass, so the bridge ends on the target. Every
+intermediate density is proper and every move π_β-invariant, so the weighted particles are
+properly weighted for π₁ whatever the error of U_η (tests/test_smc_bridge.py: a deliberately wrong
+model recovers the true tempered mixture). The target is evaluated once per particle up front and
+once per particle per MALA step; each level also evaluates the network's U_η and ∇U_η.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from boltzpath.mcmc.base import ChainState
+from boltzpath.mcmc.mala import mala_step
+from boltzpath.smc.resample import systematic
+from boltzpath.smc.weights import effective_sample_size, normalised_weights
+
+
+@dataclass
+class BridgeSettings:
+    """β schedule and moves of the bridge (``AnnealConfig.bridge_*``)."""
+
+    moves: int = 5
+    max_levels: int = 50
+    cess: float = 0.9
+    ess_threshold: float = 0.5
+    step_size: float = 1e-4
+    target_accept: float = 0.574
+    adapt_rate: float = 0.5
+    high_energy: float = 1000.0
+
+
+def bridge_settings(acfg) -> BridgeSettings:
+    """The bridge settings of an ``AnnealConfig`` (its ``bridge_*`` fields and ESS threshold)."""
+    return BridgeSettings(moves=acfg.bridge_moves, max_levels=acfg.bridge_max_levels, cess=acfg.bridge_cess,
+                          ess_threshold=acfg.ess_threshold, step_size=acfg.bridge_step_size)
+
+
+class _Tempered:
+    """The potential −log π_β (+∞ outside E/kT ≤ E_max) with its gradient, for ``mala_step``."""
+
+    def __init__(self, model, target, gamma: float, beta: float, high: float) -> None:
+        self.model, self.target, self.gamma, self.beta, self.high = model, target, gamma, beta, high
+        self.project = target.project
+
+    def parts(self, x: torch.Tensor):
+        e, ge = self.target.energy_and_grad(x)
+        e, ge = e.detach(), ge.detach()
+        u = self.model.energy(x, 0.0).detach().to(torch.float64)
+        gu = self.model.grad_energy(x, 0.0).detach()
+        return e.to(torch.float64), ge, u, gu
+
+    def combine(self, e, ge, u, gu):
+        ok = torch.isfinite(e) & (e <= self.high)
+        b, g = self.beta, self.gamma
+        mix = (1.0 - b) * g * u + b * torch.where(ok, e, torch.zeros_like(e))
+        grad = (1.0 - b) * g * gu.to(ge.dtype) + b * torch.where(ok[:, None], ge, torch.zeros_like(ge))
+        return torch.where(ok, mix, torch.full_like(mix, math.inf)), grad
+
+    def energy_and_grad(self, x: torch.Tensor):
+        self.last = self.parts(x)  # the proposal's parts, kept for the caller (no second evaluation)
+        mix, grad = self.combine(*self.last)
+        return mix, grad.to(x.dtype)
+
+
+def _conditional_ess(w: torch.Tensor, inc: torch.Tensor) -> float:
+    """(Σ W r)² / Σ W r² for normalised weights W and increments log r (a fraction in (0, 1])."""
+    lr = inc - inc[torch.isfinite(inc)].max() if torch.isfinite(inc).any() else inc
+    r = torch.exp(lr)
+    num = (w * r).sum() ** 2
+    den = (w * r * r).sum()
+    return float(num / den) if den > 0 else 0.0
+
+
+def _next_beta(log_w, delta_e, beta: float, cess: float) -> float:
+    """The largest β' ∈ (β, 1] with conditional ESS ≥ ``cess`` (bisection, 40 halvings)."""
+    w = normalised_weights(log_w)
+    if _conditional_ess(w, -(1.0 - beta) * delta_e) >= cess:
+        return 1.0
+    lo, hi = beta, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _conditional_ess(w, -(mid - beta) * delta_e) >= cess:
+            lo = mid
+        else:
+            hi = mid
+    return max(lo, beta + 1e-12 * (1.0 - beta)) if lo > beta else hi
+
+
+def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, settings: BridgeSettings,
+           generator: torch.Generator):
+    """Carry weighted particles (x, log_w) targeting exp(−γU_η(·, σ_min)) to ``target`` (E/kT).
+
+    Returns (x_eq, final log-weights before the last resampling, indices of that resampling, info):
+    x_eq has equal weights. ``target`` counts its evaluations as usual.
+    """
+    x = x.detach()
+    pot = _Tempered(model, target, gamma, 0.0, settings.high_energy)
+    e, ge, u, gu = pot.parts(x)
+    ok = torch.isfinite(e) & (e <= settings.high_energy) & torch.isfinite(u)
+    log_w = torch.where(ok, log_w.to(torch.float64), torch.full_like(e, -math.inf))
+    n = x.shape[0]
+    info = {"excluded_high_energy": int((~ok).sum()), "betas": [], "ess": [], "resampled": [],
+            "acceptance": []}
+    if not torch.isfinite(log_w).any():
+        raise RuntimeError("bridge: every annealed particle is above the high-energy flag")
+    step = torch.full((n,), float(settings.step_size), dtype=torch.float64, device=x.device)
+    beta = 0.0
+    for _level in range(settings.max_levels):
+        delta = torch.where(ok, e - gamma * u, torch.zeros_like(e))
+        new_beta = _next_beta(log_w, delta, beta, settings.cess)
+        log_w = log_w - (new_beta - beta) * delta
+        beta = new_beta
+        ess = effective_sample_size(log_w)
+        resampled = ess < settings.ess_threshold * n
+        if resampled:
+            idx = systematic(generator, log_w, n)
+            x, e, ge, u, gu, step = x[idx], e[idx], ge[idx], u[idx], gu[idx], step[idx]
+            log_w = torch.zeros_like(log_w)
+        pot.beta = beta
+        mix, grad = pot.combine(e, ge, u, gu)
+        state = ChainState(x, mix, grad.to(x.dtype))
+        acc_sum = torch.zeros(n, dtype=torch.float64, device=x.device)
+        for _ in range(settings.moves):
+            state, st = mala_step(pot, state, generator, step.to(x.dtype))
+            a, a2 = st.accepted, st.accepted[:, None]
+            e2, ge2, u2, gu2 = pot.last
+            e, u = torch.where(a, e2, e), torch.where(a, u2, u)
+            ge, gu = torch.where(a2, ge2, ge), torch.where(a2, gu2.to(gu.dtype), gu)
+            acc_sum += st.accept_prob.to(torch.float64)
+        x = state.position.detach()
+        ok = torch.isfinite(e) & (e <= settings.high_energy)
+        mean_acc = acc_sum / max(settings.moves, 1)
+        step = step * torch.exp(settings.adapt_rate * (mean_acc - settings.target_accept))
+        info["betas"].append(beta)
+        info["ess"].append(ess / n)
+        info["resampled"].append(bool(resampled))
+        info["acceptance"].append(float(mean_acc.mean()))
+        if beta >= 1.0:
+            break
+    if beta < 1.0:  # level cap reached: the rest of the way in one importance step (still exact)
+        log_w = log_w - (1.0 - beta) * torch.where(ok, e - gamma * u, torch.zeros_like(e))
+        log_w = torch.where(ok, log_w, torch.full_like(log_w, -math.inf))
+    info["levels"] = len(info["betas"])
+    info["reached_by_moves"] = beta >= 1.0
+    info["final_ess_fraction"] = effective_sample_size(log_w) / n
+    idx = systematic(generator, log_w, n)
+    return x[idx], log_w, idx, info
