@@ -55,7 +55,8 @@ def test_slope_reports_an_energy_model_whose_differences_are_too_small():
     # U = 0.8 E/kT exactly (corr 1, a "hotter" model): the slope reads 0.8 however many samples
     x = torch.randn(500, 3, generator=seeded(5))
     e = 0.5 * (x.double() ** 2).sum(-1)
-    q = energy_model_quality(None, _ShrunkEnergy(0.0, 3.0), x, e, gamma=1.5, sigma_min=0.05, generator=seeded(6))
+    q = energy_model_quality(None, _ShrunkEnergy(0.0, 3.0), x, e, gamma=1.5, sigma_min=0.05,
+                             generator=seeded(6))
     assert q["corr"] == pytest.approx(1.0, abs=1e-9) and q["slope"] == pytest.approx(0.8, abs=1e-9)
 
 

@@ -10,9 +10,9 @@ fine grid), so any error in the result is the bridge's own.
 import math
 
 import torch
+from test_smc_tail import GAMMA, MIX, PerturbedMixture
 
 from boltzpath.smc.bridge import BridgeSettings, bridge
-from test_smc_tail import GAMMA, MIX, PerturbedMixture
 
 GRID = torch.linspace(-15, 15, 30001, dtype=torch.float64)[:, None]
 
@@ -69,7 +69,8 @@ def _replicas(settings, reps=8, n=1000):
     for r in range(reps):
         gen = torch.Generator().manual_seed(900 + r)
         x0 = _exact_draws(wrong, n, gen)
-        x, _, _, info = bridge(wrong, x0, torch.zeros(n, dtype=torch.float64), _Target(), GAMMA, settings, gen)
+        w0 = torch.zeros(n, dtype=torch.float64)
+        x, _, _, info = bridge(wrong, x0, w0, _Target(), GAMMA, settings, gen)
         out.append(float((x[:, 0] > 0).double().mean()))
         infos.append(info)
     return torch.tensor(out, dtype=torch.float64), infos

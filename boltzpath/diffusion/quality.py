@@ -84,8 +84,8 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
     temperature = None if temperature is None else temperature[keep].to(x.dtype)
     n = x.shape[0]
     if n < 2:
-        return {"n": n, "corr": math.nan, "slope": math.nan, "residual_std": math.nan, "reweight_ess_fraction": 0.0,
-                "score_consistency": {}}
+        return {"n": n, "corr": math.nan, "slope": math.nan, "residual_std": math.nan,
+                "reweight_ess_fraction": 0.0, "score_consistency": {}}
     sig = torch.full((n,), float(sigma_min), device=x.device)
     u = energy_model.energy(x, sig, temperature).to(torch.float64)
     resid = u - e

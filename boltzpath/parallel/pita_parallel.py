@@ -26,12 +26,12 @@ from __future__ import annotations
 import torch
 
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
+from boltzpath.errors import BadInput
 from boltzpath.io.runs import RunDir
 from boltzpath.parallel.ddp_train import DataParallel, rank_seed
 from boltzpath.parallel.dist import DistContext, all_gather_cat, barrier, shard, sum_int
 from boltzpath.parallel.sharded_mcmc import sample_shard
 from boltzpath.parallel.sharded_smc import gather_result, sharded_anneal, sharded_relax
-from boltzpath.errors import BadInput
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.bridge import bridge, bridge_settings
 from boltzpath.smc.relax import relax
