@@ -150,3 +150,11 @@ def test_hand_written_vjp_is_differentiable_like_the_double_backward():
         assert (a is None) == (b is None), name  # the last layer's node MLP does not reach F
         if a is not None:
             torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-8, msg=name)
+
+
+def test_d2_weight_column_is_an_exact_copy():
+    """The contiguous w_c (for torch.compile) is bit for bit the weight column: the dense path is the same."""
+    layer = _net(4, 2).layers[0]
+    hd = layer.hidden
+    assert layer._d2_column().is_contiguous()
+    assert torch.equal(layer._d2_column(), layer.edge_in.weight[:, 2 * hd])

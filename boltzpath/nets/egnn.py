@@ -59,6 +59,17 @@ class EGNNLayer(nn.Module):
         self.act = nn.SiLU()
         self.hidden = hidden
 
+    def _d2_column(self) -> torch.Tensor:
+        """w_c, the first edge layer's weight on d², as a contiguous (H,) vector.
+
+        An exact copy (1·w through a 1×1 matmul, bit for bit the column in eager mode); under
+        ``torch.compile`` the strided view ``weight[:, 2H]`` would be re-gathered for every edge
+        element inside the fused edge kernel, which measured 4× slower (1.1 ms against 0.27 ms at
+        batch 64, LJ-13, H = 32) than with this materialised vector.
+        """
+        w = self.edge_in.weight
+        return torch.mm(w.new_ones(1, 1), w[:, 2 * self.hidden :].T)[0]
+
     def _coord_weight(self, m: torch.Tensor) -> torch.Tensor:
         return self.coord_out(self.act(self.coord_hidden(m)))[..., 0]
 
@@ -73,7 +84,7 @@ class EGNNLayer(nn.Module):
         w = self.edge_in.weight
         a = torch.addmm(self.edge_in.bias, h.reshape(-1, hd), w[:, :hd].T).reshape(h.shape)  # W_a h_i + b
         b = h @ w[:, hd : 2 * hd].T  # W_b h_j
-        pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2, w[:, 2 * hd])  # (B, n, n, H)
+        pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2, self._d2_column())  # (B, n, n, H)
         m = self.act(self.edge_out(self.act(pre)))
         # Σ_{j≠i} s_ij (x_i − x_j) = x_i Σ_j s_ij − Σ_j s_ij x_j: a batched matmul, no (B, n, n, d) product
         scale = self._coord_weight(m) * offdiag / (torch.sqrt(d2[..., 0] + 1e-8) + 1.0)  # (B, n, n)
@@ -90,7 +101,8 @@ class EGNNLayer(nn.Module):
         w = self.edge_in.weight
         a = torch.addmm(self.edge_in.bias, h.reshape(-1, hd), w[:, :hd].T).reshape(h.shape)
         b = h @ w[:, hd : 2 * hd].T
-        pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2[..., None], w[:, 2 * hd])
+        wc = self._d2_column()
+        pre = torch.addcmul(a[:, :, None, :] + b[:, None, :, :], d2[..., None], wc)
         s1, ds1 = silu_and_derivative(pre)
         m, dm = silu_and_derivative(self.edge_out(s1))
         s3, ds3 = silu_and_derivative(self.coord_hidden(m))
@@ -104,11 +116,11 @@ class EGNNLayer(nn.Module):
             agg = (m.sum(2) - torch.diagonal(m, dim1=1, dim2=2).transpose(1, 2)) / (n - 1)
             s4, ds4 = silu_and_derivative(self.node_in(torch.cat([h, agg], dim=-1)))
             h_new = h + self.node_out(s4)
-        return h_new, x_new, (x, ds1, dm, ds3, r, inv, scale, ds4)
+        return h_new, x_new, (x, ds1, dm, ds3, r, inv, scale, ds4, wc)
 
     def vjp(self, cache, gh: torch.Tensor | None, gx: torch.Tensor, offdiag: torch.Tensor):
         """(gh, gx) ↦ (J_hᵀ, J_xᵀ) of (h', x') w.r.t. (h, x); ``gh=None`` means a zero cotangent for h'."""
-        x, ds1, dm, ds3, r, inv, scale, ds4 = cache
+        x, ds1, dm, ds3, r, inv, scale, ds4, wc = cache
         n, hd = x.shape[1], self.hidden
         nm1 = n - 1
         # x' = x + (x ⊙ rowsum(S) − S x)/(n − 1), S = scale
@@ -126,7 +138,7 @@ class EGNNLayer(nn.Module):
         w = self.edge_in.weight
         g_h = g_pre.sum(2) @ w[:, :hd] + g_pre.sum(1) @ w[:, hd : 2 * hd]
         gh_in = g_h if gh is None else gh_in + g_h
-        g_d2 = g_d2 + g_pre @ w[:, 2 * hd]
+        g_d2 = g_d2 + g_pre @ wc
         # d²_ij = ‖x_i − x_j‖²: ∂/∂x_k = 2 Σ_j (G_kj)(x_k − x_j), G = (g_d2 + g_d2ᵀ) off the diagonal
         sym = (g_d2 + g_d2.transpose(1, 2)) * offdiag
         gx_in = gx_in + 2.0 * (x * sym.sum(-1, keepdim=True) - torch.bmm(sym, x))
