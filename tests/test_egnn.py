@@ -111,3 +111,50 @@ def test_double_backward_runs():
     (g,) = torch.autograd.grad((net(x, c) * x).sum(), x, create_graph=True)
     g.pow(2).sum().backward()
     assert all(p.grad is not None for p in net.layers[0].parameters())
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("temperature_conditioned", [False, True])
+def test_hand_written_vjp_equals_autograd(dtype, tol, temperature_conditioned):
+    """forward_vjp(x, c, T, v) = (F(x), J_F(x)ᵀ v) with J_Fᵀ v from autograd (CoM projection included)."""
+    n, d = 7, 3
+    net = _net(n, d, temperature_conditioned=temperature_conditioned).to(dtype)
+    x, c = _inputs(n, d)
+    x, c = x.to(dtype), c.to(dtype)
+    x = x + 0.3  # not CoM-free: F is translation invariant, J_Fᵀ v must still match
+    v = torch.randn(x.shape, generator=seeded(5), dtype=dtype)
+    temps = (torch.rand(5, generator=seeded(6), dtype=dtype) + 0.5) if temperature_conditioned else None
+    xg = x.clone().requires_grad_(True)
+    out = net(xg, c, temps)
+    (ref,) = torch.autograd.grad((out * v).sum(), xg)
+    f, jtv = net.forward_vjp(x, c, temps, v)
+    scale = max(1.0, _scale(ref))
+    torch.testing.assert_close(f, out.detach(), atol=tol * scale, rtol=0)
+    torch.testing.assert_close(jtv, ref, atol=tol * scale, rtol=0)
+
+
+def test_hand_written_vjp_is_differentiable_like_the_double_backward():
+    """∂/∂θ of a loss on J_Fᵀv: one backward through forward_vjp = autograd's double backward (float64)."""
+    n, d = 5, 3
+    net = _net(n, d, temperature_conditioned=True).double()
+    x, c = _inputs(n, d)
+    x, c = x.double(), c.double()
+    temps = torch.full((5,), 1.5, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=seeded(7), dtype=torch.float64)
+    xg = x.clone().requires_grad_(True)
+    (jtv_ref,) = torch.autograd.grad((net(xg, c, temps) * v).sum(), xg, create_graph=True)
+    ref = torch.autograd.grad(jtv_ref.pow(2).sum(), list(net.parameters()), allow_unused=True)
+    _, jtv = net.forward_vjp(x, c, temps, v)
+    got = torch.autograd.grad(jtv.pow(2).sum(), list(net.parameters()), allow_unused=True)
+    for (name, _), a, b in zip(net.named_parameters(), ref, got, strict=True):
+        assert (a is None) == (b is None), name  # the last layer's node MLP does not reach F
+        if a is not None:
+            torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-8, msg=name)
+
+
+def test_d2_weight_column_is_an_exact_copy():
+    """The contiguous w_c (for torch.compile) is bit for bit the weight column: the dense path is the same."""
+    layer = _net(4, 2).layers[0]
+    hd = layer.hidden
+    assert layer._d2_column().is_contiguous()
+    assert torch.equal(layer._d2_column(), layer.edge_in.weight[:, 2 * hd])

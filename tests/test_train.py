@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from fixtures import seeded
@@ -184,3 +186,75 @@ def test_short_training_moves_the_ema_weights_away_from_the_start():
     moved = (_all_params(result.ema) - start).norm()
     raw = (_all_params(result.models) - start).norm()
     assert moved > 0.5 * raw
+
+
+def _strip(history, tol_keys=("wall_time_s", "compile_s")):
+    return [{k: v for k, v in h.items() if k not in tol_keys} for h in history]
+
+
+@pytest.mark.parametrize("mode", ["score+energy", "energy"])
+def test_analytic_grad_training_matches_the_autograd_reference(mode):
+    """NetConfig.analytic_grad: same weights, same draws → the same losses and weights to float32
+    rounding (the hand-written ∇ₓU_η is the same function as autograd's)."""
+    target, buffer = _dw4_buffer()
+    cfg = TrainConfig(steps=4, batch_size=16, tsm=1.0, pin=0.5, log_every=1)
+    ref_cfg = NetConfig(hidden=8, layers=2, emb_dim=8, mode=mode)
+    fast_cfg = NetConfig(hidden=8, layers=2, emb_dim=8, mode=mode, analytic_grad=True)
+    ref = train(_models(target, ref_cfg), buffer, cfg, seeded(5))
+    fast = train(_models(target, fast_cfg), buffer, cfg, seeded(5))
+    assert fast.models.energy.analytic_grad and not ref.models.energy.analytic_grad
+    for a, b in zip(_strip(ref.history), _strip(fast.history), strict=True):
+        for k in ("loss", "dsm", "tsm", "pin", *(("distill",) if mode == "score+energy" else ())):
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
+    torch.testing.assert_close(_all_params(fast.models), _all_params(ref.models), rtol=1e-4, atol=1e-5)
+
+
+def test_analytic_grad_needs_the_egnn():
+    with pytest.raises(BadInput):
+        build_models(make_target("gmm40"), NetConfig(hidden=8, layers=1, emb_dim=8, analytic_grad=True))
+
+
+def test_analytic_grad_round_trips_through_a_checkpoint(tmp_path):
+    target, buffer = _dw4_buffer()
+    cfg = NetConfig(hidden=8, layers=2, emb_dim=8, analytic_grad=True)
+    path = tmp_path / "m.pt"
+    train(_models(target, cfg), buffer, TrainConfig(steps=1, batch_size=8), seeded(1), checkpoint_path=path)
+    _, energy = load_models(path, target)
+    assert energy.analytic_grad
+
+
+def test_compile_failure_falls_back_to_eager_from_the_same_draws(monkeypatch):
+    """TrainConfig.compile with a torch.compile that fails: a warning, then the eager run, bit for bit."""
+    import sys
+
+    train_module = sys.modules["boltzpath.diffusion.train"]  # (the package exports a function of that name)
+
+    def broken_compile(fn, **kwargs):
+        def call(*args, **kw):
+            raise RuntimeError("no C++ compiler here")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(train_module, "_COMPILED", None)
+    target, buffer = _dw4_buffer()
+    cfg = TrainConfig(steps=3, batch_size=8, pin=0.1, log_every=1)
+    eager = train(_models(target), buffer, cfg, seeded(5))
+    with pytest.warns(RuntimeWarning, match="torch.compile"):
+        fell_back = train(_models(target), buffer, dataclasses.replace(cfg, compile=True), seeded(5))
+    assert _strip(fell_back.history) == _strip(eager.history)
+    assert torch.equal(_all_params(fell_back.models), _all_params(eager.models))
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager():
+    """TrainConfig.compile (a real torch.compile; minutes on a cold cache): same losses to rounding."""
+    target, buffer = _dw4_buffer()
+    net = NetConfig(hidden=8, layers=2, emb_dim=8, analytic_grad=True)
+    cfg = TrainConfig(steps=3, batch_size=16, pin=0.5, log_every=1)
+    eager = train(_models(target, net), buffer, cfg, seeded(5))
+    compiled = train(_models(target, net), buffer, dataclasses.replace(cfg, compile=True), seeded(5))
+    assert compiled.history[-1]["compile_s"] > 0
+    for a, b in zip(_strip(eager.history), _strip(compiled.history), strict=True):
+        for k in ("loss", "dsm", "distill", "pin"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k

@@ -23,6 +23,12 @@ Molecules (``centre=True`` with a ``CoMProjection``): the targets' x keeps its c
 translation-invariant: U_η(x) = U_η(x_c) and D_θ(x) = (x − x_c) + P(c_skip·x_c + c_out·F(c_in·x_c)),
 so s_θ = (D_θ − x)/σ² has no centre-of-mass component. With ``centre=False`` (the default) x is
 used as given, exactly as before.
+
+Analytic gradient (``EnergyModel(..., analytic_grad=True)``, for nets with ``forward_vjp``, i.e. the
+EGNN): ∇ₓU_η = x/(σ_d² + σ²) − (σ_d c_in/σ)·(F + J_Fᵀ c_in x) with J_Fᵀ c_in x from the net's
+hand-written reverse pass instead of autograd. Same function (equal to rounding, tested); the
+graph is first-order, so the distillation loss needs one backward, not a double backward, and
+the computation can go through ``torch.compile`` (``diffusion.train``'s ``TrainConfig.fast``).
 """
 
 from __future__ import annotations
@@ -109,6 +115,17 @@ class ScoreModel(_Preconditioned):
 class EnergyModel(_Preconditioned):
     """U_η(x, σ) = ‖x‖²/(2(σ_d²+σ²)) − σ_d⟨F_η(c_in x, c_noise), c_in x⟩/σ; D_E = x − σ²∇ₓU_η."""
 
+    def __init__(
+        self, net: nn.Module, sigma_data: float = 1.0, project: Callable | None = None,
+        centre: bool = False, analytic_grad: bool = False,
+    ) -> None:
+        super().__init__(net, sigma_data, project, centre)
+        if analytic_grad and not hasattr(net, "forward_vjp"):
+            raise ValueError(f"analytic_grad needs a net with forward_vjp (EGNN), not {type(net).__name__}")
+        if analytic_grad and centre:
+            raise ValueError("analytic_grad is for particle systems (EGNN), not centred molecules")
+        self.analytic_grad = bool(analytic_grad)
+
     def energy(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None) -> torch.Tensor:
         """U_η(x, σ), shape (batch,); differentiable in x, σ and the parameters."""
         s = _sigma_column(sigma, x)
@@ -125,8 +142,26 @@ class EnergyModel(_Preconditioned):
         """∇ₓU_η (batch, dim) by autograd; ``create_graph=True`` for double backprop (distillation)."""
         return self.energy_and_grad(x, sigma, temperature, create_graph)[1]
 
+    def analytic_energy_and_grad(self, x: torch.Tensor, sigma, temperature: torch.Tensor | None = None):
+        """(U_η, ∇ₓU_η) with ∇ₓU_η from the net's ``forward_vjp``: ordinary ops, differentiable in
+        x, σ and the parameters (one backward through it = autograd's double backward)."""
+        s = _sigma_column(sigma, x)
+        _, _, c_in, c_noise = edm_coefficients(s, self.sigma_data)
+        xin = c_in * x
+        f, jtv = self.net.forward_vjp(xin, c_noise[:, 0], temperature, xin)
+        var = self.sigma_data**2 + s**2  # (batch, 1)
+        u = (x * x).sum(-1) / (2.0 * var[:, 0]) - self.sigma_data * (f * xin).sum(-1) / s[:, 0]
+        # ∇ₓ⟨F(c_in x), c_in x⟩ = c_in (F + J_Fᵀ c_in x)
+        g = x / var - (self.sigma_data * c_in / s) * (f + jtv)
+        return u, self.project(g)
+
     def energy_and_grad(self, x, sigma, temperature=None, create_graph: bool = False):
         """(U_η (batch,), ∇ₓU_η (batch, dim)); detached from the graph unless ``create_graph``."""
+        if self.analytic_grad:
+            if create_graph:
+                return self.analytic_energy_and_grad(x, sigma, temperature)
+            with torch.no_grad():
+                return self.analytic_energy_and_grad(x.detach(), sigma, temperature)
         with torch.enable_grad():
             xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
             u = self.energy(xg, sigma, temperature)

@@ -14,11 +14,22 @@ The distillation uses the same x_t and σ as DSM. Every random draw comes from `
 fixed order, and checkpoints hold (models, EMA, optimiser, step, generator state, history), so a
 resumed run reproduces the uninterrupted one bit-for-bit. Checkpoints are written atomically and read with
 ``torch.load(weights_only=True)``.
+
+Fast path (opt-in; same function, equal to float rounding, not bit for bit):
+``NetConfig.analytic_grad`` builds the EGNN energy model with the hand-written ∇ₓU_η
+(``EnergyModel.analytic_energy_and_grad``: the distillation loss then needs one backward instead
+of a double backward), and ``TrainConfig.compile`` puts the loss computation of a step (everything
+after the random draws: DSM, TSM, distillation, pinning) through ``torch.compile``. Without
+``analytic_grad`` the distillation's double backward cannot be compiled, so ``compile`` then
+only helps the other terms. If compiling fails (no C++ compiler, an unsupported op), the step is
+recomputed eagerly from the same random draws and the run goes on uncompiled, with a warning.
+The time spent compiling is in the history (``compile_s``).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,6 +60,7 @@ class NetConfig:
     temperature_conditioned: bool = False
     sigma_data: float = 1.0  # data std in the target's unit (nm for peptides, ≈ 0.164 for ALDP)
     heads: int = 4  # attention heads (transformer only)
+    analytic_grad: bool = False  # EGNN only: ∇ₓU_η by the hand-written reverse pass (module docstring)
 
 
 @dataclass
@@ -70,6 +82,7 @@ class TrainConfig:
     augment: bool = True
     checkpoint_every: int = 500
     log_every: int = 50
+    compile: bool = False  # torch.compile the step's losses (module docstring); falls back to eager
 
 
 @dataclass
@@ -133,21 +146,38 @@ def build_models(
         ScoreModel(_make_net(target, cfg), cfg.sigma_data, project, centre)
         if cfg.mode == "score+energy" else None
     )
-    energy = EnergyModel(_make_net(target, cfg), cfg.sigma_data, project, centre)
+    energy_net = _make_net(target, cfg)
+    if cfg.analytic_grad and not hasattr(energy_net, "forward_vjp"):
+        raise BadInput(f"analytic_grad needs the egnn net, not {type(energy_net).__name__}")
+    energy = EnergyModel(energy_net, cfg.sigma_data, project, centre, analytic_grad=cfg.analytic_grad)
     if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move
         score, energy = (None if score is None else score.to(device)), energy.to(device)
     return score, energy
 
 
-def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: float) -> dict:
-    """Every loss of one step (fixed order of random draws: σ, ε, then TSM σ, ε)."""
+def _draw_noise(models: Models, batch, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
+    """The random draws of one step, in a fixed order: σ, ε, then TSM σ, ε."""
+    first = models.score if models.score is not None else models.energy
+    x = batch.x
+    bsz = x.shape[0]
+    draws = {"sigma": KarrasSchedule.sample_training_sigma(bsz, generator, cfg.p_mean, cfg.p_std,
+                                                           dtype=x.dtype, device=x.device)}
+    draws["eps"] = noise_like(x, generator, first._project)
+    if cfg.tsm > 0:
+        draws["tsm_sigma"] = KarrasSchedule.sample_training_sigma_below(
+            bsz, generator, cfg.tsm_sigma_max, cfg.p_mean, cfg.p_std, dtype=x.dtype, device=x.device
+        )
+        draws["tsm_eps"] = noise_like(x, generator, first._project)
+    return draws
+
+
+def _loss_terms(models: Models, cfg: TrainConfig, pin_sigma: float, x, energy, score, temps, draws) -> dict:
+    """Every loss of one step from its random draws: a pure function (``TrainConfig.compile`` compiles it)."""
     energy_model, score_model = models.energy, models.score
     first = score_model if score_model is not None else energy_model
-    x0, temps = first.project(batch.x), batch.temperature
-    bsz = x0.shape[0]
-    sigma = KarrasSchedule.sample_training_sigma(bsz, generator, cfg.p_mean, cfg.p_std, dtype=x0.dtype,
-                                                 device=x0.device)
-    x_t = x0 + sigma[:, None] * noise_like(x0, generator, first._project)
+    x0 = first.project(x)
+    sigma = draws["sigma"]
+    x_t = x0 + sigma[:, None] * draws["eps"]
     losses: dict[str, torch.Tensor] = {}
     if score_model is not None:
         d = score_model.denoise(x_t, sigma, temps)
@@ -155,16 +185,51 @@ def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: 
         d = energy_model.denoise(x_t, sigma, temps, create_graph=True)
     losses["dsm"] = _weighted_mse(d, x0, sigma, first.sigma_data)
     if cfg.tsm > 0:
-        s_small = KarrasSchedule.sample_training_sigma_below(
-            bsz, generator, cfg.tsm_sigma_max, cfg.p_mean, cfg.p_std, dtype=x0.dtype, device=x0.device
-        )
-        eps = noise_like(x0, generator, first._project)
-        losses["tsm"] = tsm_loss(first, x0, first.project(batch.score), s_small, eps, temps)
+        losses["tsm"] = tsm_loss(first, x0, first.project(score), draws["tsm_sigma"], draws["tsm_eps"], temps)
     if score_model is not None and cfg.distill > 0:
         losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
     if cfg.pin > 0:
-        losses["pin"] = pinning_loss(energy_model, x0, batch.energy, pin_sigma, temps, cfg.pin_mask_above)
+        losses["pin"] = pinning_loss(energy_model, x0, energy, pin_sigma, temps, cfg.pin_mask_above)
     return losses
+
+
+def _step_losses(models: Models, batch, cfg: TrainConfig, generator, pin_sigma: float) -> dict:
+    """Every loss of one step (fixed order of random draws: σ, ε, then TSM σ, ε)."""
+    draws = _draw_noise(models, batch, cfg, generator)
+    return _loss_terms(models, cfg, pin_sigma, batch.x, batch.energy, batch.score, batch.temperature, draws)
+
+
+class _CompiledLosses:
+    """``_loss_terms`` through ``torch.compile`` (static shapes), with a one-way fallback to eager.
+
+    One compiled function for the process (``_COMPILED``): dynamo guards on the models' structure
+    and the loss switches, so a second ``train`` call (fine-tuning, the next PITA stage) reuses it.
+    ``compile_s`` accumulates the wall time of the steps that compiled (the first forward and
+    backward for each batch shape; those steps are slower by about that much).
+    """
+
+    def __init__(self, models: Models, cfg: TrainConfig, pin_sigma: float) -> None:
+        global _COMPILED
+        if _COMPILED is None:
+            _COMPILED = torch.compile(_loss_terms, dynamic=False)
+        self.args = (models, cfg, pin_sigma)
+        self.failed: str | None = None
+        self.compile_s = 0.0
+        self._shapes: set = set()
+
+    def new_shape(self, batch) -> bool:
+        return tuple(batch.x.shape) not in self._shapes
+
+    def __call__(self, batch, draws):
+        return _COMPILED(*self.args, batch.x, batch.energy, batch.score, batch.temperature, draws)
+
+    def fall_back(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        warnings.warn(f"torch.compile of the training step failed, training eagerly ({self.failed})",
+                      RuntimeWarning, stacklevel=3)
+
+
+_COMPILED = None
 
 
 def _checkpoint(models, emas, optimizer, step, generator, history, cfg) -> dict[str, Any]:
@@ -260,14 +325,36 @@ def train(
     t0 = time.perf_counter()
     for m in modules.values():
         m.train()
+    compiled = _CompiledLosses(models, cfg, pin_sigma) if cfg.compile else None
     while step < cfg.steps:
         batch = buffer.sample(batch_size, generator, cfg.augment)
-        losses = _step_losses(models, batch, cfg, generator, pin_sigma)
-        total = sum(weights[k] * v for k, v in losses.items())
+        draws = _draw_noise(models, batch, cfg, generator)
+        total, losses = None, None
+        if compiled is not None and not compiled.failed:
+            first_call = compiled.new_shape(batch)
+            t_compile = time.perf_counter()
+            try:
+                losses = compiled(batch, draws)
+                total = sum(weights[k] * v for k, v in losses.items())
+                if torch.isfinite(total):
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()  # the backward graph is compiled on the first call
+            except Exception as exc:  # graceful fallback: recompute this step eagerly, same draws
+                compiled.fall_back(exc)
+                total = None
+            if first_call and total is not None:
+                compiled._shapes.add(tuple(batch.x.shape))
+                compiled.compile_s += time.perf_counter() - t_compile
+        if total is None:
+            losses = _loss_terms(
+                models, cfg, pin_sigma, batch.x, batch.energy, batch.score, batch.temperature, draws
+            )
+            total = sum(weights[k] * v for k, v in losses.items())
+            if torch.isfinite(total):
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
         if hooks is not None:  # data-parallel hook: ∇ ← mean over ranks (exact union-batch gradient)
             hooks.after_backward(params)
         norms = {
@@ -282,6 +369,8 @@ def train(
             info = {"step": step, "loss": total.item(), "wall_time_s": time.perf_counter() - t0}
             info.update({k: v.item() for k, v in losses.items()})
             info.update({f"grad_norm_{k}": v for k, v in norms.items()})
+            if compiled is not None:
+                info["compile_s"] = round(compiled.compile_s, 3)
             if hooks is not None:  # data-parallel hook: losses averaged over ranks
                 info = hooks.reduce_log(info)
             history.append(info)
