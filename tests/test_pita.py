@@ -61,6 +61,9 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert st["relaxation"]["repaired"] == 0 and st["relaxation"]["still_above_threshold"] == 0
     for pop in st["populations"]:
         assert 1 <= pop["distinct_after_final_resampling"] <= 128
+    # the annealed model read on the stage's own samples (E/kT at the previous temperature)
+    pm = st["previous_model_here"]
+    assert pm["n"] > 0 and -1 <= pm["corr"] <= 1 and pm["implied_temperature"] > 0
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):

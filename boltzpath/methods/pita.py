@@ -51,7 +51,8 @@ from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
-_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7}
+_PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7,
+            "previous-model": 8}
 
 
 def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
@@ -221,6 +222,13 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
         if cfg.reference_at(k) is not None:
             metrics["evaluation"]["reference_file"] = str(cfg.reference_at(k))
+        if k > 0:
+            metrics["previous_model_here"] = _previous_model_here(cfg, k, run, target, buffer, par)
+            pm = metrics["previous_model_here"]
+            if pm["slope"] < 0.9:
+                run.log(f"WARNING stage {k}: on this stage's samples the annealed model's energy differences "
+                        f"are {pm['slope']:.2f}x the true ones — its tempered density is ≈ T = "
+                        f"{pm['implied_temperature']:.3g}, not {temp:g}; the weights pull towards it")
         if par.is_main:
             buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
@@ -275,6 +283,27 @@ def _chirality_fix(cfg: PITAConfig, x: torch.Tensor, target) -> tuple[torch.Tens
         report["flipped"] = int(flip.sum())
         x = torch.as_tensor(fixed, dtype=x.dtype, device=x.device)
     return x, report
+
+
+def _previous_model_here(cfg, k, run, target, buffer: TrainingBuffer, par) -> dict:
+    """The model that was annealed into stage k, read on stage k's own (relaxed) samples.
+
+    The stage's energy-model report checks U_η on held-out samples at *its own* temperature; the
+    weights need it on the colder configurations of T_k, which it rarely saw. Here, afterwards:
+    corr and slope of U_η(x, σ_min) against E/kT_{k−1} on the new buffer, and the temperature the
+    model's tempered density exp(−γU_η) effectively has there, T_k / slope (slope < 1: too hot).
+    """
+    _, energy = load_models(run.path / f"stage_{k - 1}" / "model.pt", target, device=par.device)
+    t_prev, t_k = cfg.temperatures[k - 1], cfg.temperatures[k]
+    labels = (torch.full((buffer.x.shape[0],), float(t_prev), device=buffer.x.device)
+              if cfg.train_on_all_buffers else None)
+    q = energy_model_quality(None, energy, buffer.x, buffer.energy.double() * (t_k / t_prev), cfg.gamma(k),
+                             cfg.schedule.sigma_min, _generator(cfg.seed, k, "previous-model", par.device),
+                             (), labels, cfg.finetune.pin_mask_above)
+    slope = q["slope"]
+    implied = t_k / slope if slope > 0 else math.inf
+    return {"corr": q["corr"], "slope": slope, "residual_std": q["residual_std"],
+            "reweight_ess_fraction": q["reweight_ess_fraction"], "implied_temperature": implied, "n": q["n"]}
 
 
 def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
