@@ -228,7 +228,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
             if pm["slope"] < 0.9:
                 run.log(f"WARNING stage {k}: on this stage's samples the annealed model's energy differences "
                         f"are {pm['slope']:.2f}x the true ones — its tempered density is ≈ T = "
-                        f"{pm['implied_temperature']:.3g}, not {temp:g}; the weights pull towards it")
+                        f"{pm['implied_temperature']:.3g}, not {temp:g} (FK weights alone target that; "
+                        "the true_energy and bridge tails correct it on the true energy)")
         if par.is_main:
             buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
