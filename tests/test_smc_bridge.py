@@ -107,3 +107,16 @@ def test_bridge_excludes_configurations_above_the_high_energy_flag():
                               BridgeSettings(moves=2, step_size=0.01, high_energy=50.0), gen)
     assert info["excluded_high_energy"] == 100
     assert float(GAMMA * MIX.energy(x, 0.0).max()) <= 50.0
+
+
+def test_bridge_repairs_a_population_that_overlaps_entirely_and_reports_it():
+    # every particle above the flag (a failed model): the bridge repairs them by steepest descent
+    # (reported) instead of failing, and ends below the flag
+    wrong = _Model(PerturbedMixture(MIX))
+    gen = torch.Generator().manual_seed(4)
+    x0 = torch.full((200, 1), 14.0, dtype=torch.float64) + 0.1 * torch.rand(200, 1, generator=gen,
+                                                                             dtype=torch.float64)
+    x, _, _, info = bridge(wrong, x0, torch.zeros(200, dtype=torch.float64), _Target(), GAMMA,
+                           BridgeSettings(moves=2, step_size=0.01, high_energy=50.0), gen)
+    assert info["repaired_before_bridge"] == 200 and info["betas"][-1] == 1.0
+    assert float(GAMMA * MIX.energy(x, 0.0).max()) <= 50.0

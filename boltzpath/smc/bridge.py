@@ -17,7 +17,10 @@ intermediate densities (a standard SMC sampler, Del Moral, Doucet & Jasra 2006):
   towards 57.4 % acceptance between levels, inherited through resampling).
 
 The indicator 1[E/kT ≤ E_max] (SPEC §8's high-energy flag, 1000) keeps overlapping configurations
-out of every π_β: they start with weight zero and MALA rejects proposals into them. At β = 1 it
+out of every π_β: they start with weight zero and MALA rejects proposals into them. (When fewer
+than ``min_survivors`` of the particles are below the flag — a poor model, e.g. LJ-13 `quick` seed 1
+at stage 1: all 256 above 2.9e5 — they are first repaired by steepest descent as in
+``smc.relax``; that fallback is approximate and reported as ``repaired_before_bridge``.) At β = 1 it
 removes at most exp(−E_max) of the target's mass, so the bridge ends on the target. Every
 intermediate density is proper and every move π_β-invariant, so the weighted particles are
 properly weighted for π₁ whatever the error of U_η (tests/test_smc_bridge.py: a deliberately wrong
@@ -34,6 +37,7 @@ import torch
 
 from boltzpath.mcmc.base import ChainState
 from boltzpath.mcmc.mala import mala_step
+from boltzpath.smc.relax import repair
 from boltzpath.smc.resample import systematic
 from boltzpath.smc.weights import effective_sample_size, normalised_weights
 
@@ -50,6 +54,9 @@ class BridgeSettings:
     target_accept: float = 0.574
     adapt_rate: float = 0.5
     high_energy: float = 1000.0
+    min_survivors: float = 0.1  # below this fraction under the flag, repair the overlaps first
+    repair_steps: int = 200
+    repair_step: float = 0.01
 
 
 def bridge_settings(acfg) -> BridgeSettings:
@@ -120,10 +127,21 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
     pot = _Tempered(model, target, gamma, 0.0, settings.high_energy)
     e, ge, u, gu = pot.parts(x)
     ok = torch.isfinite(e) & (e <= settings.high_energy) & torch.isfinite(u)
-    log_w = torch.where(ok, log_w.to(torch.float64), torch.full_like(e, -math.inf))
     n = x.shape[0]
     info = {"excluded_high_energy": int((~ok).sum()), "betas": [], "ess": [], "resampled": [],
-            "acceptance": []}
+            "acceptance": [], "repaired_before_bridge": 0}
+    if int(ok.sum()) < settings.min_survivors * n:
+        # nearly every annealed particle overlaps: move them below the flag by steepest descent
+        # (``smc.relax.repair``, counted) and start the bridge from there with their FK weights. The
+        # repair is not part of any proposal density, so this fallback is approximate; it is reported.
+        fixed, rinfo = repair(target, ChainState(x, e.to(x.dtype), ge), settings.high_energy,
+                              settings.repair_steps, settings.repair_step)
+        x, e, ge = fixed.position.detach(), fixed.energy.detach().to(torch.float64), fixed.grad.detach()
+        u = model.energy(x, 0.0).detach().to(torch.float64)
+        gu = model.grad_energy(x, 0.0).detach()
+        info["repaired_before_bridge"] = rinfo["repaired"]
+        ok = torch.isfinite(e) & (e <= settings.high_energy) & torch.isfinite(u)
+    log_w = torch.where(ok, log_w.to(torch.float64), torch.full_like(e, -math.inf))
     if not torch.isfinite(log_w).any():
         raise RuntimeError("bridge: every annealed particle is above the high-energy flag")
     step = torch.full((n,), float(settings.step_size), dtype=torch.float64, device=x.device)
