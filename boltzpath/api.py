@@ -72,6 +72,20 @@ def _warn(message: str | None) -> None:
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
 
+def _config_and_target(resolve_config, target, dim, preset, seed, overrides: dict):
+    """(config, target) of a trained method: a registered name resolves its preset first (the
+    config names the target's options); anything else is built first and its options recorded."""
+    if isinstance(target, str) and dim is None:
+        cfg = resolve_config(target, preset, seed, (), extra=overrides)
+        return cfg, make_target(cfg.target, **cfg.target_options)
+    t = as_target(target, dim)
+    if isinstance(t, CustomTarget):
+        overrides.setdefault("target_options", {"energy": t.spec, "dim": t.dim})
+    else:
+        overrides.setdefault("target_options", t.options())
+    return resolve_config(_target_spec(t)["name"], preset, seed, (), extra=overrides), t
+
+
 def _target_spec(target: _BaseTarget) -> dict[str, Any]:
     name = target.spec if isinstance(target, CustomTarget) else target.name
     return {"name": name, **target.options(), "temperature": target.temperature}
@@ -136,16 +150,7 @@ def pita(target: Any, preset: str = "quick", seed: int | None = None, *, dim: in
     from boltzpath.methods.pita_config import resolve_config
 
     progress = _progress(progress)
-    if isinstance(target, str) and dim is None:
-        cfg = resolve_config(target, preset, seed, (), extra=overrides)
-        t = make_target(cfg.target, **cfg.target_options)
-    else:
-        t = as_target(target, dim)
-        if isinstance(t, CustomTarget):
-            overrides.setdefault("target_options", {"energy": t.spec, "dim": t.dim})
-        else:
-            overrides.setdefault("target_options", t.options())
-        cfg = resolve_config(_target_spec(t)["name"], preset, seed, (), extra=overrides)
+    cfg, t = _config_and_target(resolve_config, target, dim, preset, seed, overrides)
     return run_pita_config(cfg, t, out, overwrite, resume, progress, device)
 
 
@@ -215,16 +220,7 @@ def dikl(target: Any, preset: str = "quick", seed: int | None = None, *, dim: in
     from boltzpath.sampling import probe_target
 
     progress = _progress(progress)
-    if isinstance(target, str) and dim is None:
-        cfg = resolve_config(target, preset, seed, (), extra=overrides)
-        t = make_target(cfg.target, **cfg.target_options)
-    else:
-        t = as_target(target, dim)
-        if isinstance(t, CustomTarget):
-            overrides.setdefault("target_options", {"energy": t.spec, "dim": t.dim})
-        else:
-            overrides.setdefault("target_options", t.options())
-        cfg = resolve_config(_target_spec(t)["name"], preset, seed, (), extra=overrides)
+    cfg, t = _config_and_target(resolve_config, target, dim, preset, seed, overrides)
     cfg.validate()
     probe_target(t)
     callback = progress.steps("dikl")
