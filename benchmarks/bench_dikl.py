@@ -41,7 +41,7 @@ from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.registry import run_method
 from boltzpath.methods.dikl import draw, load_generator, run_dikl
-from boltzpath.methods.dikl.cli import resolve_config
+from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.targets.registry import make_target

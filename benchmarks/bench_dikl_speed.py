@@ -55,7 +55,7 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.registry import run_method
 from boltzpath.methods.dikl import load_generator, run_dikl
-from boltzpath.methods.dikl.cli import resolve_config
+from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
 from boltzpath.methods.dikl.networks import build_networks
 from boltzpath.methods.dikl.schedule import VPSchedule

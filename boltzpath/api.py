@@ -215,7 +215,7 @@ def dikl(target: Any, preset: str = "quick", seed: int | None = None, *, dim: in
     Without ``out`` training runs in a temporary folder that is deleted afterwards. The run's
     metrics.json is in ``samples.info["metrics"]``.
     """
-    from boltzpath.methods.dikl.cli import resolve_config
+    from boltzpath.methods.dikl.config import resolve_config
     from boltzpath.methods.dikl.run import run_dikl
     from boltzpath.sampling import probe_target
 
@@ -241,7 +241,7 @@ def dikl_sample(run_dir: str | Path, n: int = 1000, seed: int = 1, *, out: str |
     pass, zero energy evaluations, no training). With ``out=`` a run folder is written as
     ``boltzpath run dikl-sample`` writes it (``metrics``: evaluate and plot the samples there).
     ``target``: pass the energy again when the run used a callable that cannot be re-imported."""
-    from boltzpath.methods.dikl.cli import draw_from_run, sample_from_run
+    from boltzpath.methods.dikl.sampling import draw_from_run, sample_from_run
 
     t = None if target is None else as_target(target)
     if out is not None:

@@ -12,7 +12,7 @@ from boltzpath.cli import cli
 from boltzpath.config import from_dict
 from boltzpath.errors import BadInput
 from boltzpath.methods.dikl import DiKLConfig, run_dikl
-from boltzpath.methods.dikl.cli import resolve_config
+from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.trainer import read_checkpoint
 
 NO_GPU = not torch.cuda.is_available()

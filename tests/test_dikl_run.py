@@ -13,7 +13,7 @@ from boltzpath.config import from_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.methods.dikl import DiKLConfig, run_dikl
-from boltzpath.methods.dikl.cli import resolve_config
+from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.networks import NetSpec, build_networks
 from boltzpath.methods.dikl.schedule import DDPMConfig, VPSchedule
 from boltzpath.methods.dikl.trainer import read_checkpoint

@@ -7,23 +7,11 @@ key=value``. ``--preset`` also accepts a path to a YAML file. Bad input: one lin
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import click
 
 from boltzpath.cli import one_line_errors
-from boltzpath.config import resolve_preset
-from boltzpath.errors import BadInput
-
-
-def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...],
-                   extra: dict | None = None):
-    """The ``DiKLConfig`` for these options (see the module docstring); ``extra``: a nested mapping
-    of overrides applied last (the Python API's keywords)."""
-    from boltzpath.methods.dikl.config import DiKLConfig
-
-    return resolve_preset("dikl", DiKLConfig, target, preset, seed, overrides, extra=extra)
+from boltzpath.methods.dikl.config import resolve_config
+from boltzpath.methods.dikl.sampling import sample_from_run
 
 
 @click.command("dikl")
@@ -64,56 +52,3 @@ def dikl_sample(source, n, out, seed, metrics, overwrite, device):
     rd, samples = sample_from_run(source, n, out, seed, metrics, overwrite, device)
     click.echo(f"wrote {rd.path} ({n} samples in {samples.info['sampling_time_s']:.3g} s, "
                "0 energy evaluations)")
-
-
-def draw_from_run(source, n: int, seed: int = 1, device="auto", target=None):
-    """(Samples, config) — ``n`` fresh generator samples of run folder ``source`` (nothing written).
-    ``samples.info`` records the source, the target, 0 energy evaluations and the draw time."""
-    from boltzpath.io.samples import Samples
-    from boltzpath.methods.dikl.run import draw, load_generator
-
-    if n < 1:
-        raise BadInput(f"--n must be >= 1, got {n}")
-    gen, target, cfg = load_generator(source, device, target)
-    samples, seconds = draw(gen, target, n, seed)
-    info = {"method": "dikl-sample", "source": str(source), "target": target.describe(),
-            "energy_evaluations": 0, "sampling_time_s": seconds, "device": str(next(gen.parameters()).device)}
-    return Samples(samples.x, samples.energy, None, info), cfg
-
-
-def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, overwrite: bool = False,
-                    device="auto", target=None):
-    """Write ``n`` fresh generator samples of run ``source`` into run folder ``out``; returns
-    (RunDir, Samples)."""
-    from boltzpath.io.runs import RunDir
-    from boltzpath.parallel.device import resolve_device
-
-    if n < 1:
-        raise BadInput(f"--n must be >= 1, got {n}")
-    if Path(out).resolve() == Path(source).resolve():
-        raise BadInput("--out must not be the --from run folder (it would be overwritten)")
-    resolve_device(device)  # a missing GPU is reported before the folder exists
-    t0 = time.perf_counter()
-    samples, cfg = draw_from_run(source, n, seed, device, target)
-    rd = RunDir.create(out, overwrite=overwrite)
-    rd.write_config({"method": "dikl-sample", "source": str(Path(source).resolve()), "n": n, "seed": seed})
-    seconds = samples.info["sampling_time_s"]
-    out_metrics = {"method": "dikl-sample", "target": cfg.target, "n": n, "energy_evaluations": 0,
-                   "sampling_time_s": seconds, "device": samples.info["device"],
-                   "source_energy_evaluations": RunDir(source).read_metrics().get("energy_evaluations")}
-    if metrics:
-        import torch
-
-        from boltzpath.methods.pita_report import stage_metrics
-        from boltzpath.targets.registry import make_target
-
-        cpu_target = make_target(cfg.target, **cfg.target_options) if target is None else target.to("cpu")
-        gen = torch.Generator().manual_seed(seed)
-        out_metrics["evaluation"] = stage_metrics(samples, cpu_target, None, gen, cfg.eval_max_n, rd, False,
-                                                  cfg.plots)
-    out_metrics["wall_time_s"] = time.perf_counter() - t0
-    rd.write_samples(samples)
-    rd.write_metrics(out_metrics)
-    rd.log(f"dikl-sample: {n} samples from {source} in {seconds:.3g} s on {samples.info['device']}")
-    rd.mark_complete()
-    return rd, samples

@@ -76,3 +76,14 @@ class DiKLConfig:
             raise BadInput(f"n_samples must be >= 1, got {self.n_samples}")
         if self.eval_max_n < 10:
             raise BadInput(f"eval_max_n must be >= 10, got {self.eval_max_n}")
+
+
+def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...],
+                   extra: dict | None = None):
+    """The ``DiKLConfig`` for these options (see the module docstring); ``extra``: a nested mapping
+    of overrides applied last (the Python API's keywords). Precedence: ``DiKLConfig`` defaults →
+    ``presets/dikl_<preset>.yaml`` → ``presets/dikl_<target>_<preset>.yaml`` → target/seed →
+    ``overrides`` → ``extra``."""
+    from boltzpath.config import resolve_preset
+
+    return resolve_preset("dikl", DiKLConfig, target, preset, seed, overrides, extra=extra)
