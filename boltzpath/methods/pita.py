@@ -159,7 +159,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
                      "ess_after_tail_correction": effective_sample_size(lw),
                      "distinct_after_final_resampling": int(torch.unique(idx).numel()),
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled,
-                     **({"bridge": res.info.tail} if getattr(res.info, "tail", None) else {})})
+                     **({"bridge": res.info.tail} if res.info.tail else {})})
     x = torch.cat(xs)[: cfg.buffer_size]
     summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))

@@ -123,15 +123,15 @@ class PitaParallel:
         """One annealed population, its tail correction (``smc.tail``: the true E/kT of every
         particle from ``target``, evaluations split over ranks) and its final resampling
         → (result, final log-weights, indices, equal-weight x)."""
-        if acfg.tail == "bridge" and acfg.use_weights:
-            if self.ctx.distributed:
-                raise BadInput("anneal.tail 'bridge' runs in one process (not yet sharded under torchrun)")
-            res = anneal(model, n, schedule, acfg, gen, project, callback=callback)
-            x_eq, lw, idx, res.info.tail = bridge(model, res.x, res.log_weights, target, acfg.gamma,
-                                                  bridge_settings(acfg), gen)
-            return res, lw, idx, x_eq
+        bridged = acfg.tail == "bridge" and acfg.use_weights
+        if bridged and self.ctx.distributed:
+            raise BadInput("anneal.tail 'bridge' runs in one process (not yet sharded under torchrun)")
         if not self.ctx.distributed:
             res = anneal(model, n, schedule, acfg, gen, project, callback=callback)
+            if bridged:  # the tail correction, its moves and the final resampling in one (smc.bridge)
+                x_eq, lw, idx, res.info.tail = bridge(model, res.x, res.log_weights, target, acfg.gamma,
+                                                      bridge_settings(acfg), gen)
+                return res, lw, idx, x_eq
             lw = self._tail(model, res, acfg, target)
             idx = systematic(gen, lw, n)
             return res, lw, idx, res.x[idx]

@@ -72,15 +72,16 @@ class _Tempered:
         self.model, self.target, self.gamma, self.beta, self.high = model, target, gamma, beta, high
         self.project = target.project
 
+    def model_parts(self, x: torch.Tensor):
+        """(U_η(x, σ_min) in float64, ∇ₓU_η) — the network only, no target evaluation."""
+        return self.model.energy(x, 0.0).detach().to(torch.float64), self.model.grad_energy(x, 0.0).detach()
+
     def parts(self, x: torch.Tensor):
         e, ge = self.target.energy_and_grad(x)
-        e, ge = e.detach(), ge.detach()
-        u = self.model.energy(x, 0.0).detach().to(torch.float64)
-        gu = self.model.grad_energy(x, 0.0).detach()
-        return e.to(torch.float64), ge, u, gu
+        return (e.detach().to(torch.float64), ge.detach(), *self.model_parts(x))
 
     def combine(self, e, ge, u, gu):
-        ok = torch.isfinite(e) & (e <= self.high)
+        ok = _below_flag(e, self.high)
         b, g = self.beta, self.gamma
         mix = (1.0 - b) * g * u + b * torch.where(ok, e, torch.zeros_like(e))
         grad = (1.0 - b) * g * gu.to(ge.dtype) + b * torch.where(ok[:, None], ge, torch.zeros_like(ge))
@@ -90,6 +91,11 @@ class _Tempered:
         self.last = self.parts(x)  # the proposal's parts, kept for the caller (no second evaluation)
         mix, grad = self.combine(*self.last)
         return mix, grad.to(x.dtype)
+
+
+def _below_flag(e: torch.Tensor, high: float) -> torch.Tensor:
+    """Finite E/kT at or below the high-energy flag (the support of every π_β)."""
+    return torch.isfinite(e) & (e <= high)
 
 
 def _conditional_ess(w: torch.Tensor, inc: torch.Tensor) -> float:
@@ -126,7 +132,7 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
     x = x.detach()
     pot = _Tempered(model, target, gamma, 0.0, settings.high_energy)
     e, ge, u, gu = pot.parts(x)
-    ok = torch.isfinite(e) & (e <= settings.high_energy) & torch.isfinite(u)
+    ok = _below_flag(e, settings.high_energy) & torch.isfinite(u)
     n = x.shape[0]
     info = {"excluded_high_energy": int((~ok).sum()), "betas": [], "ess": [], "resampled": [],
             "acceptance": [], "repaired_before_bridge": 0}
@@ -137,10 +143,9 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
         fixed, rinfo = repair(target, ChainState(x, e.to(x.dtype), ge), settings.high_energy,
                               settings.repair_steps, settings.repair_step)
         x, e, ge = fixed.position.detach(), fixed.energy.detach().to(torch.float64), fixed.grad.detach()
-        u = model.energy(x, 0.0).detach().to(torch.float64)
-        gu = model.grad_energy(x, 0.0).detach()
+        u, gu = pot.model_parts(x)  # the repair already evaluated the target at the new x
         info["repaired_before_bridge"] = rinfo["repaired"]
-        ok = torch.isfinite(e) & (e <= settings.high_energy) & torch.isfinite(u)
+        ok = _below_flag(e, settings.high_energy) & torch.isfinite(u)
     log_w = torch.where(ok, log_w.to(torch.float64), torch.full_like(e, -math.inf))
     if not torch.isfinite(log_w).any():
         raise RuntimeError("bridge: every annealed particle is above the high-energy flag")
@@ -169,7 +174,7 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
             ge, gu = torch.where(a2, ge2, ge), torch.where(a2, gu2.to(gu.dtype), gu)
             acc_sum += st.accept_prob.to(torch.float64)
         x = state.position.detach()
-        ok = torch.isfinite(e) & (e <= settings.high_energy)
+        ok = _below_flag(e, settings.high_energy)
         mean_acc = acc_sum / max(settings.moves, 1)
         step = step * torch.exp(settings.adapt_rate * (mean_acc - settings.target_accept))
         info["betas"].append(beta)
