@@ -127,7 +127,8 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaP
 
 def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
                   par: PitaParallel):
-    """Anneal the stage-(k−1) model to T_k; returns resampled particles and diagnostics.
+    """Anneal the stage-(k−1) model to T_k; returns resampled particles, diagnostics and the energy
+    model it annealed (read again by ``_previous_model_here``).
 
     Each population ends with the tail correction of ``cfg.anneal.tail`` (``smc.tail``; for
     ``true_energy`` and ``released`` the true E/kT_k of every particle is evaluated, counted by the
@@ -164,7 +165,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
                / cfg.n_particles}
-    return x, summary
+    return x, summary, energy
 
 
 def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callback,
@@ -190,8 +191,9 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
             evals["training_buffers"] = par.count(counter) - c
             energy = buffer.energy
         else:
-            x, extra = _anneal_stage(cfg, k, run.path / f"stage_{k - 1}" / "model.pt", target, target_k,
-                                     schedule, gen, callback, par)
+            prev_model = run.path / f"stage_{k - 1}" / "model.pt"
+            x, extra, annealed_energy = _anneal_stage(cfg, k, prev_model, target, target_k, schedule, gen,
+                                                      callback, par)
             now = par.count(counter)
             evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
             if getattr(target, "is_peptide", False):
@@ -223,7 +225,7 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
         if cfg.reference_at(k) is not None:
             metrics["evaluation"]["reference_file"] = str(cfg.reference_at(k))
         if k > 0:
-            metrics["previous_model_here"] = _previous_model_here(cfg, k, run, target, buffer, par)
+            metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
             if pm["slope"] < 0.9:
                 run.log(f"WARNING stage {k}: on this stage's samples the annealed model's energy differences "
@@ -286,15 +288,15 @@ def _chirality_fix(cfg: PITAConfig, x: torch.Tensor, target) -> tuple[torch.Tens
     return x, report
 
 
-def _previous_model_here(cfg, k, run, target, buffer: TrainingBuffer, par) -> dict:
-    """The model that was annealed into stage k, read on stage k's own (relaxed) samples.
+def _previous_model_here(cfg, k, energy, buffer: TrainingBuffer, par) -> dict:
+    """The energy model that was annealed into stage k (``energy``), read on stage k's own
+    (relaxed) samples.
 
     The stage's energy-model report checks U_η on held-out samples at *its own* temperature; the
     weights need it on the colder configurations of T_k, which it rarely saw. Here, afterwards:
     corr and slope of U_η(x, σ_min) against E/kT_{k−1} on the new buffer, and the temperature the
     model's tempered density exp(−γU_η) effectively has there, T_k / slope (slope < 1: too hot).
     """
-    _, energy = load_models(run.path / f"stage_{k - 1}" / "model.pt", target, device=par.device)
     t_prev, t_k = cfg.temperatures[k - 1], cfg.temperatures[k]
     labels = (torch.full((buffer.x.shape[0],), float(t_prev), device=buffer.x.device)
               if cfg.train_on_all_buffers else None)
