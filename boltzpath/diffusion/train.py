@@ -220,6 +220,11 @@ class _CompiledLosses:
     def new_shape(self, batch) -> bool:
         return tuple(batch.x.shape) not in self._shapes
 
+    def compiled_shape(self, batch, seconds: float) -> None:
+        """Record that ``batch``'s shape compiled, taking ``seconds``."""
+        self._shapes.add(tuple(batch.x.shape))
+        self.compile_s += seconds
+
     def __call__(self, batch, draws):
         return _COMPILED(*self.args, batch.x, batch.energy, batch.score, batch.temperature, draws)
 
@@ -230,6 +235,15 @@ class _CompiledLosses:
 
 
 _COMPILED = None
+
+
+def _weighted_backward(losses: dict, weights: dict, optimizer) -> torch.Tensor:
+    """The weighted total loss; its gradients are written (old ones cleared) only when it is finite."""
+    total = sum(weights[k] * v for k, v in losses.items())
+    if torch.isfinite(total):
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+    return total
 
 
 def _checkpoint(models, emas, optimizer, step, generator, history, cfg) -> dict[str, Any]:
@@ -335,24 +349,17 @@ def train(
             t_compile = time.perf_counter()
             try:
                 losses = compiled(batch, draws)
-                total = sum(weights[k] * v for k, v in losses.items())
-                if torch.isfinite(total):
-                    optimizer.zero_grad(set_to_none=True)
-                    total.backward()  # the backward graph is compiled on the first call
+                total = _weighted_backward(losses, weights, optimizer)  # compiles the backward graph once
             except Exception as exc:  # graceful fallback: recompute this step eagerly, same draws
                 compiled.fall_back(exc)
                 total = None
             if first_call and total is not None:
-                compiled._shapes.add(tuple(batch.x.shape))
-                compiled.compile_s += time.perf_counter() - t_compile
+                compiled.compiled_shape(batch, time.perf_counter() - t_compile)
         if total is None:
             losses = _loss_terms(
                 models, cfg, pin_sigma, batch.x, batch.energy, batch.score, batch.temperature, draws
             )
-            total = sum(weights[k] * v for k, v in losses.items())
-            if torch.isfinite(total):
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
+            total = _weighted_backward(losses, weights, optimizer)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
         if hooks is not None:  # data-parallel hook: ∇ ← mean over ranks (exact union-batch gradient)
