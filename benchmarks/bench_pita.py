@@ -1,12 +1,15 @@
 """PITA on LJ-13 and DW-4: energy / distance / aligned W2 vs the held-out sets, evaluations, time.
 
 For each target and seed: the PITA ladder with the ``cpu`` preset (``--quick``: the ``quick``
-preset), the "score scaling" ablation (same ladder, FK weights off), and parallel tempering given the
-same number of target energy evaluations as the PITA run. Also profiles one training step and one
-SMC step (steps/s) of the preset's network. Writes ``benchmarks/results/bench_pita.json`` (rows).
+preset), the "score scaling" ablation (same ladder, FK weights off; by default its MALA relaxation is
+lengthened until it spends the weighted run's energy evaluations, ``--ablation-budget matched``), and
+parallel tempering given the same number of target energy evaluations as the PITA run. Also profiles
+one training step and one SMC step (steps/s) of the preset's network. Writes
+``benchmarks/results/bench_pita.json`` (rows).
 
     python benchmarks/bench_pita.py --quick [--targets lj13,dw4] [--methods pita,scaling,pt,profile]
         [--seeds 0,1,2] [--set key=value ...] [--references runs/references] [--runs-dir DIR] [--out FILE]
+        [--ablation-budget matched|preset]
 
 With ``--references`` (the folder written by ``benchmarks/particle_references.py``), every stage's
 samples are also compared with the certified PT reference at the stage's own temperature
@@ -61,23 +64,41 @@ def _rows(method, target, evaluation, n_evals, wall, command, n):
     return rows
 
 
-def _folder(runs, target, preset, seed, use_weights):
-    return runs / f"{target}_{preset}_s{seed}_{'fk' if use_weights else 'scaling'}"
+def _folder(runs, target, preset, seed, use_weights, matched=False):
+    kind = "fk" if use_weights else ("scaling_matched" if matched else "scaling")
+    return runs / f"{target}_{preset}_s{seed}_{kind}"
 
 
-def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=()):
+def matched_relax_steps(fk_metrics: dict, relax_steps: int, buffer_size: int) -> int:
+    """Relaxation steps per stage that give the ablation the weighted run's evaluation budget.
+
+    The ablation spends what the weighted ladder spends except its tail correction
+    (``final_reweighting``: the bridge's MALA moves or the one true-energy evaluation); that many
+    evaluations go instead into longer MALA relaxation, spread evenly over the annealed stages."""
+    annealed = [s for s in fk_metrics["stages"] if s["stage"] > 0]
+    extra = sum(int(s["energy_evaluations"].get("final_reweighting", 0)) for s in annealed)
+    return relax_steps + math.ceil(extra / (len(annealed) * buffer_size))
+
+
+def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(), matched=False):
     """Run (or resume, if its folder exists) one ladder. The ablation differs from the FK run only
-    after stage 0, so it starts from a copy of the FK run's finished stage 0."""
+    after stage 0, so it starts from a copy of the FK run's finished stage 0. ``matched``: the
+    ablation's relaxation is lengthened to the finished FK run's evaluation budget."""
     over = ("anneal.use_weights=false",) if not use_weights else ()
     cfg = resolve_config(target, preset, seed, over + ("stage_plots=false",) + tuple(sets))
+    if matched and not use_weights:
+        fk = json.loads((_folder(runs, target, preset, seed, True) / "metrics.json").read_text())
+        steps = matched_relax_steps(fk, cfg.relax.n_steps, cfg.buffer_size)
+        cfg = resolve_config(target, preset, seed,
+                             over + ("stage_plots=false",) + tuple(sets) + (f"relax.n_steps={steps}",))
     cfg.reference = str(ref_path)
-    folder = _folder(runs, target, preset, seed, use_weights)
+    folder = _folder(runs, target, preset, seed, use_weights, matched)
     stage0 = _folder(runs, target, preset, seed, True) / "stage_0"
     if not folder.exists() and not use_weights and (stage0 / "COMPLETE").is_file():
         shutil.copytree(stage0, folder / "stage_0")
     res = run_pita(cfg, folder, resume=folder.exists())
     ev = res.metrics["energy_evaluations"]["total"]
-    method = "pita" if use_weights else "pita-score-scaling"
+    method = "pita" if use_weights else ("pita-score-scaling-matched" if matched else "pita-score-scaling")
     rows = _rows(method, target, res.metrics["evaluation"], ev, res.metrics["wall_time_s"], command,
                  res.samples.n)
     return res, [{**r, "seed": seed} for r in rows]
@@ -239,7 +260,11 @@ def main(argv=None):
     p.add_argument("--references", default=None, help="folder of certified references (per temperature)")
     p.add_argument("--runs-dir", default=None, help="where run folders go (default: a temporary folder)")
     p.add_argument("--out", default=str(ROOT / "results" / "bench_pita.json"))
+    p.add_argument("--ablation-budget", choices=("preset", "matched"), default="matched",
+                   help="matched (default): the ablation relaxes longer until it spends the weighted "
+                        "run's evaluations; preset: the preset's relaxation as it is")
     args = p.parse_args(argv)
+    matched = args.ablation_budget == "matched"
     command = "python benchmarks/bench_pita.py " + " ".join(argv if argv is not None else sys.argv[1:])
     preset = "quick" if args.quick else "cpu"
     methods = set(args.methods.split(","))
@@ -273,14 +298,20 @@ def main(argv=None):
                 stage0 = _folder(runs, target, preset, seed, True) / "stage_0" / "COMPLETE"
                 if not use_weights and "pita" not in methods and not stage0.is_file():
                     p.error(f"the ablation reuses the PITA run's stage 0: {stage0} not found")
-                res, r = _pita(target, preset, ref_path, runs, use_weights, command, seed, args.sets)
+                if not use_weights and matched and not (_folder(runs, target, preset, seed, True)
+                                                        / "COMPLETE").is_file():
+                    p.error("--ablation-budget matched needs the finished weighted run of seed "
+                            f"{seed} in --runs-dir (run --methods pita first, or with it)")
+                res, r = _pita(target, preset, ref_path, runs, use_weights, command, seed, args.sets,
+                               matched)
                 rows += r
-                method = "pita" if use_weights else "pita-score-scaling"
+                method = r[0]["method"] if r else ("pita" if use_weights else "pita-score-scaling")
                 m = res.metrics
                 rows += _certified_rows(method, target, res.samples, cert, m["energy_evaluations"]["total"],
                                         m["wall_time_s"], command, seed)
                 if refs is not None:
-                    rows += _stage_rows(method, target, _folder(runs, target, preset, seed, use_weights),
+                    rows += _stage_rows(method, target, _folder(runs, target, preset, seed, use_weights,
+                                                                matched),
                                         temps, refs, seed, command)
                 save()
             if "pt" in methods:
