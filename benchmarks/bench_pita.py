@@ -105,17 +105,11 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
 
 
 def _pt_same_budget(target_name, budget, n, ref, command, seed=0):
-    from boltzpath.mcmc.registry import run_method
+    from boltzpath.methods.compare import pt_at_budget
 
     target = make_target(target_name)
-    chains, replicas = 64, 8
-    steps = max(20, budget // (chains * replicas))
-    burn = steps // 2
-    per_chain = math.ceil(n / chains)
-    thin = max(1, (steps - burn) // per_chain)
-    opts = {"chains": chains, "n_replicas": replicas, "burn_in": burn, "thin": thin, "t_max": 4.0}
     t0 = time.perf_counter()
-    s = run_method("pt", target, n, torch.Generator().manual_seed(seed), opts)
+    s, _ = pt_at_budget(target, budget, n, seed, t_max=4.0)
     wall = time.perf_counter() - t0
     ev = evaluate(s, target, reference=ref, generator=torch.Generator().manual_seed(1), max_n=2000)
     rows = _rows("pt-same-budget", target_name, ev, target.counter.count, wall, command, s.n)

@@ -340,11 +340,20 @@ def evaluate_run(run_dir: str | Path, reference: str | Path | None = None, seed:
     return evaluate_folder(run_dir, reference, seed=seed, progress=_progress(progress))
 
 
+def compare_pt(run_dir: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Parallel tempering with a finished PITA run's energy evaluations, both measured with the same
+    metrics against the same reference; writes and returns ``comparison.json`` (``run pita --compare
+    pt``; boltzpath/methods/compare.py)."""
+    from boltzpath.methods.compare import compare_with_pt
+
+    return compare_with_pt(run_dir, seed=seed)
+
+
 def _progress(progress: Progress | bool | None) -> Progress:
     if isinstance(progress, Progress):
         return progress
     return Progress() if progress else silent()
 
 
-__all__ = ["ConvergenceWarning", "Samples", "Target", "dikl", "dikl_sample", "evaluate", "evaluate_run",
-           "pita", "run_pita_config", "run_sample_config", "sample"]
+__all__ = ["ConvergenceWarning", "Samples", "Target", "compare_pt", "dikl", "dikl_sample", "evaluate",
+           "evaluate_run", "pita", "run_pita_config", "run_sample_config", "sample"]

@@ -44,6 +44,7 @@ from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
+from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.divergence_choice import choose_divergence
 from boltzpath.smc.model import NetworkModel
@@ -168,8 +169,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     return x, summary, energy
 
 
-def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callback,
-               par: PitaParallel) -> tuple[Samples, dict]:
+def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names: dict,
+               callback: Callback, par: PitaParallel) -> tuple[Samples, dict]:
     """Produce (or reload) stage k's samples/buffer/metrics; train its model unless it is the last."""
     sdir = run.subdir(f"stage_{k}")
     temp = cfg.temperatures[k]
@@ -222,8 +223,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, callback: Callba
         metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
             samples, target_k.to("cpu"), references.get(k), _generator(cfg.seed, k, "metrics"),
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
-        if cfg.reference_at(k) is not None:
-            metrics["evaluation"]["reference_file"] = str(cfg.reference_at(k))
+        if k in reference_names:
+            metrics["evaluation"]["reference_file"] = reference_names[k]
         if k > 0:
             metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
@@ -402,13 +403,17 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     if cfg.stage0.data is not None:
         load_stage0_data(cfg.stage0.data, target)  # a bad file is refused before the folder exists
     loaded: dict[str, np.ndarray] = {}
-    references = {}
+    references, reference_names = {}, {}
     for k in range(len(cfg.temperatures)):
         path = cfg.reference_at(k)
         if path is not None:
             if path not in loaded:
                 loaded[path] = load_reference(path, target.dim)
-            references[k] = loaded[path]
+            references[k], reference_names[k] = loaded[path], str(path)
+    last = len(cfg.temperatures) - 1
+    if last not in references and (bundled := bundled_reference(
+            target.to("cpu").at_temperature(cfg.temperatures[-1]))) is not None:
+        references[last], reference_names[last] = bundled  # lj13/dw4 at T = 1: metrics/bundled.py
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
@@ -416,7 +421,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     t0 = time.perf_counter()
     stages = []
     for k in range(len(cfg.temperatures)):
-        samples, metrics = _run_stage(cfg, k, run, target, schedule, references, callback, par)
+        samples, metrics = _run_stage(cfg, k, run, target, schedule, references, reference_names,
+                                      callback, par)
         stages.append(metrics)
     totals: dict[str, int] = {}
     for m in stages:

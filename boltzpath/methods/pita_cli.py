@@ -39,10 +39,13 @@ from boltzpath.methods.pita_config import resolve_config
                    "instead of the preset's stage-0 sampler")
 @click.option("--stage0-evaluations", "stage0_evaluations", type=int, default=None,
               help="energy evaluations the --stage0-data file cost (recorded as user supplied; default 0)")
+@click.option("--compare", type=click.Choice(["none", "pt"]), default="none", show_default=True,
+              help="pt: afterwards, run parallel tempering with the same energy evaluations and compare "
+                   "both with the same metrics (comparison.json)")
 @threads_option
 @one_line_errors
 def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device, stage0_data,
-         stage0_evaluations):
+         stage0_evaluations, compare):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.api import run_pita_config
     from boltzpath.metrics.convergence import smc_warning
@@ -76,3 +79,7 @@ def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device,
     warning = smc_warning(metrics)
     if warning:
         click.echo(f"WARNING {warning}", err=True)
+    if compare == "pt":
+        from boltzpath.methods.compare import compare_with_pt, format_comparison
+
+        click.echo(format_comparison(compare_with_pt(out, seed=cfg.seed)))

@@ -55,7 +55,7 @@ def _subsample(x: torch.Tensor, max_n: int, gen: torch.Generator) -> torch.Tenso
     return torch.randperm(x.shape[0], generator=gen)[:max_n]
 
 
-def _exact_sampler(target) -> Callable[[int, torch.Generator], torch.Tensor] | None:
+def exact_sampler(target) -> Callable[[int, torch.Generator], torch.Tensor] | None:
     if not getattr(target, "has_exact_sampler", False):
         return None
     try:
@@ -116,7 +116,7 @@ def evaluate(samples, target, reference=None, generator: torch.Generator | None 
         x_all, e_all = x_all[ok], e_all[ok]
         if x_all.shape[0] == 0:
             raise BadInput("every sample has non-finite coordinates")
-    sampler = _exact_sampler(target) if reference is None else None
+    sampler = exact_sampler(target) if reference is None else None
     ref_pool = None  # the whole given reference (noise floors split it into disjoint halves)
     idx = _subsample(x_all, max_n, gen)
     x, e = x_all[idx], e_all[idx]
