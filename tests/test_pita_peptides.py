@@ -1,5 +1,6 @@
 """PITA on peptides: the atom transformer, rotation augmentation, units of the data scale, the
-kelvin-ladder pipeline end to end on aldp-fab (tiny sizes), kill/resume, ``--stage0-data``."""
+kelvin-ladder pipeline end to end on aldp-fab (tiny sizes, stage 0 by OpenMM MD, the chirality fix),
+kill/resume, ``--stage0-data``."""
 
 from __future__ import annotations
 
@@ -162,30 +163,46 @@ def _reference_file(tmp_path: Path) -> str | None:
 
 def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(tmp_path):
     ref = _reference_file(tmp_path)
-    cfg = dict(TINY)
+    # stage 0 by OpenMM MD (4 chains, 16 frames each), counted; the chirality fix is on by default
+    md = {"method": "md", "n_samples": 64, "options": {"chains": 4, "burn_in": 50, "thin": 10,
+                                                       "platform": "Reference"}}
+    cfg = dict(TINY, stage0=md)
     if ref is not None:  # the held-out 300 K set: the last stage is at 300 K to use it
-        cfg = dict(TINY, temperatures=[1200.0, 300.0], reference=ref)
+        cfg = dict(cfg, temperatures=[1200.0, 300.0], reference=ref)
     res = run_pita(from_dict(PITAConfig, cfg), tmp_path / "run")
     d = tmp_path / "run"
+    st0 = json.loads((d / "stage_0" / "metrics.json").read_text())
+    assert st0["stage0_method"] == "md" and st0["stage0_info"]["temperature_kelvin"] == 1200.0
+    assert st0["energy_evaluations"]["initial_data"] == st0["stage0_info"]["energy_evaluations"] \
+        == 4 * (50 + 16 * 10 + 16)
+    assert st0["chirality_stage0_data"]["n"] == 64
     for f in ("config.yaml", "samples.npz", "metrics.json", "ladder.png", "COMPLETE"):
         assert (d / f).is_file(), f
     for k in range(2):
         st = json.loads((d / f"stage_{k}" / "metrics.json").read_text())
         for f in ("samples.npz", "buffer.npz", "metrics.json", "COMPLETE"):
             assert (d / f"stage_{k}" / f).is_file(), (k, f)
-        # the mirrored (D) fraction of the samples that feed training, never flipped for training
-        assert 0.0 <= st["chirality"]["mirrored_fraction"] <= 1.0
-        assert st["chirality"]["flipped_for_training"] == 0 and st["chirality"]["chirality_fix"] is False
-        assert "mirrored_fraction" in st["evaluation"]["metrics"]
-    assert "mirrored_fraction" in json.loads((d / "stage_1" / "metrics.json").read_text())[
-        "chirality_before_relaxation"]
+        # the samples that feed training are L: all-D ones flipped (ALDP has one centre: no mixed)
+        ch = st["chirality"]
+        assert ch["chirality_fix"] is True and ch["l_fraction"] == 1.0 and ch["mirrored_fraction"] == 0.0
+        assert ch["dropped_mixed"] == 0 and st["evaluation"]["metrics"]["mirrored_fraction"]["value"] == 0.0
+    st1 = json.loads((d / "stage_1" / "metrics.json").read_text())
+    before, after = st1["chirality_before_relaxation"], st1["chirality_after_relaxation"]
+    assert before["flipped"] == round(32 * before["mirrored_fraction"])
+    assert st1["chirality"]["flipped_for_training"] == before["flipped"] + after["flipped"]
+    log = (d / "run.log").read_text()
+    assert all(f"stage {k} chirality: " in log for k in range(2))
     assert (d / "stage_0" / "model.pt").is_file() and not (d / "stage_1" / "model.pt").exists()
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
     assert ev["initial_data"] > 0 and ev["relaxation"] > 0 and ev["training_buffers"] == 64 + 32
-    assert [s["mirrored_fraction"] for s in metrics["stages"]] == [
-        json.loads((d / f"stage_{k}" / "metrics.json").read_text())["chirality"]["mirrored_fraction"]
+    assert [s["flipped_for_training"] for s in metrics["stages"]] == [
+        json.loads((d / f"stage_{k}" / "metrics.json").read_text())["chirality"]["flipped_for_training"]
         for k in range(2)]
+    # the final metrics state the final samples' chirality and the flips of every stage
+    fc = metrics["chirality"]
+    assert fc["l_fraction"] == 1.0 and fc["flipped_all_stages"] == sum(
+        s["flipped_for_training"] for s in metrics["stages"]) and fc["dropped_mixed_all_stages"] == 0
     assert res.samples.x.shape == (32, 66) and np.isfinite(res.samples.energy.numpy()).all()
     if ref is not None:
         final = metrics["evaluation"]["metrics"]
@@ -198,9 +215,8 @@ def test_run_killed_after_stage_0_resumes_and_completes_with_user_stage0_data(tm
     x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
     data = tmp_path / "t0.npy"
     np.save(data, x0.numpy().reshape(48, 22, 3))  # (n, atoms, 3) is accepted too
-    # with the explicit chirality fix on: mirrored annealed particles are reflected, and counted
-    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data), "data_evaluations": 12345},
-                                     chirality_fix=True))
+    # the chirality fix is on by default: mirrored annealed particles are reflected, and counted
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data), "data_evaluations": 12345}))
 
     def kill(event, info):
         if event == "stage" and info["stage"] == 0:
@@ -219,10 +235,11 @@ def test_run_killed_after_stage_0_resumes_and_completes_with_user_stage0_data(tm
     assert st0["stage0_method"] == "user supplied"
     assert Samples.load(tmp_path / "cut" / "stage_0" / "samples.npz").n == 48
     st1 = json.loads((tmp_path / "cut" / "stage_1" / "metrics.json").read_text())
-    before = st1["chirality_before_relaxation"]
-    assert st1["chirality"]["flipped_for_training"] == before["flipped"]
+    before, after = st1["chirality_before_relaxation"], st1["chirality_after_relaxation"]
+    assert st1["chirality"]["flipped_for_training"] == before["flipped"] + after["flipped"]
     assert before["flipped"] == round(32 * before["mirrored_fraction"]) > 0, before
-    # (no claim about the relaxed samples: the repair of a 6-step model's clashes can move CB across)
+    # the repair of a 6-step model's clashes can move CB across: flipped again after relaxation
+    assert st1["chirality"]["l_fraction"] == 1.0 and res.samples.x.shape[0] == 32
 
 
 def test_stage0_data_with_a_wrong_shape_is_one_line_and_exit_2(tmp_path):
@@ -247,4 +264,5 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
             assert len(cfg.temperatures) == n and cfg.net.kind == "transformer"
             assert cfg.net.sigma_data == pytest.approx(S)
             assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
+            assert cfg.chirality_fix is True
     assert 408.24 in resolve_config("al3", "quick", None, ()).temperatures

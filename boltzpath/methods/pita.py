@@ -18,9 +18,12 @@ to training, which resumes from ``model.pt`` (bit-for-bit, see ``diffusion.train
 draws from its own generators seeded by (seed, stage, purpose), so a resumed run reproduces an
 uninterrupted one. Stage 0 may instead read the user's T₀ samples (``stage0.data``, validated before
 the folder exists; their cost is ``stage0.data_evaluations``, as the user states it). Peptide stages
-report their chirality (``metrics/chirality.py``); annealed particles are reflected only with the
-explicit ``chirality_fix``. ``callback(event, info)`` reports progress (events: ``sample``, ``train``,
-``anneal``, ``relax``, ``stage``); algorithms never print.
+report their chirality (``metrics/chirality.py``); with ``chirality_fix`` (the default) samples
+whose chiral centres are all D are reflected to L (same energy) and mixed-chirality samples are
+dropped, counted per stage (``_chirality_fix``): the stage-0 data before its buffer, annealed
+particles before and after relaxation. ``stage0.method: md`` makes the T₀ data with OpenMM MD
+(``molecules/md_chains.py``, counted in ``initial_data``). ``callback(event, info)`` reports
+progress (events: ``sample``, ``train``, ``anneal``, ``relax``, ``stage``); algorithms never print.
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaP
                    "stage0_evaluations_source": "user supplied (--stage0-evaluations)"
                    if cfg.stage0.data_evaluations else "user supplied, not stated (counted as 0)"}
     method = cfg.stage0.method
+    if method == "md":
+        return _stage0_md(cfg, target_t0, gen, callback, par)
     try:  # parallel hook: par.stage0 is run_method with one process, sharded chains with several
         samples = par.stage0(method, target_t0, cfg.stage0.n_samples, gen, cfg.stage0.options,
                              callback=lambda i, n, info: callback("sample", {"step": i, "of": n, **info}))
@@ -124,6 +129,23 @@ def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaP
         method = "mala"
         samples = run_method("mala", target_t0, cfg.stage0.n_samples, gen, {})
     return samples.x, {"stage0_method": method, "stage0_info": samples.info}
+
+
+def _stage0_md(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaParallel):
+    """``stage0.method: md``: OpenMM Langevin MD chains at T₀ (``molecules.md_chains``) on rank 0 (not
+    sharded), the positions sent to every rank; their force evaluations (not the target's: OpenMM's)
+    are returned as ``md_evaluations`` for the caller to add to ``initial_data``."""
+    from boltzpath.molecules.md_chains import md_chains
+    from boltzpath.parallel.dist import broadcast_object, broadcast_tensor
+
+    n = cfg.stage0.n_samples
+    x, info = np.zeros((n, target_t0.dim), np.float32), None
+    if par.is_main:
+        x, info = md_chains(target_t0, n, gen.initial_seed() % 100_000, cfg.stage0.options,
+                            callback=lambda i, m, inf: callback("sample", {"step": i, "of": m, **inf}))
+    info = broadcast_object(info, par.ctx)
+    x = broadcast_tensor(torch.as_tensor(x, device=gen.device), par.ctx)
+    return x, {"stage0_method": "md", "stage0_info": info, "md_evaluations": info["energy_evaluations"]}
 
 
 def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
@@ -184,10 +206,15 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         par.reset_streams()
         evals: dict[str, int] = {}
         c = par.count(counter)  # parallel hook: counts are sums over processes (collective)
+        chir: list[dict] = []  # the stage's chirality fixes (peptides)
         if k == 0:
             x, extra = _stage0_data(cfg, target_k, gen, callback, par)
             now = par.count(counter)
             evals["initial_data"], c = now - c + (cfg.stage0.data_evaluations if cfg.stage0.data else 0), now
+            evals["initial_data"] += extra.pop("md_evaluations", 0)  # OpenMM's, outside the target's counter
+            if getattr(target, "is_peptide", False):
+                x, _, _, extra["chirality_stage0_data"] = _chirality_fix(cfg, k, x, target)
+                chir.append(extra["chirality_stage0_data"])
             buffer = par.buffer(target_k, x)  # parallel hook: evaluations split over processes
             evals["training_buffers"] = par.count(counter) - c
             energy = buffer.energy
@@ -198,13 +225,18 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             now = par.count(counter)
             evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
             if getattr(target, "is_peptide", False):
-                x, extra["chirality_before_relaxation"] = _chirality_fix(cfg, x, target)
+                x, _, _, extra["chirality_before_relaxation"] = _chirality_fix(cfg, k, x, target)
+                chir.append(extra["chirality_before_relaxation"])
             rx, re, rg, rinfo = par.relax(target_k, x, gen, cfg.relax, callback=lambda i, n, info: callback(
                 "relax", {"stage": k, "step": i, "of": n, **info}))
             # relax evaluates the resampled particles once (the buffer's true energies/forces), then
             # once per MALA step; attribute the first evaluation to the buffer
             evals["training_buffers"] = x.shape[0]
             evals["relaxation"] = par.count(counter) - c - x.shape[0]
+            if getattr(target, "is_peptide", False):  # the repair/MALA can move a centre across
+                rx, rg, keep, extra["chirality_after_relaxation"] = _chirality_fix(cfg, k, rx, target, rg)
+                re = re[keep]
+                chir.append(extra["chirality_after_relaxation"])
             x, energy = rx, re
             buffer = TrainingBuffer(x, re, -rg, None, *rigid_shape(target))
             extra["relaxation"] = rinfo
@@ -214,12 +246,14 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         metrics = {"stage": k, "temperature": temp, "energy_evaluations": evals,
                    "sampling_wall_time_s": time.perf_counter() - t0, **extra}
         if getattr(target, "is_peptide", False) and par.is_main:
-            # the samples that feed training, as they are (never flipped): how many are mirror images
+            # the samples that feed training, after the stage's fixes, and how many were fixed
             from boltzpath.metrics.chirality import chirality_report
 
-            flipped = extra.get("chirality_before_relaxation", {}).get("flipped", 0)
             metrics["chirality"] = {**chirality_report(samples.x.numpy(), target.topology),
-                                    "flipped_for_training": flipped, "chirality_fix": cfg.chirality_fix}
+                                    "flipped_for_training": sum(r["flipped"] for r in chir),
+                                    "dropped_mixed": sum(r["dropped_mixed"] for r in chir),
+                                    "chirality_fix": cfg.chirality_fix}
+            run.log(_chirality_line(k, chir, metrics["chirality"]))
         metrics["evaluation"] = {} if not par.is_main else stage_metrics(  # parallel hook: rank 0 only
             samples, target_k.to("cpu"), references.get(k), _generator(cfg.seed, k, "metrics"),
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
@@ -273,20 +307,43 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
     return samples, metrics
 
 
-def _chirality_fix(cfg: PITAConfig, x: torch.Tensor, target) -> tuple[torch.Tensor, dict]:
-    """The annealed peptide particles' chirality report and, only with ``cfg.chirality_fix``, the
-    particles with every chiral centre D reflected (z ↦ −z; the force field is achiral, so E is
-    unchanged) before relaxation and training. Returns (x, report with the count ``flipped``)."""
-    from boltzpath.metrics.chirality import chirality_report, fix_chirality
+def _chirality_fix(cfg: PITAConfig, k: int, x: torch.Tensor, target, grad: torch.Tensor | None = None):
+    """Peptide samples' chirality report and, with ``cfg.chirality_fix``, the fix: samples whose
+    chiral centres are all D are reflected about their centroid (``metrics.chirality.reflect``; the
+    force field is achiral, so E is unchanged and the force reflects with x: ``grad`` too), samples
+    with mixed centres (a diastereomer, outside the L ensemble and not reachable by a reflection) are
+    dropped. Returns (x, grad, kept row indices, report with the counts ``flipped`` and
+    ``dropped_mixed``); fewer than two samples left is a ``BadInput``."""
+    from boltzpath.metrics.chirality import chirality_masks, reflect
 
-    xn = x.detach().cpu().numpy()
-    report = chirality_report(xn, target.topology)
-    report["flipped"] = 0
-    if cfg.chirality_fix:
-        fixed, flip = fix_chirality(xn, target.topology)
-        report["flipped"] = int(flip.sum())
-        x = torch.as_tensor(fixed, dtype=x.dtype, device=x.device)
-    return x, report
+    report, all_d, mixed = chirality_masks(x.detach().cpu().numpy(), target.topology)
+    keep = torch.arange(x.shape[0], device=x.device)
+    report.update(flipped=0, dropped_mixed=0)
+    if not cfg.chirality_fix:
+        return x, grad, keep, report
+    flip = torch.as_tensor(all_d, device=x.device)[:, None]
+    x = torch.where(flip, reflect(x, target.n_atoms), x)
+    if grad is not None:
+        grad = torch.where(flip.to(grad.device), reflect(grad, target.n_atoms, centre=False), grad)
+    report["flipped"] = int(all_d.sum())
+    if mixed.any():
+        if int((~mixed).sum()) < 2:
+            raise BadInput(f"stage {k}: {int(mixed.sum())} of {x.shape[0]} samples have mixed chirality "
+                           "(some centres D, some L); the sampler failed here "
+                           "(chirality_fix=false keeps them)")
+        keep = torch.as_tensor(np.flatnonzero(~mixed), device=x.device)
+        x, grad = x[keep], None if grad is None else grad[keep.to(grad.device)]
+        report["dropped_mixed"] = int(mixed.sum())
+    return x, grad, keep, report
+
+
+def _chirality_line(k: int, fixes: list[dict], final: dict) -> str:
+    """One run-log line: the stage's chirality fixes and its samples' chirality after them."""
+    steps = "; ".join(f"{r['n']} in: mirrored {r['mirrored_fraction']:.3f} (flipped {r['flipped']}), "
+                      f"mixed {r['mixed_fraction']:.3f} (dropped {r['dropped_mixed']})" for r in fixes)
+    off = "" if final["chirality_fix"] else " (report only, chirality_fix off)"
+    return (f"stage {k} chirality{off}: {steps or 'no fix'}; samples: L {final['l_fraction']:.3f}, mirrored "
+            f"{final['mirrored_fraction']:.3f}, mixed {final['mixed_fraction']:.3f} (n={final['n']})")
 
 
 def _previous_model_here(cfg, k, energy, buffer: TrainingBuffer, par) -> dict:
@@ -402,6 +459,12 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     _check_ladder_fits(cfg, target)  # before anything is written
     if cfg.stage0.data is not None:
         load_stage0_data(cfg.stage0.data, target)  # a bad file is refused before the folder exists
+    elif cfg.stage0.method == "md":  # OpenMM MD needs a molecule; bad options refused here too
+        from boltzpath.molecules.md_chains import MDChainsConfig
+
+        if not getattr(target, "is_peptide", False):
+            raise BadInput(f"stage0.method md (OpenMM MD) needs a peptide target, not {cfg.target}")
+        MDChainsConfig.from_options(cfg.stage0.options)
     loaded: dict[str, np.ndarray] = {}
     references, reference_names = {}, {}
     for k in range(len(cfg.temperatures)):
@@ -439,10 +502,16 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
-                    **({"mirrored_fraction": m["chirality"]["mirrored_fraction"]}
-                       if "chirality" in m else {}),
+                    **({"mirrored_fraction": m["chirality"]["mirrored_fraction"],
+                        "flipped_for_training": m["chirality"]["flipped_for_training"],
+                        "dropped_mixed": m["chirality"]["dropped_mixed"]} if "chirality" in m else {}),
                     "evaluation": m["evaluation"]} for m in stages],
     }
+    if "chirality" in stages[-1]:  # peptides: the final samples' chirality and every stage's fixes
+        final["chirality"] = {
+            **stages[-1]["chirality"],
+            "flipped_all_stages": sum(m["chirality"]["flipped_for_training"] for m in stages),
+            "dropped_mixed_all_stages": sum(m["chirality"]["dropped_mixed"] for m in stages)}
     info = {**samples.info, "energy_evaluations": final["energy_evaluations"]["total"], "wall_time_s": wall}
     final_samples = Samples(samples.x, samples.energy, None, info)
     run.write_samples(final_samples)

@@ -14,8 +14,11 @@ gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the repo
 training is extended until U_η is good enough for the next γ); ``train_on_all_buffers`` (with
 ``net.temperature_conditioned``: stage k fine-tunes one temperature-conditioned model on the buffers
 of stages 0…k, each labelled with its temperature — the released LJ-13 setup — instead of on the
-newest buffer alone); ``chirality_fix`` (peptides: reflect annealed particles whose chiral centres are
-all D before relaxation and training — off by default, and when on, the count is reported per stage).
+newest buffer alone); ``chirality_fix`` (peptides, on by default: samples whose chiral centres are all
+D are reflected to L — the force field is achiral, so this maps them onto the L half of the density at
+the same energy — and samples with mixed centres are dropped, at stage 0 before the buffer and at every
+later stage before and after relaxation; the counts are reported per stage and in the final metrics;
+``false`` only reports).
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from boltzpath.smc.relax import RelaxConfig
 
 @dataclass
 class Stage0Config:
-    """The T₀ sampler: a method of ``boltzpath.mcmc.registry`` (mala, hmc, pt, …) and its options —
-    or ``data``: a file of T₀ samples made elsewhere (.npy/.npz, (n, dim) or (n, atoms, 3), in the
-    target's unit; every row is used and ``n_samples``/``method`` are then ignored), whose cost the
-    user states in ``data_evaluations`` (recorded as user supplied; 0 when not stated)."""
+    """The T₀ sampler: a method of ``boltzpath.mcmc.registry`` (mala, hmc, pt, …) and its options, or
+    ``md`` for peptides (OpenMM Langevin MD chains, ``molecules.md_chains.MDChainsConfig`` options;
+    its force evaluations are counted in ``initial_data``) — or ``data``: a file of T₀ samples made
+    elsewhere (.npy/.npz, (n, dim) or (n, atoms, 3), in the target's unit; every row is used and
+    ``n_samples``/``method`` are then ignored), whose cost the user states in ``data_evaluations``
+    (recorded as user supplied; 0 when not stated)."""
 
     method: str = "mala"
     n_samples: int = 2000
@@ -77,7 +82,7 @@ class PITAConfig:
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     gate: QualityGate = field(default_factory=QualityGate)
     train_on_all_buffers: bool = False
-    chirality_fix: bool = False
+    chirality_fix: bool = True
     n_particles: int = 1000
     buffer_size: int = 1000
     reference: str | None = None
