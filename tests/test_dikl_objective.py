@@ -3,11 +3,13 @@
 Generator x = μ + s·z, z ~ N(0, 1); VP kernel k_t = N(α_t x, σ_t²). For a Gaussian target N(m, v):
 p_θ,t = N(αμ, A), p_t = N(αm, B), A = α²s² + σ², B = α²v + σ², and
 KL_t = ½[A/B + α²(μ − m)²/B − 1 + ln(B/A)],  ∂KL_t/∂μ = α²(μ − m)/B,  ∂KL_t/∂s = α²s(1/B − 1/A).
-The trainer's surrogate has expected gradient (1/T) Σ_t w(t) ∇KL_t (t uniform over T levels).
+The trainer's surrogate has expected gradient (1/T') Σ_t w(t) ∇KL_t (t uniform over the T' training
+levels i = first_level..T−1; the smallest level i = 0 is left out by default, as in the released code).
 """
 
 import math
 
+import pytest
 import torch
 from fixtures import CorrelatedGaussian, seeded
 from torch import nn
@@ -65,24 +67,27 @@ def make_state(cfg: DiKLConfig, gen, score, seed=0, lr=0.02):
                      seeded(seed))
 
 
-def config(steps=10, beta_end=0.3, **train):
-    return DiKLConfig(ddpm=DDPMConfig(steps=steps, beta_end=beta_end),
+def config(steps=10, beta_end=0.3, first_level=1, **train):
+    return DiKLConfig(ddpm=DDPMConfig(steps=steps, beta_end=beta_end, first_level=first_level),
                       posterior={"n_importance": 10, "mala_steps": 10, "average_last": 5, "step_size": 0.1},
                       train={"batch_size": 1000, "dsm_steps": 0, "weighting": "inv_alpha", **train})
 
 
 def analytic_gradient(sched: VPSchedule, w, mu, s, m, v):
-    a2, sig2 = sched.alpha**2, sched.sigma**2
+    """(1/T') Σ over the training levels i = first_level..T−1 of w ∇KL_t."""
+    used = slice(sched.first_level, None)
+    a2, sig2, w = sched.alpha[used] ** 2, sched.sigma[used] ** 2, w[used]
     big_a, big_b = a2 * s**2 + sig2, a2 * v + sig2
     g_mu = (w * a2 * (mu - m) / big_b).mean()
     g_s = (w * a2 * s * (1 / big_b - 1 / big_a)).mean()
     return torch.tensor([float(g_mu), float(g_s)])
 
 
-def test_generator_gradient_matches_the_closed_form():
+@pytest.mark.parametrize("first_level", [0, 1, 4])
+def test_generator_gradient_matches_the_closed_form(first_level):
     m, v, mu, s = 1.5, 0.25, 0.0, 1.0
     target = CorrelatedGaussian(mean=(m,), cov=((v,),))
-    cfg = config()
+    cfg = config(first_level=first_level)
     cfg = from_dict(DiKLConfig, to_dict(cfg))
     sched = VPSchedule(cfg.ddpm)
     gen = Affine(mu, s)
@@ -125,11 +130,11 @@ def test_training_with_a_learned_model_score_converges_to_the_target():
     assert abs(s - sd) < 0.08, s
 
 
-def _train_mixture(steps: int, beta_end: float, iterations: int = 300):
+def _train_mixture(steps: int, beta_end: float, iterations: int = 300, first_level: int = 1):
     """Train the affine generator from N(−0.5, 1) on ½N(−2, 0.5²) + ½N(2, 0.5²); returns the mass
     right of 0 and the mean (μ, s) over the last 100 iterates."""
     target = GaussianMixture([[-2.0], [2.0]], 0.5)
-    base = to_dict(config(steps=steps, beta_end=beta_end))
+    base = to_dict(config(steps=steps, beta_end=beta_end, first_level=first_level))
     cfg = from_dict(DiKLConfig, {**base, "train": {**base["train"], "batch_size": 256}})
     sched = VPSchedule(cfg.ddpm)
     gen = Affine(-0.5, 1.0)  # broad start, slightly left: reverse KL has a side to fall to
@@ -156,5 +161,5 @@ def test_diffusive_kl_covers_both_modes_where_reverse_kl_collapses():
     """
     right, (_, s) = _train_mixture(30, 0.7)
     assert abs(right - 0.5) < 0.1 and abs(s - 1.8) < 0.25, (right, s)
-    right, (mu, s) = _train_mixture(1, 1e-4)
+    right, (mu, s) = _train_mixture(1, 1e-4, first_level=0)
     assert right < 0.01 and abs(mu + 2.0) < 0.1 and abs(s - 0.5) < 0.1, (right, mu, s)

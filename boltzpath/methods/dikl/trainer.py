@@ -4,7 +4,7 @@ Per iteration (every random draw from one ``torch.Generator``, in a fixed order)
 
 1. model score (M-step for φ): ``dsm_steps`` Adam steps of DSM on fresh generator samples
    x = f_θ(z) (no gradient into θ), ``ModelScore.dsm_loss``;
-2. generator (θ): z ~ N(0, I), x = f_θ(z), level t ~ U{1..T} per row, ε ~ N(0, I),
+2. generator (θ): z ~ N(0, I), x = f_θ(z), level i ~ U{first_level..T−1} per row, ε ~ N(0, I),
    x_t = α_t x + σ_t ε. With Δ(x_t) = s_φ(x_t, t) − ∇log p_t(x_t) (the target's noised score by
    the score identity, ``posterior.estimate_target_score``, optionally norm-clipped per row by
    ``train.score_clip``; both held fixed), the surrogate
@@ -12,7 +12,7 @@ Per iteration (every random draw from one ``torch.Generator``, in a fixed order)
        L(θ) = (1/B) Σ_b w(t_b) ⟨sg[Δ(x_t,b)], x_t,b(θ)⟩
 
    has gradient (1/B) Σ_b w(t_b) (∂x_t,b/∂θ)ᵀ Δ(x_t,b) — one VJP through x_t = α_t f_θ(z) + σ_t ε —
-   an unbiased estimate of (1/T)·∇_θ Σ_t w(t) KL[p_θ∗k_t ‖ p∗k_t]
+   an unbiased estimate of (1/T')·∇_θ Σ_t w(t) KL[p_θ∗k_t ‖ p∗k_t] over the T' levels used
    (∇_θ KL_t = E_{p_θ,t}[(∇log p_θ,t − ∇log p_t)·∂x_t/∂θ], the seed talk's gradient).
 
 MALA step sizes of the posterior sampler are kept per level (log, float64) across iterations.
@@ -140,7 +140,7 @@ def generator_gradient(state: DiKLState, target, cfg: DiKLConfig) -> dict:
     sched, tc, rng = state.score.schedule, cfg.train, state.rng
     z = state.generator.latent(tc.batch_size, rng)
     x = state.generator(z)
-    idx = torch.randint(0, sched.steps, (tc.batch_size,), generator=rng, device=x.device)
+    idx = sched.draw_levels(tc.batch_size, rng)
     eps = state.generator.project(torch.randn(x.shape, generator=rng, dtype=x.dtype, device=x.device))
     alpha, sigma = sched.columns(idx, x.dtype)
     x_t = alpha * x + sigma * eps
