@@ -98,3 +98,29 @@ def test_score_output_is_the_default_and_reaches_the_model():
         assert build_networks(target, spec, spec, sched)[1].output == output
     with pytest.raises(BadInput):
         NetSpec(output="x0").validate()
+
+
+class Overflowing(CorrelatedGaussian):
+    """N(0, 1) in 2-D whose energy and gradient overflow to ∞ for x₀ > 1.5 (an LJ overlap in float32)."""
+
+    def energy_and_grad(self, x):
+        e, g = super().energy_and_grad(x)
+        far = x[:, 0] > 1.5
+        return torch.where(far, torch.inf, e), torch.where(far[:, None], torch.inf, g)
+
+
+@pytest.mark.parametrize("score_clip", [None, 1000.0])
+def test_non_finite_target_scores_are_dropped_not_propagated(score_clip):
+    """Old code: one ∞ row made the surrogate ∞ (or ∞·0 = NaN in the clip) and the generator NaN."""
+    net = {"kind": "mlp", "hidden": 8, "layers": 1, "emb_dim": 4, "scale": 1.5}
+    cfg = from_dict(DiKLConfig, {"generator": net, "score_net": net, "ddpm": {"steps": 4, "beta_end": 0.3},
+                                 "posterior": {"n_importance": 2, "mala_steps": 2},
+                                 "train": {"batch_size": 128, "dsm_steps": 1, "score_clip": score_clip}})
+    target = Overflowing(mean=(0.0, 0.0), cov=((1.0, 0.0), (0.0, 1.0)))
+    state = init_state(target, cfg)
+    dropped = 0
+    for _ in range(3):
+        dropped += iterate(state, target, cfg)["dropped_rows"]
+    assert dropped > 0
+    assert all(torch.isfinite(p).all() for p in state.generator.parameters())
+    assert torch.isfinite(state.log_steps).all()

@@ -109,6 +109,10 @@ def estimate_target_score(target, x_t: torch.Tensor, alpha: torch.Tensor, sigma:
     if log_step is None:
         log_step = initial_log_step(cfg, alpha, sigma)
     cand, log_w = _importance(target, x_t, alpha, sigma, k, cfg.ais_steps, log_step, generator)
+    # non-finite energies (an overflowing LJ overlap) weigh nothing; a row with no finite candidate
+    # keeps uniform weights (its estimate is then not finite and the trainer drops that row)
+    log_w = torch.nan_to_num(log_w, nan=-math.inf, posinf=-math.inf)
+    log_w = torch.where(torch.isneginf(log_w).all(1, keepdim=True), torch.zeros_like(log_w), log_w)
     w = torch.softmax(log_w, dim=1)  # (B, K), float64
     ess = float((1.0 / (w**2).sum(1)).mean())
     if cfg.mala_steps == 0:

@@ -153,14 +153,23 @@ def generator_gradient(state: DiKLState, target, cfg: DiKLConfig) -> dict:
         norm = s_target.norm(dim=-1, keepdim=True)
         s_target = s_target * torch.clamp(tc.score_clip / (norm + 1e-12), max=1.0)
     gap = (s_model - s_target).detach()
+    # a row whose estimate is not finite (an overflowing LJ overlap: ∞·0 in the clip) would turn the
+    # generator's weights and Adam state into NaN for good; it is dropped (contributes zero). The
+    # released code skips the whole step when its loss is not finite.
+    bad = ~torch.isfinite(gap).all(-1)
+    gap = torch.where(bad[:, None], torch.zeros_like(gap), gap)
     w = sched.weights(tc.weighting).to(idx.device)[idx].to(x.dtype)
     surrogate = (w[:, None] * gap * x_t).sum(-1).mean()
     surrogate.backward()
-    return {"score_gap": float(gap.norm(dim=-1).mean()), **info}
+    good = gap[~bad]
+    return {"score_gap": float(good.norm(dim=-1).mean()) if good.shape[0] else float("nan"),
+            "dropped_rows": int(bad.sum()), **info}
 
 
 def _update_log_steps(state: DiKLState, idx: torch.Tensor, log_step: torch.Tensor) -> None:
     """Each visited level's step becomes the mean adapted log step of its rows."""
+    ok = torch.isfinite(log_step)  # a NaN acceptance (non-finite energies) must not poison a level
+    idx, log_step = idx[ok], log_step[ok]
     total = torch.zeros_like(state.log_steps).index_add_(0, idx, log_step)
     count = torch.zeros_like(state.log_steps).index_add_(0, idx, torch.ones_like(log_step))
     seen = count > 0
