@@ -1,0 +1,78 @@
+"""``run pita --compare pt``: PT at the run's energy-evaluation budget, and the shipped references."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from boltzpath.methods.compare import pt_at_budget
+from boltzpath.methods.pita_cli import pita
+from boltzpath.metrics.bundled import bundled_reference
+from boltzpath.targets.registry import make_target
+from tests.test_pita import TINY
+
+HOLDOUT = Path(__file__).resolve().parents[2] / "shared" / "holdout"
+
+
+def test_pt_at_budget_spends_the_budget():
+    # the comparison is only fair if PT spends what the run spent: 64 chains x 8 replicas, one
+    # evaluation per replica per MALA step (plus the start), so the count is within one step (512)
+    target = make_target("gmm40")
+    budget = 60_000
+    s, opts = pt_at_budget(target, budget, 500, seed=0, t_max=4.0)
+    spent = target.counter.count
+    assert s.n == 500 and opts["chains"] * opts["n_replicas"] == 512
+    assert 0 <= budget - spent < 512, (spent, budget)
+
+
+def test_run_pita_compare_pt_writes_the_comparison(tmp_path):
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(pita, ["--preset", str(preset), "--out", str(out), "--quiet", "--compare", "pt"])
+    assert r.exit_code == 0, r.output
+    assert "PT" in r.output and "mode_weight_tvd" in r.output and "exact sampler" in r.output
+    c = json.loads((out / "comparison.json").read_text())
+    budget = json.loads((out / "metrics.json").read_text())["energy_evaluations"]["total"]
+    assert c["budget"] == budget == c["run"]["energy_evaluations"]
+    # this tiny run spent less than PT's shortest run (20 steps of 512 replicas), which PT then
+    # uses; the comparison reports both counts rather than pretending they are equal
+    assert budget < 20 * 512 and c["pt"]["energy_evaluations"] == 20 * 512
+    # the same metrics, by the same code, on both sides
+    assert set(c["run"]["metrics"]) == set(c["pt"]["metrics"]) >= {"mode_weight_tvd", "coordinate_w2"}
+    # PT's ladder spans the run's own range (T = 4 -> 1)
+    assert c["pt"]["options"]["t_max"] == 4.0
+
+
+def test_bundled_references_only_where_they_are_right():
+    ref, name = bundled_reference(make_target("lj13"))
+    assert ref.shape == (2000, 39) and "particle_references" in name
+    assert bundled_reference(make_target("dw4"))[0].shape == (2000, 8)
+    # CoM-free, as the targets' samples are
+    assert np.abs(ref.reshape(-1, 13, 3).mean(1)).max() < 1e-4
+    for t in (make_target("lj13").at_temperature(1.5), make_target("lj13", pair_factor=1.0),
+              make_target("gmm40")):
+        assert bundled_reference(t) is None
+
+
+@pytest.mark.parametrize("name", ["lj13", "dw4"])
+def test_bundled_reference_mean_energy_agrees_with_an_independent_set(name):
+    # the shipped set (our PT run) against an independent one: the held-out set (evaluation only).
+    # Tolerance: 4 standard errors of the difference of the two means, each taken as if its samples
+    # were independent (the held-out sets are i.i.d. draws; the PT subset is thinned and randomly
+    # subsampled from 256 chains, and its two-run agreement is in BENCHMARKS.md). The DW-4 held-out
+    # set is known to be biased in its macrostates (docs/pita.md), so DW-4 compares the mean only.
+    path = HOLDOUT / f"{name}_test_10k.npy"
+    if not path.is_file():
+        pytest.skip(f"held-out set {path} absent (../shared not laid out)")
+    target = make_target(name)
+    ref, _ = bundled_reference(target)
+    e_ref = target.energy(torch.as_tensor(ref, dtype=torch.float64)).numpy()
+    held = np.load(path).reshape(-1, target.dim)
+    e_held = target.energy(torch.as_tensor(held, dtype=torch.float64)).numpy()
+    se = np.sqrt(e_ref.var() / e_ref.size + e_held.var() / e_held.size)
+    assert abs(e_ref.mean() - e_held.mean()) < 4 * se, (e_ref.mean(), e_held.mean(), se)
