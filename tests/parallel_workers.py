@@ -1,11 +1,13 @@
 """Module-level workers run by ``boltzpath.parallel.launch.spawn_local`` in the parallel tests.
 
 Each joins the gloo group from the environment, does one job, and writes its results (tensors via
-``torch.save`` of plain dicts, read back with ``weights_only=True``) under the folder it is given.
+``torch.save`` of plain dicts, read back with ``weights_only=True``, or JSON) under the folder it is
+given.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -138,4 +140,53 @@ def smc_worker(out: str) -> None:
     out_rows.update({"noresample_log_z": torch.tensor(res.log_z, dtype=torch.float64),
                      "noresample_local_log_w": res.log_weights, "noresample_all_log_w": full.log_weights})
     torch.save(out_rows, Path(out) / f"smc{ctx.rank}.pt")
+    shutdown(ctx)
+
+
+# ------------------------------------------------------------------ sharded tempered bridge
+BRIDGE_REPLICAS, BRIDGE_PARTICLES, BRIDGE_MOVES = 8, 1000, 5
+BRIDGE_UNEVEN = 301  # split 151 + 150: shards of different sizes
+
+
+def bridge_worker(out: str) -> None:
+    """The wrong-model bridge of tests/test_smc_bridge.py on a population split over the ranks."""
+    from test_smc_bridge import GAMMA, MIX, PerturbedMixture, _exact_draws, _Model, _Target
+
+    from boltzpath.parallel.ddp_train import rank_seed
+    from boltzpath.parallel.dist import all_gather_json, shard, sum_int
+    from boltzpath.parallel.sharded_smc import ShardedPopulation
+    from boltzpath.smc.bridge import BridgeSettings, bridge
+
+    ctx = init_from_env("cpu")
+    wrong = _Model(PerturbedMixture(MIX))
+    settings = BridgeSettings(moves=BRIDGE_MOVES, step_size=0.01)  # the one-process test's settings
+    rows = []
+    for r in range(BRIDGE_REPLICAS + 1):
+        n_total = BRIDGE_PARTICLES if r < BRIDGE_REPLICAS else BRIDGE_UNEVEN
+        _, n_local = shard(n_total, ctx)
+        own = torch.Generator().manual_seed(rank_seed(900 + r, ctx.rank))  # draws and MALA noise
+        shared = torch.Generator().manual_seed(30_000 + r)  # resampling only, the same on every rank
+        x0 = _exact_draws(wrong, n_local, own)
+        target = _Target()
+        x, lw, idx, info = bridge(wrong, x0, torch.zeros(n_local, dtype=torch.float64), target, GAMMA,
+                                  settings, own, ShardedPopulation(ctx, shared))
+        rows.append({"n": n_total, "n_local": n_local, "p_pos": float((x[:, 0] > 0).double().mean()),
+                     "x": x[:, 0].tolist(), "idx": idx.tolist(), "lw_shape": list(lw.shape),
+                     "betas": info["betas"], "betas_all_ranks": all_gather_json(info["betas"], ctx),
+                     "levels": info["levels"], "resampled": info["resampled"],
+                     "reached_by_moves": info["reached_by_moves"], "ess": info["ess"],
+                     "final_ess_fraction": info["final_ess_fraction"],
+                     "evaluations_local": target.evaluations,
+                     "evaluations": sum_int(target.evaluations, ctx)})
+    # moves = 0: pure reweighting and resampling of one fixed population of BRIDGE_UNEVEN particles
+    # (drawn identically on every rank, each keeps its shard) — comparable with one process exactly
+    off, n_local = shard(BRIDGE_UNEVEN, ctx)
+    x0 = _exact_draws(wrong, BRIDGE_UNEVEN, torch.Generator().manual_seed(5))[off: off + n_local]
+    x, lw, idx, info = bridge(wrong, x0, torch.zeros(n_local, dtype=torch.float64), _Target(), GAMMA,
+                              BridgeSettings(moves=0), torch.Generator().manual_seed(rank_seed(6, ctx.rank)),
+                              ShardedPopulation(ctx, torch.Generator().manual_seed(6)))
+    fixed = {"x": x[:, 0].tolist(), "lw": lw.tolist(), "idx": idx.tolist(), "betas": info["betas"],
+             "ess": info["ess"], "resampled": info["resampled"],
+             "final_ess_fraction": info["final_ess_fraction"]}
+    (Path(out) / f"bridge{ctx.rank}.json").write_text(json.dumps({"rows": rows, "fixed": fixed}))
     shutdown(ctx)

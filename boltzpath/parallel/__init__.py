@@ -5,7 +5,8 @@
 * ``dist``        — process group from torchrun's environment (gloo on CPU, NCCL on CUDA) and the
   collectives used here; rank 0 alone writes files;
 * ``ddp_train``   — data-parallel training hooks (exact gradient averaging) for any training loop;
-* ``sharded_smc`` — the FK annealing with its population split over ranks (global resampling);
+* ``sharded_smc`` — the FK annealing and the bridge tail with their population split over ranks
+  (global statistics and resampling);
 * ``sharded_mcmc``— chains of any baseline sampler split over ranks, samples and counts gathered;
 * ``pita_parallel`` — the PITA ladder's steps shared out over ranks (rank 0 writes the run folder);
 * ``launch``      — start R local processes wired like torchrun (tests, benchmarks).

@@ -8,7 +8,8 @@ them unconditionally.
 
 Collectives (all ranks must call them, in the same order):
 
-* ``all_reduce_sum`` / ``all_reduce_mean``: elementwise over ranks (in place, returns the tensor);
+* ``all_reduce_sum`` / ``all_reduce_mean`` / ``all_reduce_max``: elementwise over ranks (in place,
+  returns the tensor);
 * ``all_gather_cat(t)``: concatenation over ranks along dim 0, rank order, sizes may differ;
 * ``sum_int(n)``: Σ_r n_r as a Python int (exact: int64);
 * ``broadcast_object(obj)`` / ``all_gather_json(obj)``: JSON-like values (sent as UTF-8 bytes, no pickle);
@@ -115,6 +116,12 @@ def all_reduce_mean(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     if ctx.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t.div_(ctx.world_size)
+    return t
+
+
+def all_reduce_max(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t
 
 

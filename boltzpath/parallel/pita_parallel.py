@@ -9,7 +9,8 @@ one-process runs are unchanged bit-for-bit). With R ranks:
   every configuration is evaluated once in the whole job;
 * annealing: each population of N particles is one ``sharded_anneal`` (global resampling); the
   final resampling by the FK weights uses the shared generator, so every rank ends with the same
-  N particles;
+  N particles; the ``bridge`` tail runs on the ranks' shards (``ShardedPopulation``: statistics
+  all-reduced, resampling global, moves local) and ends with the same N particles on every rank;
 * relaxation: each rank relaxes its share of the buffer (``sharded_relax``), then all-gather;
 * training: ``DataParallel`` hooks (exact gradient averaging; rank 0 writes checkpoints);
 * evaluation counts: every read of the target's counter is the sum over ranks (a collective);
@@ -26,12 +27,11 @@ from __future__ import annotations
 import torch
 
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
-from boltzpath.errors import BadInput
 from boltzpath.io.runs import RunDir
 from boltzpath.parallel.ddp_train import DataParallel, rank_seed
 from boltzpath.parallel.dist import DistContext, all_gather_cat, barrier, shard, sum_int
 from boltzpath.parallel.sharded_mcmc import sample_shard
-from boltzpath.parallel.sharded_smc import gather_result, sharded_anneal, sharded_relax
+from boltzpath.parallel.sharded_smc import ShardedPopulation, gather_result, sharded_anneal, sharded_relax
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.bridge import bridge, bridge_settings
 from boltzpath.smc.relax import relax
@@ -124,8 +124,6 @@ class PitaParallel:
         particle from ``target``, evaluations split over ranks) and its final resampling
         → (result, final log-weights, indices, equal-weight x)."""
         bridged = acfg.tail == "bridge" and acfg.use_weights
-        if bridged and self.ctx.distributed:
-            raise BadInput("anneal.tail 'bridge' runs in one process (not yet sharded under torchrun)")
         if not self.ctx.distributed:
             res = anneal(model, n, schedule, acfg, gen, project, callback=callback)
             if bridged:  # the tail correction, its moves and the final resampling in one (smc.bridge)
@@ -136,8 +134,14 @@ class PitaParallel:
             idx = systematic(gen, lw, n)
             return res, lw, idx, res.x[idx]
         own, shared = self._streams(gen)
-        res = gather_result(sharded_anneal(model, n, schedule, acfg, own, shared, self.ctx, project,
-                                           callback=callback), self.ctx)
+        res = sharded_anneal(model, n, schedule, acfg, own, shared, self.ctx, project, callback=callback)
+        if bridged:  # on this rank's shard; the results are the whole population's on every rank
+            x_eq, lw, idx, tail = bridge(model, res.x, res.log_weights, target, acfg.gamma,
+                                         bridge_settings(acfg), own, ShardedPopulation(self.ctx, shared))
+            res = gather_result(res, self.ctx)
+            res.info.tail = tail
+            return res, lw, idx, x_eq
+        res = gather_result(res, self.ctx)
         lw = self._tail(model, res, acfg, target)
         idx = systematic(shared, lw, n)
         return res, lw, idx, res.x[idx]

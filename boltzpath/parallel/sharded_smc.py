@@ -22,6 +22,16 @@ N·dim numbers per resampling event.
 
 With one process and ``shared_generator is generator`` the random draws happen in the same order
 as ``smc.annealing.anneal``, which this then reproduces bit-for-bit (tested).
+
+The tempered bridge tail (``smc.bridge``) runs on the same shards through ``ShardedPopulation``,
+its hooks for population statistics. Unlike the FK step it never gathers the weights to compute a
+statistic: the normaliser (max and sum of the weights), the ESS, the conditional ESS evaluated at
+every bisection point for β' and the survivor counts are all-reduced (a few scalars each; an
+all-reduce leaves the same reduced value on every rank, so every rank takes the same branch and the
+same β'). Resampling — when the global ESS drops, and the final one to equal weights — is the FK
+step's ``exchange_resample`` with the shared generator (the log-weights are gathered then, as in
+the FK step). MALA moves and their per-particle step sizes stay on the particle's rank (step sizes
+travel with their particle when it is resampled); each rank's target counts its own evaluations.
 """
 
 from __future__ import annotations
@@ -33,13 +43,36 @@ import torch
 
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
-from boltzpath.parallel.dist import DistContext, all_gather_cat, shard
+from boltzpath.parallel.dist import (
+    DistContext,
+    all_gather_cat,
+    all_reduce_max,
+    all_reduce_sum,
+    shard,
+    sum_int,
+)
 from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKStepInfo, mutate, tail_increment
+from boltzpath.smc.bridge import Population
 from boltzpath.smc.model import DiffusionModel
-from boltzpath.smc.resample import RESAMPLERS
-from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
+from boltzpath.smc.resample import RESAMPLERS, systematic
+from boltzpath.smc.weights import _clean, effective_sample_size, log_weight_spread, normalised_weights
 
 Project = Callable[[torch.Tensor], torch.Tensor]
+
+
+def exchange_resample(resampler, shared: torch.Generator, log_w_all: torch.Tensor, offset: int, count: int,
+                      tensors: list[torch.Tensor], ctx: DistContext):
+    """Global resampling with particle exchange (module docstring): ``resampler`` draws all N ancestors
+    from the gathered log-weights with the generator every rank shares; this rank keeps draws
+    [offset, offset + count) and fetches those ancestors' rows of each of ``tensors`` (its own shard
+    of a per-particle quantity) with one all-gather each. Returns (the kept ancestor indices, global,
+    and the fetched rows); offset 0 and count N give every rank the whole resampled population."""
+    idx = resampler(shared, log_w_all, log_w_all.shape[0])[offset: offset + count]
+    out = []
+    for t in tensors:
+        t_all = all_gather_cat(t, ctx)
+        out.append(t_all[idx.to(t_all.device)])
+    return idx, out
 
 
 def _sharded_step(model, x, log_w, log_z, t_now, t_next, schedule, cfg, generator, shared, project,
@@ -61,9 +94,8 @@ def _sharded_step(model, x, log_w, log_z, t_now, t_next, schedule, cfg, generato
     spread = log_weight_spread(log_w_all)
     resampled = False
     if cfg.use_weights and t_next >= cfg.stop_resampling_t and ess < cfg.ess_threshold * n_total:
-        idx = RESAMPLERS[cfg.resample](shared, log_w_all, n_total)[offset: offset + x.shape[0]]
-        x_all = all_gather_cat(x_new, ctx)
-        x_new = x_all[idx.to(x_all.device)]
+        _, (x_new,) = exchange_resample(RESAMPLERS[cfg.resample], shared, log_w_all, offset, x.shape[0],
+                                        [x_new], ctx)
         log_w, resampled = torch.zeros_like(log_w), True
     info = FKStepInfo(float(t_next), ess, resampled, spread, log_z_inc, max_abs)
     return x_new, log_w, log_z, info
@@ -145,3 +177,62 @@ def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx:
     if "repair_steps_taken" in info:
         info["repair_steps_taken"] = max(p["repair_steps_taken"] for p in parts)
     return RelaxResult(res.x, res.energy, res.grad, info)
+
+
+class ShardedPopulation(Population):
+    """``smc.bridge.Population`` for a population split over ranks (module docstring, last part).
+
+    ``shared``: the resampling generator, seeded the same on every rank and used for nothing else.
+    ``bridge(…, generator=own, population=ShardedPopulation(ctx, shared))`` on this rank's particles
+    returns the whole population's equal-weight particles, final log-weights and ancestor indices on
+    every rank. With one process and ``shared`` the bridge's own generator it is ``bridge()`` bit for
+    bit (tested): each hook does the one-process arithmetic with the sum or max all-reduced.
+    """
+
+    def __init__(self, ctx: DistContext, shared: torch.Generator) -> None:
+        super().__init__(shared)
+        self.ctx = ctx
+
+    def size(self, n_local: int) -> int:
+        counts = all_gather_cat(torch.tensor([int(n_local)], dtype=torch.int64, device=self.ctx.device),
+                                self.ctx).tolist()
+        if min(counts) < 1:
+            raise BadInput(f"the bridge needs particles on every process (shards: {counts})")
+        self.offset, self.n_local, self.n_total = sum(counts[: self.ctx.rank]), int(n_local), sum(counts)
+        return self.n_total
+
+    def count(self, k: int) -> int:
+        return sum_int(k, self.ctx)
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        return all_reduce_max(t.clone(), self.ctx)
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(t.clone(), self.ctx)
+
+    def mean(self, t: torch.Tensor) -> float:
+        return float(self.sum(t.sum()) / self.n_total)
+
+    def weights(self, log_w: torch.Tensor) -> torch.Tensor:
+        """``smc.weights.normalised_weights`` with the max and the sum over all ranks."""
+        lw = _clean(log_w)
+        top = self.max(lw.max())
+        if not torch.isfinite(top):
+            raise ValueError("all importance weights are zero or non-finite")
+        w = torch.exp(lw - top)
+        return w / self.sum(w.sum())
+
+    def ess(self, log_w: torch.Tensor) -> float:
+        w = self.weights(log_w)
+        return float(1.0 / self.sum((w * w).sum()))
+
+    def resample(self, log_w: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        log_w_all = all_gather_cat(log_w, self.ctx)
+        return exchange_resample(systematic, self.generator, log_w_all, self.offset, self.n_local, tensors,
+                                 self.ctx)[1]
+
+    def finish(self, log_w: torch.Tensor, x: torch.Tensor):
+        log_w_all = all_gather_cat(log_w, self.ctx)
+        idx, (x_eq,) = exchange_resample(systematic, self.generator, log_w_all, 0, self.n_total, [x],
+                                         self.ctx)
+        return x_eq, log_w_all, idx

@@ -26,6 +26,13 @@ intermediate density is proper and every move π_β-invariant, so the weighted p
 properly weighted for π₁ whatever the error of U_η (tests/test_smc_bridge.py: a deliberately wrong
 model recovers the true tempered mixture). The target is evaluated once per particle up front and
 once per particle per MALA step; each level also evaluates the network's U_η and ∇U_η.
+
+Every statistic of the whole population (the weights' normaliser, the ESS, the conditional ESS
+inside the bisection for β', the survivor count, the final ESS) and every resampling goes through a
+``Population``: this process holding all particles by default, or
+``parallel.sharded_smc.ShardedPopulation`` under torchrun (all-reduces, global resampling with
+particle exchange; every rank then takes the same β' at every level). Moves and step sizes are
+per particle and stay on the rank that holds the particle.
 """
 
 from __future__ import annotations
@@ -65,6 +72,56 @@ def bridge_settings(acfg) -> BridgeSettings:
                           ess_threshold=acfg.ess_threshold, step_size=acfg.bridge_step_size)
 
 
+class Population:
+    """The bridge's population-wide operations when this process holds every particle.
+
+    ``bridge`` computes every population statistic and every resampling through these methods, so
+    a sharded population only overrides them (``parallel.sharded_smc.ShardedPopulation``: sums and
+    maxima all-reduced, resampling global). ``generator`` draws the resampling uniforms.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def size(self, n_local: int) -> int:
+        """The number of particles in the whole population (called once, first)."""
+        return n_local
+
+    def count(self, k: int) -> int:
+        """Σ over the population of a per-shard integer count."""
+        return k
+
+    def max(self, t: torch.Tensor) -> torch.Tensor:
+        """The population-wide maximum of a scalar (or elementwise, of a vector)."""
+        return t
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The population-wide sum of a scalar (or elementwise, of a vector)."""
+        return t
+
+    def mean(self, t: torch.Tensor) -> float:
+        """The mean of a per-particle value over the whole population."""
+        return float(t.mean())
+
+    def weights(self, log_w: torch.Tensor) -> torch.Tensor:
+        """This shard's normalised weights W_i = w_i / Σ_all w_j."""
+        return normalised_weights(log_w)
+
+    def ess(self, log_w: torch.Tensor) -> float:
+        """The Kish ESS of the whole population."""
+        return effective_sample_size(log_w)
+
+    def resample(self, log_w: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Systematic resampling by the population's weights; this shard's rows of ``tensors`` after it."""
+        idx = systematic(self.generator, log_w, log_w.shape[0])
+        return [t[idx] for t in tensors]
+
+    def finish(self, log_w: torch.Tensor, x: torch.Tensor):
+        """The final resampling → (equal-weight x, log-weights, ancestor indices) of the whole population."""
+        idx = systematic(self.generator, log_w, x.shape[0])
+        return x[idx], log_w, idx
+
+
 class _Tempered:
     """The potential −log π_β (+∞ outside E/kT ≤ E_max) with its gradient, for ``mala_step``."""
 
@@ -98,24 +155,31 @@ def _below_flag(e: torch.Tensor, high: float) -> torch.Tensor:
     return torch.isfinite(e) & (e <= high)
 
 
-def _conditional_ess(w: torch.Tensor, inc: torch.Tensor) -> float:
-    """(Σ W r)² / Σ W r² for normalised weights W and increments log r (a fraction in (0, 1])."""
-    lr = inc - inc[torch.isfinite(inc)].max() if torch.isfinite(inc).any() else inc
+def _conditional_ess(w: torch.Tensor, inc: torch.Tensor, pop: Population) -> float:
+    """(Σ W r)² / Σ W r² for normalised weights W and increments log r (a fraction in (0, 1]).
+
+    The sums (and the largest finite log r, subtracted for range) run over the whole population,
+    so every shard gets the same value and takes the same branch of the bisection.
+    """
+    finite = torch.isfinite(inc)
+    top = pop.max(torch.where(finite, inc, torch.full_like(inc, -math.inf)).max())
+    lr = inc - top if torch.isfinite(top) else inc
     r = torch.exp(lr)
-    num = (w * r).sum() ** 2
-    den = (w * r * r).sum()
+    sums = pop.sum(torch.stack([(w * r).sum(), (w * r * r).sum()]))
+    num = sums[0] ** 2
+    den = sums[1]
     return float(num / den) if den > 0 else 0.0
 
 
-def _next_beta(log_w, delta_e, beta: float, cess: float) -> float:
+def _next_beta(log_w, delta_e, beta: float, cess: float, pop: Population) -> float:
     """The largest β' ∈ (β, 1] with conditional ESS ≥ ``cess`` (bisection, 40 halvings)."""
-    w = normalised_weights(log_w)
-    if _conditional_ess(w, -(1.0 - beta) * delta_e) >= cess:
+    w = pop.weights(log_w)
+    if _conditional_ess(w, -(1.0 - beta) * delta_e, pop) >= cess:
         return 1.0
     lo, hi = beta, 1.0
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if _conditional_ess(w, -(mid - beta) * delta_e) >= cess:
+        if _conditional_ess(w, -(mid - beta) * delta_e, pop) >= cess:
             lo = mid
         else:
             hi = mid
@@ -123,20 +187,25 @@ def _next_beta(log_w, delta_e, beta: float, cess: float) -> float:
 
 
 def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, settings: BridgeSettings,
-           generator: torch.Generator):
+           generator: torch.Generator, population: Population | None = None):
     """Carry weighted particles (x, log_w) targeting exp(−γU_η(·, σ_min)) to ``target`` (E/kT).
 
     Returns (x_eq, final log-weights before the last resampling, indices of that resampling, info):
-    x_eq has equal weights. ``target`` counts its evaluations as usual.
+    x_eq has equal weights. ``target`` counts its evaluations as usual. ``generator`` draws the MALA
+    noise (and, without ``population``, the resampling uniforms). With a sharded ``population``
+    (x, log_w) are this rank's particles and the three results are the whole population's, the
+    same on every rank; ``info`` holds population-wide values.
     """
+    pop = population if population is not None else Population(generator)
     x = x.detach()
     pot = _Tempered(model, target, gamma, 0.0, settings.high_energy)
     e, ge, u, gu = pot.parts(x)
     ok = _below_flag(e, settings.high_energy) & torch.isfinite(u)
     n = x.shape[0]
-    info = {"excluded_high_energy": int((~ok).sum()), "betas": [], "ess": [], "resampled": [],
+    n_all = pop.size(n)
+    info = {"excluded_high_energy": pop.count(int((~ok).sum())), "betas": [], "ess": [], "resampled": [],
             "acceptance": [], "repaired_before_bridge": 0}
-    if int(ok.sum()) < settings.min_survivors * n:
+    if pop.count(int(ok.sum())) < settings.min_survivors * n_all:
         # nearly every annealed particle overlaps: move them below the flag by steepest descent
         # (``smc.relax.repair``, counted) and start the bridge from there with their FK weights. The
         # repair is not part of any proposal density, so this fallback is approximate; it is reported.
@@ -144,23 +213,22 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
                               settings.repair_steps, settings.repair_step)
         x, e, ge = fixed.position.detach(), fixed.energy.detach().to(torch.float64), fixed.grad.detach()
         u, gu = pot.model_parts(x)  # the repair already evaluated the target at the new x
-        info["repaired_before_bridge"] = rinfo["repaired"]
+        info["repaired_before_bridge"] = pop.count(rinfo["repaired"])
         ok = _below_flag(e, settings.high_energy) & torch.isfinite(u)
     log_w = torch.where(ok, log_w.to(torch.float64), torch.full_like(e, -math.inf))
-    if not torch.isfinite(log_w).any():
+    if pop.count(int(torch.isfinite(log_w).sum())) == 0:
         raise RuntimeError("bridge: every annealed particle is above the high-energy flag")
     step = torch.full((n,), float(settings.step_size), dtype=torch.float64, device=x.device)
     beta = 0.0
     for _level in range(settings.max_levels):
         delta = torch.where(ok, e - gamma * u, torch.zeros_like(e))
-        new_beta = _next_beta(log_w, delta, beta, settings.cess)
+        new_beta = _next_beta(log_w, delta, beta, settings.cess, pop)
         log_w = log_w - (new_beta - beta) * delta
         beta = new_beta
-        ess = effective_sample_size(log_w)
-        resampled = ess < settings.ess_threshold * n
+        ess = pop.ess(log_w)
+        resampled = ess < settings.ess_threshold * n_all
         if resampled:
-            idx = systematic(generator, log_w, n)
-            x, e, ge, u, gu, step = x[idx], e[idx], ge[idx], u[idx], gu[idx], step[idx]
+            x, e, ge, u, gu, step = pop.resample(log_w, [x, e, ge, u, gu, step])
             log_w = torch.zeros_like(log_w)
         pot.beta = beta
         mix, grad = pot.combine(e, ge, u, gu)
@@ -178,9 +246,9 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
         mean_acc = acc_sum / max(settings.moves, 1)
         step = step * torch.exp(settings.adapt_rate * (mean_acc - settings.target_accept))
         info["betas"].append(beta)
-        info["ess"].append(ess / n)
+        info["ess"].append(ess / n_all)
         info["resampled"].append(bool(resampled))
-        info["acceptance"].append(float(mean_acc.mean()))
+        info["acceptance"].append(pop.mean(mean_acc))
         if beta >= 1.0:
             break
     if beta < 1.0:  # level cap reached: the rest of the way in one importance step (still exact)
@@ -188,6 +256,6 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
         log_w = torch.where(ok, log_w, torch.full_like(log_w, -math.inf))
     info["levels"] = len(info["betas"])
     info["reached_by_moves"] = beta >= 1.0
-    info["final_ess_fraction"] = effective_sample_size(log_w) / n
-    idx = systematic(generator, log_w, n)
-    return x[idx], log_w, idx, info
+    info["final_ess_fraction"] = pop.ess(log_w) / n_all
+    x_eq, log_w, idx = pop.finish(log_w, x)
+    return x_eq, log_w, idx, info
