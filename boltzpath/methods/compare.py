@@ -111,16 +111,17 @@ def compare_with_pt(run_dir: str | Path, seed: int = 0, max_n: int = 2000) -> di
 
 
 def format_comparison(result: dict[str, Any]) -> str:
-    """A small table: metric, the run, PT at equal evaluations, noise floor."""
+    """A small table: metric, the run, PT at equal evaluations, noise floor (reference vs reference)."""
     run, pt = result["run"], result["pt"]
-    lines = [f"{'metric':22s} {run['method']:>12s} {'PT':>12s} {'floor':>8s}   "
-             f"(equal budget: {run['energy_evaluations']:,} vs {pt['energy_evaluations']:,} evaluations; "
-             f"reference: {result['reference']})"]
+    lines = [f"{run['method']} vs parallel tempering with the same energy evaluations "
+             f"({run['energy_evaluations']:,} vs {pt['energy_evaluations']:,})",
+             f"reference: {result['reference']}",
+             f"{'metric':22s} {run['method']:>12s} {'PT':>12s} {'noise floor':>12s}"]
     for name, m in run["metrics"].items():
         if name not in pt["metrics"]:
             continue
         floor = m["noise_floor"]
         lines.append(f"{name:22s} {m['value']:12.4g} {pt['metrics'][name]['value']:12.4g} "
-                     f"{'–' if floor is None else format(floor, '.3g'):>8s}")
+                     f"{'–' if floor is None else format(floor, '.3g'):>12s}")
     return "\n".join(lines)
 
