@@ -71,3 +71,5 @@ def test_smc_warning_reads_the_final_ess_fraction(frac, flagged):
                                       "energy_model_gate": {"passed": False, "corr": 0.41,
                                                             "reweight_ess_fraction": 0.03}}]})
     assert staged is not None and "stage 1" in staged and "corr 0.41" in staged
+    # a failed gate with healthy weights is not called a collapse (the ESS was 80 %)
+    assert "collapsed" not in staged and "quality gate" in staged

@@ -148,19 +148,24 @@ def _gate_failure(gate: Any) -> str | None:
 def smc_warning(metrics: dict[str, Any]) -> str | None:
     """A one-line warning for a PITA/SMC run whose weights collapsed (or whose energy model failed
     its gate), from the metrics the run wrote; None when nothing looks wrong."""
-    problems = []
+    collapsed, gates = [], []
     for stage in metrics.get("stages", []):
         where = f"stage {stage.get('stage')} (T={stage.get('temperature')})"
         frac = stage.get("final_ess_fraction")
         if isinstance(frac, int | float) and frac < SMC_ESS_MIN:
-            problems.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
+            collapsed.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
         gate = _gate_failure(stage.get("energy_model_gate"))
         if gate:
-            problems.append(f"{where} energy model gate failed ({gate})")
+            gates.append(f"{where} ({gate})")
     gate = _gate_failure(metrics.get("energy_model_gate"))
     if gate:
-        problems.append(f"energy model gate failed ({gate})")
-    if not problems:
-        return None
-    return ("weights collapsed: " + "; ".join(problems) + " — the samples are unreliable; raise "
-            "train.steps / n_particles / anneal.n_steps or add temperatures to the ladder")
+        gates.append(f"the run ({gate})")
+    if collapsed:
+        gate_part = f"; energy model gate failed at {'; '.join(gates)}" if gates else ""
+        return ("weights collapsed: " + "; ".join(collapsed) + gate_part + " — the samples are unreliable; "
+                "raise train.steps / n_particles / anneal.n_steps or add temperatures to the ladder")
+    if gates:  # the weights did not collapse, but U_eta is too poor for gamma by the held-out check
+        return ("energy model below its quality gate at " + "; ".join(gates) + " — weights built on "
+                "U_eta alone may be biased (the true_energy and bridge tails correct the final weights on "
+                "the true energy); check the final metrics against a reference or raise train.steps")
+    return None
