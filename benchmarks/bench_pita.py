@@ -69,6 +69,10 @@ def _folder(runs, target, preset, seed, use_weights, matched=False):
     return runs / f"{target}_{preset}_s{seed}_{kind}"
 
 
+def _method(use_weights: bool, matched: bool) -> str:
+    return "pita" if use_weights else ("pita-score-scaling-matched" if matched else "pita-score-scaling")
+
+
 def matched_relax_steps(fk_metrics: dict, relax_steps: int, buffer_size: int) -> int:
     """Relaxation steps per stage that give the ablation the weighted run's evaluation budget.
 
@@ -88,9 +92,7 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
     cfg = resolve_config(target, preset, seed, over + ("stage_plots=false",) + tuple(sets))
     if matched and not use_weights:
         fk = json.loads((_folder(runs, target, preset, seed, True) / "metrics.json").read_text())
-        steps = matched_relax_steps(fk, cfg.relax.n_steps, cfg.buffer_size)
-        cfg = resolve_config(target, preset, seed,
-                             over + ("stage_plots=false",) + tuple(sets) + (f"relax.n_steps={steps}",))
+        cfg.relax.n_steps = matched_relax_steps(fk, cfg.relax.n_steps, cfg.buffer_size)
     cfg.reference = str(ref_path)
     folder = _folder(runs, target, preset, seed, use_weights, matched)
     stage0 = _folder(runs, target, preset, seed, True) / "stage_0"
@@ -98,7 +100,7 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
         shutil.copytree(stage0, folder / "stage_0")
     res = run_pita(cfg, folder, resume=folder.exists())
     ev = res.metrics["energy_evaluations"]["total"]
-    method = "pita" if use_weights else ("pita-score-scaling-matched" if matched else "pita-score-scaling")
+    method = _method(use_weights, matched)
     rows = _rows(method, target, res.metrics["evaluation"], ev, res.metrics["wall_time_s"], command,
                  res.samples.n)
     return res, [{**r, "seed": seed} for r in rows]
@@ -299,7 +301,7 @@ def main(argv=None):
                 res, r = _pita(target, preset, ref_path, runs, use_weights, command, seed, args.sets,
                                matched)
                 rows += r
-                method = r[0]["method"] if r else ("pita" if use_weights else "pita-score-scaling")
+                method = _method(use_weights, matched)
                 m = res.metrics
                 rows += _certified_rows(method, target, res.samples, cert, m["energy_evaluations"]["total"],
                                         m["wall_time_s"], command, seed)
