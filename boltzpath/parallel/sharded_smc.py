@@ -55,7 +55,7 @@ from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKSt
 from boltzpath.smc.bridge import Population
 from boltzpath.smc.model import DiffusionModel
 from boltzpath.smc.resample import RESAMPLERS, systematic
-from boltzpath.smc.weights import _clean, effective_sample_size, log_weight_spread, normalised_weights
+from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
 
 Project = Callable[[torch.Tensor], torch.Tensor]
 
@@ -215,16 +215,10 @@ class ShardedPopulation(Population):
 
     def weights(self, log_w: torch.Tensor) -> torch.Tensor:
         """``smc.weights.normalised_weights`` with the max and the sum over all ranks."""
-        lw = _clean(log_w)
-        top = self.max(lw.max())
-        if not torch.isfinite(top):
-            raise ValueError("all importance weights are zero or non-finite")
-        w = torch.exp(lw - top)
-        return w / self.sum(w.sum())
+        return normalised_weights(log_w, self.max, self.sum)
 
     def ess(self, log_w: torch.Tensor) -> float:
-        w = self.weights(log_w)
-        return float(1.0 / self.sum((w * w).sum()))
+        return effective_sample_size(log_w, self.max, self.sum)
 
     def resample(self, log_w: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         log_w_all = all_gather_cat(log_w, self.ctx)

@@ -8,8 +8,11 @@ zero weight; if every weight is zero the caller gets a ``ValueError`` rather tha
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+
+Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _clean(log_weights: torch.Tensor) -> torch.Tensor:
@@ -29,20 +32,30 @@ def log_mean_exp(log_weights: torch.Tensor) -> float:
     return log_sum_exp(log_weights) - math.log(n)
 
 
-def normalised_weights(log_weights: torch.Tensor) -> torch.Tensor:
-    """W_i = exp(lw_i) / Σ_j exp(lw_j), float64, shape (n,). Raises if all weights are zero."""
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def normalised_weights(log_weights: torch.Tensor, reduce_max: Reduce = _same,
+                       reduce_sum: Reduce = _same) -> torch.Tensor:
+    """W_i = exp(lw_i) / Σ_j exp(lw_j), float64, shape (n,). Raises if all weights are zero.
+
+    ``reduce_max`` / ``reduce_sum`` turn this shard's max and sum into the population's when the
+    particles are split over processes (``parallel.sharded_smc.ShardedPopulation``); by default the
+    tensor holds the whole population."""
     lw = _clean(log_weights)
-    top = lw.max()
+    top = reduce_max(lw.max())
     if not torch.isfinite(top):
         raise ValueError("all importance weights are zero or non-finite")
     w = torch.exp(lw - top)
-    return w / w.sum()
+    return w / reduce_sum(w.sum())
 
 
-def effective_sample_size(log_weights: torch.Tensor) -> float:
-    """Kish ESS = (Σ w)² / Σ w² = 1 / Σ W_i², in [1, n]."""
-    w = normalised_weights(log_weights)
-    return float(1.0 / (w * w).sum())
+def effective_sample_size(log_weights: torch.Tensor, reduce_max: Reduce = _same,
+                          reduce_sum: Reduce = _same) -> float:
+    """Kish ESS = (Σ w)² / Σ w² = 1 / Σ W_i², in [1, n] (reductions as in ``normalised_weights``)."""
+    w = normalised_weights(log_weights, reduce_max, reduce_sum)
+    return float(1.0 / reduce_sum((w * w).sum()))
 
 
 def log_weight_spread(log_weights: torch.Tensor) -> float:
