@@ -57,6 +57,9 @@ def test_bundled_references_only_where_they_are_right():
     for t in (make_target("lj13").at_temperature(1.5), make_target("lj13", pair_factor=1.0),
               make_target("gmm40")):
         assert bundled_reference(t) is None
+    # the temperature the caller asks for (PITA: its ladder's last), not the built target's
+    assert bundled_reference(make_target("lj13").at_temperature(1.5), 1.0) is not None
+    assert bundled_reference(make_target("lj13"), 1.5) is None
 
 
 @pytest.mark.parametrize("name", ["lj13", "dw4"])

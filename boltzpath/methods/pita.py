@@ -474,8 +474,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                 loaded[path] = load_reference(path, target.dim)
             references[k], reference_names[k] = loaded[path], str(path)
     last = len(cfg.temperatures) - 1
-    if last not in references and (bundled := bundled_reference(
-            target.to("cpu").at_temperature(cfg.temperatures[-1]))) is not None:
+    if last not in references and (bundled := bundled_reference(target, cfg.temperatures[-1])) is not None:
         references[last], reference_names[last] = bundled  # lj13/dw4 at T = 1: metrics/bundled.py
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg))

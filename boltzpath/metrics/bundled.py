@@ -20,13 +20,15 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "references"
 BUNDLED = {"lj13": "lj13_T1.npy", "dw4": "dw4_T1.npy"}
 
 
-def bundled_reference(target) -> tuple[np.ndarray, str] | None:
-    """``(samples (n, dim), description)`` of the shipped reference for ``target``, or None."""
+def bundled_reference(target, temperature: float | None = None) -> tuple[np.ndarray, str] | None:
+    """``(samples (n, dim), description)`` of the shipped reference for ``target`` at ``temperature``
+    (default: the target's own), or None. Nothing is built or read for other targets."""
     from boltzpath.io.samples import load_reference
     from boltzpath.targets.registry import make_target
 
     name = BUNDLED.get(getattr(target, "name", None))
-    if name is None or target.temperature is None or not math.isclose(float(target.temperature), 1.0):
+    temp = target.temperature if temperature is None else temperature
+    if name is None or temp is None or not math.isclose(float(temp), 1.0):
         return None
     if target.options() != make_target(target.name).options():
         return None
