@@ -79,3 +79,12 @@ def test_bundled_reference_mean_energy_agrees_with_an_independent_set(name):
     e_held = target.energy(torch.as_tensor(held, dtype=torch.float64)).numpy()
     se = np.sqrt(e_ref.var() / e_ref.size + e_held.var() / e_held.size)
     assert abs(e_ref.mean() - e_held.mean()) < 4 * se, (e_ref.mean(), e_held.mean(), se)
+
+
+def test_compare_refuses_an_unfinished_folder(tmp_path):
+    from boltzpath.errors import BadInput
+    from boltzpath.methods.compare import compare_with_pt
+
+    (tmp_path / "config.yaml").write_text("target: lj13\n")
+    with pytest.raises(BadInput, match="not a finished run folder: samples.npz is missing"):
+        compare_with_pt(tmp_path)
