@@ -45,7 +45,7 @@ def test_output_is_nontrivial_and_com_free(n, d):
 def test_rotation_equivariance(n, d):
     net = _net(n, d)
     x, c = _inputs(n, d)
-    rot = random_rotations(5, d, seeded(2))
+    rot = random_rotations(5, d, seeded(2), dtype=x.dtype)
     rx = (x.reshape(5, n, d) @ rot).reshape(5, n * d)
     out, rout = net(x, c), net(rx, c)
     # F(Rx) = R F(x) to float32 rounding (relative 1e-5 of the output scale); a net that used raw

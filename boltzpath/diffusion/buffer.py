@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boltzpath._rotations import random_rotations  # noqa: F401  (also imported from here)
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_save_npz
 
@@ -41,17 +42,6 @@ class Batch:
     energy: torch.Tensor
     score: torch.Tensor
     temperature: torch.Tensor | None
-
-
-def random_rotations(n: int, dim: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    """n Haar-random rotation matrices of SO(dim), shape (n, dim, dim) (QR of a Gaussian, signs fixed),
-    on the generator's device."""
-    a = torch.randn(n, dim, dim, generator=generator, dtype=torch.float64, device=generator.device)
-    q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
-    det = torch.linalg.det(q)
-    q[:, :, 0] = q[:, :, 0] * det[:, None]  # reflect one axis where det = −1
-    return q.to(dtype)
 
 
 class TrainingBuffer:
@@ -134,7 +124,7 @@ class TrainingBuffer:
         idx = torch.randint(len(self), (int(batch_size),), generator=generator, device=generator.device)
         x, score = self.x[idx], self.score[idx]
         if augment and self.n_particles is not None and self.spatial_dim > 1:
-            rot = random_rotations(int(batch_size), self.spatial_dim, generator)
+            rot = random_rotations(int(batch_size), self.spatial_dim, generator, dtype=x.dtype)
             shape = (int(batch_size), self.n_particles, self.spatial_dim)
             x = (x.reshape(shape) @ rot).reshape(x.shape)
             score = (score.reshape(shape) @ rot).reshape(score.shape)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from boltzpath._rotations import random_rotations  # noqa: F401  (float64; used by metrics.particles)
+
 
 def centre(p: torch.Tensor) -> torch.Tensor:
     return p - p.mean(1, keepdim=True)
@@ -77,14 +79,6 @@ def structured_starts(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             s = torch.diag(torch.tensor(signs, dtype=a.dtype))
             cands.append(fa @ s @ fb.transpose(1, 2))
     return torch.stack(cands, dim=1)
-
-
-def random_rotations(k: int, d: int, generator: torch.Generator) -> torch.Tensor:
-    """k Haar-random proper rotations (k, d, d) (QR of a Gaussian matrix, signs fixed)."""
-    q, r = torch.linalg.qr(torch.randn(k, d, d, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2))[:, None, :]
-    q[:, :, 0] = q[:, :, 0] * torch.sign(torch.linalg.det(q))[:, None]
-    return q
 
 
 def _alternate(a: torch.Tensor, b: torch.Tensor, rot: torch.Tensor, n_iter: int) -> torch.Tensor:
