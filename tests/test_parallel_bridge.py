@@ -15,7 +15,7 @@ from test_smc_bridge import GAMMA, GRID, MIX, PerturbedMixture, _exact_draws, _M
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.launch import spawn_local
 from boltzpath.parallel.sharded_smc import ShardedPopulation
-from boltzpath.smc.bridge import BridgeSettings, bridge
+from boltzpath.smc.bridge import BridgeSettings, bridge, check_same_beta
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,46 @@ def test_two_rank_bridge_without_moves_is_the_one_process_bridge(two_ranks):
     assert abs(info["final_ess_fraction"] - f0["final_ess_fraction"]) < 1e-12
     assert torch.allclose(lw, torch.tensor(f0["lw"], dtype=torch.float64), rtol=0, atol=1e-9)
     assert idx.tolist() == f0["idx"] and x[:, 0].tolist() == f0["x"]
+
+
+def _two_rank_reductions(other_beta: float):
+    """Fake all-reduces over this rank's value and another rank's β (which sends β to the max and,
+    for the min = −max(−β), −β)."""
+    return (lambda t: torch.maximum(t, torch.tensor(other_beta, dtype=t.dtype)),
+            lambda t: torch.minimum(t, torch.tensor(other_beta, dtype=t.dtype)))
+
+
+def test_beta_check_passes_when_the_ranks_agree_and_raises_when_they_do_not():
+    check_same_beta(3, 0.25, *_two_rank_reductions(0.25))
+    check_same_beta(0, 1.0, *_two_rank_reductions(1.0))
+    # exact comparison: one ulp apart is already a disagreement (the collectives would go out of step)
+    other = math.nextafter(0.25, 1.0)
+    with pytest.raises(RuntimeError, match=r"level 7\b.*min 0\.25, max 0\.25000000000000006"):
+        check_same_beta(7, 0.25, *_two_rank_reductions(other))
+    with pytest.raises(RuntimeError, match="level 2"):
+        check_same_beta(2, 0.5, *_two_rank_reductions(math.nan))
+
+
+def test_sharded_population_checks_beta_only_with_several_processes():
+    calls = []
+
+    def other_rank(beta: float):
+        """A fake all-reduce max with another rank at β, which sends β (max) and then −β (min)."""
+        sent = iter([beta, -beta])
+
+        def fake_max(t):
+            calls.append(float(t))
+            return torch.maximum(t, torch.tensor(next(sent), dtype=t.dtype))
+        return fake_max
+
+    one = ShardedPopulation(DistContext(), torch.Generator())
+    one.max = other_rank(0.75)
+    one.check_beta(0, 0.5)  # world size 1: no collective at all (the one-process path is unchanged)
+    assert calls == []
+    two = ShardedPopulation(DistContext(rank=0, world_size=2), torch.Generator())
+    two.max = other_rank(0.5)
+    two.check_beta(4, 0.5)  # agree: one max and one min (as −max(−β))
+    assert calls == [0.5, -0.5]
+    two.max = other_rank(0.75)
+    with pytest.raises(RuntimeError, match=r"level 4\b.*min 0\.5, max 0\.75"):
+        two.check_beta(4, 0.5)

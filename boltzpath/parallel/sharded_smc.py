@@ -52,7 +52,7 @@ from boltzpath.parallel.dist import (
     sum_int,
 )
 from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKStepInfo, mutate, tail_increment
-from boltzpath.smc.bridge import Population
+from boltzpath.smc.bridge import Population, check_same_beta
 from boltzpath.smc.model import DiffusionModel
 from boltzpath.smc.resample import RESAMPLERS, systematic
 from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
@@ -219,6 +219,13 @@ class ShardedPopulation(Population):
 
     def ess(self, log_w: torch.Tensor) -> float:
         return effective_sample_size(log_w, self.max, self.sum)
+
+    def check_beta(self, level: int, beta: float) -> None:
+        """``smc.bridge.check_same_beta`` with the max and min all-reduced (min = −max(−β), exact); no
+        collective with one process."""
+        if self.ctx.distributed:
+            check_same_beta(level, beta, lambda t: self.max(t.to(self.ctx.device)),
+                            lambda t: -self.max(-t.to(self.ctx.device)))
 
     def resample(self, log_w: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         log_w_all = all_gather_cat(log_w, self.ctx)

@@ -31,8 +31,9 @@ Every statistic of the whole population (the weights' normaliser, the ESS, the c
 inside the bisection for β', the survivor count, the final ESS) and every resampling goes through a
 ``Population``: this process holding all particles by default, or
 ``parallel.sharded_smc.ShardedPopulation`` under torchrun (all-reduces, global resampling with
-particle exchange; every rank then takes the same β' at every level). Moves and step sizes are
-per particle and stay on the rank that holds the particle.
+particle exchange; every rank then takes the same β' at every level, which ``check_beta`` verifies
+exactly after each level's bisection — two all-reduces of a scalar, only with several processes).
+Moves and step sizes are per particle and stay on the rank that holds the particle.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ class Population:
         idx = systematic(self.generator, log_w, x.shape[0])
         return x[idx], log_w, idx
 
+    def check_beta(self, level: int, beta: float) -> None:
+        """Raise if the processes chose different β' at ``level``; one process has nothing to compare."""
+
 
 class _Tempered:
     """The potential −log π_β (+∞ outside E/kT ≤ E_max) with its gradient, for ``mala_step``."""
@@ -153,6 +157,21 @@ class _Tempered:
 def _below_flag(e: torch.Tensor, high: float) -> torch.Tensor:
     """Finite E/kT at or below the high-energy flag (the support of every π_β)."""
     return torch.isfinite(e) & (e <= high)
+
+
+def check_same_beta(level: int, beta: float, reduce_max, reduce_min) -> None:
+    """Raise RuntimeError unless every process chose the same β' at ``level`` (compared exactly).
+
+    ``reduce_max`` / ``reduce_min`` reduce a float64 scalar tensor over the processes. Every rank must
+    take the same β' (it decides the number of levels, hence of collective calls): were they ever to
+    disagree, the ranks' collectives would go out of step and the job would hang rather than fail.
+    The reduced max and min are the same on every rank, so every rank raises together.
+    """
+    t = torch.tensor(float(beta), dtype=torch.float64)
+    hi, lo = float(reduce_max(t)), float(reduce_min(t))
+    if not hi == lo:  # also catches a NaN β'
+        raise RuntimeError(f"bridge level {level}: the processes chose different inverse temperatures "
+                           f"β' (min {lo!r}, max {hi!r}); their collective calls would go out of step")
 
 
 def _conditional_ess(w: torch.Tensor, inc: torch.Tensor, pop: Population) -> float:
@@ -220,9 +239,10 @@ def bridge(model, x: torch.Tensor, log_w: torch.Tensor, target, gamma: float, se
         raise RuntimeError("bridge: every annealed particle is above the high-energy flag")
     step = torch.full((n,), float(settings.step_size), dtype=torch.float64, device=x.device)
     beta = 0.0
-    for _level in range(settings.max_levels):
+    for level in range(settings.max_levels):
         delta = torch.where(ok, e - gamma * u, torch.zeros_like(e))
         new_beta = _next_beta(log_w, delta, beta, settings.cess, pop)
+        pop.check_beta(level, new_beta)
         log_w = log_w - (new_beta - beta) * delta
         beta = new_beta
         ess = pop.ess(log_w)
