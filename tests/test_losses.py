@@ -14,7 +14,9 @@ import torch
 from fixtures import seeded
 from torch import nn
 
-from boltzpath.diffusion.losses import distillation_loss, dsm_loss, edm_weight, pinning_loss, tsm_loss
+from boltzpath.diffusion.losses import (
+    distillation_loss, dsm_loss, edm_weight, force_matching_loss, pinning_loss, tsm_loss,
+)
 from boltzpath.diffusion.precond import EnergyModel, ScoreModel, edm_coefficients
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models, train
@@ -138,6 +140,37 @@ def test_pinning_loss_masks_high_energy_samples():
     assert float(pinning_loss(energy, x0, e0, 0.01)) == pytest.approx(expected, rel=1e-12)
     unmasked = float(((u - e0) ** 2).mean()) / 2
     assert float(pinning_loss(energy, x0, e0, 0.01, mask_above=None)) == pytest.approx(unmasked, rel=1e-12)
+
+
+class _ZeroNet(nn.Module):
+    """F = 0 (with one parameter so gradients have somewhere to go): U = ‖x‖²/(2(σ_d² + σ²))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x, c_noise, temperature=None):
+        return self.w * x
+
+
+def test_force_matching_loss_exact_values_mask_and_gradient():
+    # F = 0: ∇ₓU = x/(σ_d² + σ²) exactly, so a buffer whose forces are that gradient gives loss 0,
+    # and forces twice as large give ‖g − 2g‖²/‖2g‖² = 1/4 whatever x.
+    energy = EnergyModel(_ZeroNet(), sigma_data=S)
+    x0 = torch.randn(6, 3, generator=seeded(8), dtype=torch.float64)
+    sigma = 0.01
+    grad = x0 / (S**2 + sigma**2)
+    assert float(force_matching_loss(energy, x0, -grad, sigma)) < 1e-28
+    assert float(force_matching_loss(energy, x0, -2 * grad, sigma)) == pytest.approx(0.25, rel=1e-12)
+    # masked samples (E/kT above the flag) drop out of numerator and denominator alike
+    wrong = -2 * grad
+    wrong[:3] = -grad[:3] * 10.0
+    e0 = torch.tensor([5e3, 5e3, 5e3, 0.0, 1.0, 2.0], dtype=torch.float64)
+    assert float(force_matching_loss(energy, x0, wrong, sigma, energy0=e0)) == pytest.approx(0.25, rel=1e-12)
+    # differentiable in the parameters (double backprop through ∇ₓU)
+    loss = force_matching_loss(energy, x0, -2 * grad, sigma)
+    loss.backward()
+    assert energy.net.w.grad is not None and float(energy.net.w.grad.abs()) > 0
 
 
 class _ProductEnergy:

@@ -14,6 +14,11 @@ for particle systems via ``project``). Each loss returns the mean over batch and
                 PITA code sums DSM over coordinates and adds the pinning term with weight 1, which is
                 weight 1 here; samples above the high-energy flag are masked out as there)
 
+* force matching: ‖∇ₓU_η(x₀, σ_pin) − ∇ₓE(x₀)/kT‖² / mean_batch ‖∇ₓE/kT‖², same mask as pinning
+                (the buffer's forces: d numbers per sample where pinning has one; the molecular
+                presets need it — with pinning alone, a small transformer's U_η(x, σ_min) on ALDP
+                did not correlate with E/kT, see docs/pita.md 2026-12-03)
+
 ``model`` is anything with ``denoise(x, sigma, temperature)`` (ScoreModel, or EnergyModel which
 then needs ``create_graph=True``; ``denoise_fn`` handles that).
 """
@@ -85,3 +90,21 @@ def pinning_loss(
     if mask_above is not None:
         sq = torch.where(energy0.to(u.dtype) <= mask_above, sq, torch.zeros_like(sq))
     return sq.mean()
+
+
+def force_matching_loss(
+    energy_model: EnergyModel, x0, score0, sigma_min: float, temperature=None, energy0=None,
+    mask_above: float | None = 1000.0,
+) -> torch.Tensor:
+    """mean ‖∇ₓU_η(x₀, σ_min) + score0‖² / mean ‖score0‖² over the batch (score0 = −∇ₓE/kT, projected
+    like the model's gradients); differentiable in the parameters (double backprop). Samples with
+    E/kT > ``mask_above`` are left out when ``energy0`` is given, as in ``pinning_loss``."""
+    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
+    _, grad = energy_model.energy_and_grad(x0, sigma, temperature, create_graph=True)
+    target = energy_model.project(score0.to(grad.dtype))
+    err = (grad + target).pow(2).sum(-1)
+    norm = target.pow(2).sum(-1)
+    if mask_above is not None and energy0 is not None:
+        keep = (energy0.to(grad.dtype) <= mask_above).to(grad.dtype)
+        err, norm = err * keep, norm * keep
+    return err.sum() / norm.sum().clamp_min(1e-12)

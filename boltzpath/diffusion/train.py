@@ -7,7 +7,8 @@ centre their input (``precond``, ``centre=True``: translation-invariant, CoM-fre
 
 ``train(Models, TrainingBuffer, TrainConfig, generator)`` minimises, per step (batch B):
   score+energy: dsm·DSM(D_θ) + tsm·TSM(D_θ) + distill·λ‖D_E − sg[D_θ]‖² + pin·(U_η(x₀,σ_pin) − E/kT)²/d
-  energy only:  dsm·DSM(D_E) + tsm·TSM(D_E) + pin·pinning
+                + force·‖∇ₓU_η(x₀,σ_pin) − ∇ₓE/kT‖²/mean‖∇ₓE/kT‖²
+  energy only:  dsm·DSM(D_E) + tsm·TSM(D_E) + pin·pinning + force·force matching
 with ln σ ~ N(p_mean, p_std²) (TSM: the same law truncated to σ < tsm_sigma_max), particle noise
 CoM-projected, Adam(lr), per-model gradient-norm clipping, EMA (with warm-up, ``diffusion.ema``).
 The distillation uses the same x_t and σ as DSM. Every random draw comes from ``generator`` in a
@@ -35,12 +36,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from boltzpath.config import from_dict
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.diffusion.ema import Ema
-from boltzpath.diffusion.losses import _weighted_mse, distillation_loss, noise_like, pinning_loss, tsm_loss
+from boltzpath.diffusion.losses import (
+    _weighted_mse, distillation_loss, force_matching_loss, noise_like, pinning_loss, tsm_loss,
+)
 from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
@@ -60,6 +64,7 @@ class NetConfig:
     temperature_conditioned: bool = False
     sigma_data: float = 1.0  # data std in the target's unit (nm for peptides, ≈ 0.164 for ALDP)
     heads: int = 4  # attention heads (transformer only)
+    pair_features: int = 0  # transformer only: radial basis size of its pair head (0: none; nets.transformer)
     analytic_grad: bool = False  # EGNN only: ∇ₓU_η by the hand-written reverse pass (module docstring)
 
 
@@ -74,6 +79,7 @@ class TrainConfig:
     tsm: float = 0.0
     distill: float = 1.0
     pin: float = 0.0
+    force: float = 0.0  # force matching of ∇ₓU_η at σ_pin against the buffer's forces (losses.py)
     tsm_sigma_max: float = 0.19
     pin_sigma: float | None = None  # None: the sampling schedule's σ_min (train(pin_sigma_default=…))
     pin_mask_above: float | None = 1000.0  # buffer samples with E/kT above this are not pinned
@@ -126,7 +132,12 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
         n, d = rigid_shape(target)
         if cfg.hidden % cfg.heads:
             raise BadInput(f"net.hidden={cfg.hidden} must be divisible by net.heads={cfg.heads}")
-        return AtomTransformer(n, d, heads=cfg.heads, **common)
+        ref = None
+        if cfg.pair_features > 0 and getattr(target, "initial_positions_nm", None) is not None:
+            pos = torch.as_tensor(np.asarray(target.initial_positions_nm, dtype=np.float64)).reshape(n, d)
+            ref = (pos - pos.mean(0)) / cfg.sigma_data  # the network-input units of x at σ ≪ σ_data
+        return AtomTransformer(n, d, heads=cfg.heads, pair_features=cfg.pair_features, pair_reference=ref,
+                               **common)
     raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp, egnn or transformer)")
 
 
@@ -190,6 +201,9 @@ def _loss_terms(models: Models, cfg: TrainConfig, pin_sigma: float, x, energy, s
         losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
     if cfg.pin > 0:
         losses["pin"] = pinning_loss(energy_model, x0, energy, pin_sigma, temps, cfg.pin_mask_above)
+    if cfg.force > 0:
+        losses["force"] = force_matching_loss(energy_model, x0, score, pin_sigma, temps, energy,
+                                              cfg.pin_mask_above)
     return losses
 
 
@@ -335,7 +349,7 @@ def train(
     if hooks is not None:
         hooks.start([*modules.values(), *(e.module for e in emas.values())], generator, ckpt)
     batch_size = cfg.batch_size if hooks is None else hooks.local_batch_size(cfg.batch_size)
-    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin}
+    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin, "force": cfg.force}
     t0 = time.perf_counter()
     for m in modules.values():
         m.train()
