@@ -134,6 +134,45 @@ def test_transformer_shapes_and_adaln_zero_starts_at_identity(aldp):
         torch.randn(2, 66), torch.randn(2), torch.full((2,), 300.0)).shape == (2, 66)
 
 
+def test_pair_head_is_equivariant_starts_at_zero_and_adds_pair_potentials_to_the_energy(aldp):
+    """The transformer's pair head (net.pair_features): F = 0 at initialisation; F_pair rotates with
+    the configuration and ignores translations; ⟨F_pair(y), y⟩ = Σ_{i<j} g_ij·r_ij², i.e. the energy
+    model gains a function of the interatomic distances only (rotation- and reflection-invariant,
+    unlike the attention blocks on absolute coordinates); and build_models gives it the target's
+    reference structure (bond lengths in units of x/σ_data)."""
+    torch.manual_seed(0)
+    ref = torch.randn(22, 3, dtype=torch.float64) * 2.0
+    net = AtomTransformer(22, hidden=16, layers=1, emb_dim=8, heads=4, pair_features=8,
+                          pair_reference=ref).double()
+    y, c = torch.randn(4, 66, dtype=torch.float64) * 2.0, torch.randn(4, dtype=torch.float64)
+    assert torch.count_nonzero(net(y, c)) == 0  # zero last layers: D = c_skip·x at initialisation
+    torch.nn.init.normal_(net.pair.out.weight, std=0.5)
+    torch.nn.init.normal_(net.pair.harmonic, std=0.1)
+    cond = net.embedding(c)
+    pos = y.reshape(4, 22, 3)
+    f = net.pair(pos, cond)
+    assert f.abs().max() > 1e-3
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    q = q * torch.sign(torch.det(q))  # a rotation (reflections checked below)
+    assert torch.allclose(net.pair(pos @ q.T, cond), f @ q.T, atol=1e-10)
+    shift = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    assert torch.allclose(net.pair(pos + shift, cond), f, atol=1e-10)
+    reflect = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
+    pair_energy = (f * pos).sum((1, 2))
+    assert torch.allclose((net.pair(pos @ reflect, cond) * (pos @ reflect)).sum((1, 2)), pair_energy,
+                          atol=1e-10)
+    g, r = net.pair.pair_coefficients(pos, cond)  # the pair-potential form
+    assert g.shape == (4, 231)
+    assert torch.allclose(pair_energy, (g * r**2).sum(-1), atol=1e-10)
+    # the reference lengths come from the target's structure, centred and divided by σ_data
+    _, energy = build_models(aldp, NetConfig(kind="transformer", hidden=16, layers=1, heads=2, emb_dim=8,
+                                             sigma_data=S, pair_features=8))
+    pos_ref = torch.as_tensor(np.asarray(aldp.initial_positions_nm, dtype=np.float64)).reshape(22, 3)
+    head = energy.net.pair
+    expected = (pos_ref[head.pair_i] - pos_ref[head.pair_j]).norm(dim=-1) / S
+    assert torch.allclose(head.reference_r.double(), expected, rtol=1e-6)
+
+
 def test_rotation_augmentation_rotates_positions_and_scores_together(aldp):
     x = aldp.prior_sample(1, torch.Generator().manual_seed(3))
     buf = TrainingBuffer.from_target(aldp, x)

@@ -96,6 +96,76 @@ class DiTBlock(nn.Module):
         return h + gate2[:, None, :] * self.mlp(_modulate(self.norm2(h), shift2, scale2))
 
 
+class PairHead(nn.Module):
+    """An equivariant pair term added to the transformer's output (``net.pair_features`` > 0):
+
+        F_pair,i = Σ_{j≠i} (y_i − y_j)·g_ij,   g_ij = g_ji = MLP([rbf(r_ij), r_ij, δ_ij, δ_ij², e_ij, c])
+                                                       + a_ij·δ_ij + b_ij·δ_ij²
+
+    over the n(n−1)/2 atom pairs, with y = c_in·x (the network input), r_ij = ‖y_i − y_j‖, e_ij a
+    learned embedding of the pair, c the noise embedding and, when a reference structure is given
+    (the target's initial positions in units of x/σ_data), δ_ij = (r_ij − r_ij^ref)/0.05 clamped to
+    ±4: the pair's deviation from its reference length in units of a bond's thermal fluctuation
+    (≈ 0.05·σ_data ≈ 0.008 nm for ALDP at 1200 K), so that O(1) coefficients a, b give the stiff
+    harmonic bond and 1–3 terms directly (Adam would need thousands of steps to grow them through
+    an MLP's curvature). Since g is symmetric, ⟨F_pair, y⟩ = Σ_{i<j} g_ij r_ij², so the energy
+    model's −σ_d⟨F, c_in x⟩/σ gains a sum of pair potentials in the interatomic distances — the form
+    of a force field's bond and angle terms, which the attention blocks, fed absolute coordinates,
+    resolve poorly: on ALDP stage-0 data (1200 K) a 2-layer, 32-wide transformer's U_η(x, σ_min)
+    had correlation ≈ 0 with E/kT (docs/pita.md, 2026-12-03). F_pair is rotation-equivariant and
+    translation-invariant; its energy is also reflection-invariant (distances only). The last
+    layers start at zero, so an untrained network still outputs F = 0.
+    """
+
+    def __init__(self, n_atoms: int, n_rbf: int, cond_dim: int, hidden: int = 16, r_max: float = 8.0,
+                 reference: torch.Tensor | None = None, delta_scale: float = 0.05) -> None:
+        super().__init__()
+        self.n_atoms = int(n_atoms)
+        i, j = torch.triu_indices(n_atoms, n_atoms, offset=1)
+        self.register_buffer("pair_i", i, persistent=False)
+        self.register_buffer("pair_j", j, persistent=False)
+        n_pairs = i.numel()
+        self.register_buffer("centres", torch.linspace(0.0, r_max, n_rbf), persistent=False)
+        self.width = r_max / max(n_rbf - 1, 1)
+        self.delta_scale = float(delta_scale)
+        self.has_reference = reference is not None
+        ref = torch.zeros(n_pairs)
+        if reference is not None:  # (n_atoms, 3) in network-input units at small σ (x/σ_data)
+            ref = (reference[i] - reference[j]).float().norm(dim=-1)
+        self.register_buffer("reference_r", ref, persistent=False)
+        self.pair_embedding = nn.Parameter(torch.randn(n_pairs, hidden) * 0.02)
+        self.feature_in = nn.Linear(n_rbf + 1 + 2 * self.has_reference, hidden)
+        self.cond_in = nn.Linear(cond_dim, hidden)
+        self.out = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.harmonic = nn.Parameter(torch.zeros(2, n_pairs)) if self.has_reference else None
+
+    def pair_coefficients(self, pos: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g (batch, n_pairs), r (batch, n_pairs)) for pos (batch, n, d) and c (batch, cond_dim)."""
+        diff = pos[:, self.pair_i] - pos[:, self.pair_j]
+        r = (diff.pow(2).sum(-1) + 1e-12).sqrt()
+        rbf = torch.exp(-(((r[..., None] - self.centres) / self.width) ** 2))
+        feats = [rbf, r[..., None]]
+        if self.has_reference:
+            delta = ((r - self.reference_r) / self.delta_scale).clamp(-4.0, 4.0)
+            feats += [delta[..., None], delta[..., None] ** 2]
+        h = self.feature_in(torch.cat(feats, dim=-1)) + self.pair_embedding + self.cond_in(c)[:, None, :]
+        g = self.out(nn.functional.silu(h))[..., 0]
+        if self.has_reference:
+            g = g + self.harmonic[0] * delta + self.harmonic[1] * delta**2
+        return g, r
+
+    def forward(self, pos: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """pos (batch, n, d) network-input coordinates, c (batch, cond_dim) → (batch, n, d)."""
+        g, _ = self.pair_coefficients(pos, c)
+        big = pos.new_zeros(pos.shape[0], self.n_atoms, self.n_atoms)
+        big[:, self.pair_i, self.pair_j] = g
+        big = big + big.transpose(1, 2)
+        # Σ_j (y_i − y_j) G_ij = y_i Σ_j G_ij − (G y)_i
+        return pos * big.sum(-1, keepdim=True) - big @ pos
+
+
 class AtomTransformer(nn.Module):
     """``forward(x, c_noise, temperature=None)`` → (batch, n_atoms·spatial_dim); see the module docstring."""
 
@@ -109,6 +179,8 @@ class AtomTransformer(nn.Module):
         heads: int = 4,
         temperature_conditioned: bool = False,
         mlp_ratio: int = 4,
+        pair_features: int = 0,
+        pair_reference: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if n_atoms < 1 or spatial_dim < 1 or hidden < 1 or layers < 1 or heads < 1:
@@ -127,6 +199,8 @@ class AtomTransformer(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.register_buffer("atom_index", torch.arange(n_atoms), persistent=False)
+        self.pair = PairHead(n_atoms, pair_features, emb_dim,
+                                                   reference=pair_reference) if pair_features > 0 else None
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Per-atom input tokens (batch, n_atoms, hidden)."""
@@ -139,4 +213,7 @@ class AtomTransformer(nn.Module):
         for block in self.blocks:
             h = block(h, c)
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
-        return self.readout(_modulate(self.norm_out(h), shift, scale)).reshape(x.shape[0], -1)
+        out = self.readout(_modulate(self.norm_out(h), shift, scale))
+        if self.pair is not None:
+            out = out + self.pair(x.reshape(x.shape[0], self.n_atoms, self.spatial_dim), c)
+        return out.reshape(x.shape[0], -1)
