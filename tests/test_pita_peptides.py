@@ -147,7 +147,7 @@ def test_pair_head_is_equivariant_starts_at_zero_and_adds_pair_potentials_to_the
     y, c = torch.randn(4, 66, dtype=torch.float64) * 2.0, torch.randn(4, dtype=torch.float64)
     assert torch.count_nonzero(net(y, c)) == 0  # zero last layers: D = c_skip·x at initialisation
     torch.nn.init.normal_(net.pair.out.weight, std=0.5)
-    torch.nn.init.normal_(net.pair.harmonic, std=0.1)
+    torch.nn.init.normal_(net.pair.harmonic.weight, std=0.1)
     cond = net.embedding(c)
     pos = y.reshape(4, 22, 3)
     f = net.pair(pos, cond)

@@ -137,7 +137,7 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
             pos = torch.as_tensor(np.asarray(target.initial_positions_nm, dtype=np.float64)).reshape(n, d)
             ref = (pos - pos.mean(0)) / cfg.sigma_data  # the network-input units of x at σ ≪ σ_data
         return AtomTransformer(n, d, heads=cfg.heads, pair_features=cfg.pair_features, pair_reference=ref,
-                               **common)
+                               sigma_data=cfg.sigma_data, **common)
     raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp, egnn or transformer)")
 
 

@@ -100,14 +100,14 @@ class PairHead(nn.Module):
     """An equivariant pair term added to the transformer's output (``net.pair_features`` > 0):
 
         F_pair,i = Σ_{j≠i} (y_i − y_j)·g_ij,   g_ij = g_ji = MLP([rbf(r_ij), r_ij, δ_ij, δ_ij², e_ij, c])
-                                                       + a_ij·δ_ij + b_ij·δ_ij²
+                                                       + a_ij(c)·δ_ij + b_ij(c)·δ_ij²
 
     over the n(n−1)/2 atom pairs, with y = c_in·x (the network input), r_ij = ‖y_i − y_j‖, e_ij a
     learned embedding of the pair, c the noise embedding and, when a reference structure is given
     (the target's initial positions in units of x/σ_data), δ_ij = (r_ij − r_ij^ref)/0.05 clamped to
     ±4: the pair's deviation from its reference length in units of a bond's thermal fluctuation
     (≈ 0.05·σ_data ≈ 0.008 nm for ALDP at 1200 K), so that O(1) coefficients a, b give the stiff
-    harmonic bond and 1–3 terms directly (Adam would need thousands of steps to grow them through
+    harmonic bond and 1–3 terms directly ((a, b) are linear in c, zero at initialisation; Adam would need thousands of steps to grow them through
     an MLP's curvature). Since g is symmetric, ⟨F_pair, y⟩ = Σ_{i<j} g_ij r_ij², so the energy
     model's −σ_d⟨F, c_in x⟩/σ gains a sum of pair potentials in the interatomic distances — the form
     of a force field's bond and angle terms, which the attention blocks, fed absolute coordinates,
@@ -139,7 +139,13 @@ class PairHead(nn.Module):
         self.out = nn.Linear(hidden, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.harmonic = nn.Parameter(torch.zeros(2, n_pairs)) if self.has_reference else None
+        # (a_ij, b_ij) as functions of the noise embedding: the harmonic stiffness a pair needs falls
+        # with σ (a Gaussian-smoothed well is softer) while the energy's prefactor σ_d/σ grows as σ
+        # falls, so σ-independent coefficients learned at typical σ would be amplified ~30× at σ_min
+        self.harmonic = nn.Linear(cond_dim, 2 * n_pairs) if self.has_reference else None
+        if self.harmonic is not None:
+            nn.init.zeros_(self.harmonic.weight)
+            nn.init.zeros_(self.harmonic.bias)
 
     def pair_coefficients(self, pos: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(g (batch, n_pairs), r (batch, n_pairs)) for pos (batch, n, d) and c (batch, cond_dim)."""
@@ -153,7 +159,8 @@ class PairHead(nn.Module):
         h = self.feature_in(torch.cat(feats, dim=-1)) + self.pair_embedding + self.cond_in(c)[:, None, :]
         g = self.out(nn.functional.silu(h))[..., 0]
         if self.has_reference:
-            g = g + self.harmonic[0] * delta + self.harmonic[1] * delta**2
+            a, b = self.harmonic(c).reshape(c.shape[0], 2, -1).unbind(1)
+            g = g + a * delta + b * delta**2
         return g, r
 
     def forward(self, pos: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -181,6 +188,7 @@ class AtomTransformer(nn.Module):
         mlp_ratio: int = 4,
         pair_features: int = 0,
         pair_reference: torch.Tensor | None = None,
+        sigma_data: float = 1.0,
     ) -> None:
         super().__init__()
         if n_atoms < 1 or spatial_dim < 1 or hidden < 1 or layers < 1 or heads < 1:
@@ -200,7 +208,8 @@ class AtomTransformer(nn.Module):
             nn.init.zeros_(layer.bias)
         self.register_buffer("atom_index", torch.arange(n_atoms), persistent=False)
         self.pair = PairHead(n_atoms, pair_features, emb_dim,
-                                                   reference=pair_reference) if pair_features > 0 else None
+                             reference=pair_reference) if pair_features > 0 else None
+        self.sigma_data = float(sigma_data)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Per-atom input tokens (batch, n_atoms, hidden)."""
@@ -215,5 +224,11 @@ class AtomTransformer(nn.Module):
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         out = self.readout(_modulate(self.norm_out(h), shift, scale))
         if self.pair is not None:
-            out = out + self.pair(x.reshape(x.shape[0], self.n_atoms, self.spatial_dim), c)
+            # × σ/σ_d (σ = e^{4 c_noise}): cancels the energy model's σ_d/σ, so U_η gains −Σ g_ij r_ij²
+            # at every σ with O(1) g (and the score model c_out·F/σ² = F/√(σ² + σ_d²), force-like);
+            # without it the pair coefficients learned at typical σ are amplified ~30× at σ_min and
+            # training diverged (ALDP stage 0: pinning loss in the thousands)
+            scale = torch.exp(4.0 * c_noise) / self.sigma_data
+            pair = self.pair(x.reshape(x.shape[0], self.n_atoms, self.spatial_dim), c)
+            out = out + scale[:, None, None] * pair
         return out.reshape(x.shape[0], -1)
