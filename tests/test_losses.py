@@ -15,7 +15,12 @@ from fixtures import seeded
 from torch import nn
 
 from boltzpath.diffusion.losses import (
-    distillation_loss, dsm_loss, edm_weight, force_matching_loss, pinning_loss, tsm_loss,
+    distillation_loss,
+    dsm_loss,
+    edm_weight,
+    force_matching_loss,
+    pinning_loss,
+    tsm_loss,
 )
 from boltzpath.diffusion.precond import EnergyModel, ScoreModel, edm_coefficients
 from boltzpath.diffusion.schedule import KarrasSchedule

@@ -43,7 +43,12 @@ from boltzpath.config import from_dict
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.diffusion.ema import Ema
 from boltzpath.diffusion.losses import (
-    _weighted_mse, distillation_loss, force_matching_loss, noise_like, pinning_loss, tsm_loss,
+    _weighted_mse,
+    distillation_loss,
+    force_matching_loss,
+    noise_like,
+    pinning_loss,
+    tsm_loss,
 )
 from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel
 from boltzpath.diffusion.schedule import KarrasSchedule

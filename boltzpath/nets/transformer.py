@@ -107,11 +107,12 @@ class PairHead(nn.Module):
     (the target's initial positions in units of x/σ_data), δ_ij = (r_ij − r_ij^ref)/0.05 clamped to
     ±4: the pair's deviation from its reference length in units of a bond's thermal fluctuation
     (≈ 0.05·σ_data ≈ 0.008 nm for ALDP at 1200 K), so that O(1) coefficients a, b give the stiff
-    harmonic bond and 1–3 terms directly ((a, b) are linear in c, zero at initialisation; Adam would need thousands of steps to grow them through
-    an MLP's curvature). Since g is symmetric, ⟨F_pair, y⟩ = Σ_{i<j} g_ij r_ij², so the energy
-    model's −σ_d⟨F, c_in x⟩/σ gains a sum of pair potentials in the interatomic distances — the form
-    of a force field's bond and angle terms, which the attention blocks, fed absolute coordinates,
-    resolve poorly: on ALDP stage-0 data (1200 K) a 2-layer, 32-wide transformer's U_η(x, σ_min)
+    harmonic bond and 1–3 terms directly ((a, b) are linear in c and zero at initialisation; Adam
+    would need thousands of steps to grow them through an MLP's curvature).
+    Since g is symmetric, ⟨F_pair, y⟩ = Σ_{i<j} g_ij r_ij²; the model scales F_pair by σ/σ_d
+    (``AtomTransformer.forward``), so the energy model's −σ_d⟨F, c_in x⟩/σ gains −Σ_{i<j} g_ij r_ij²,
+    a sum of pair potentials in the interatomic distances — the form of a force field's bond and
+    angle terms, which the attention blocks, fed absolute coordinates, resolve poorly: on ALDP stage-0 data (1200 K) a 2-layer, 32-wide transformer's U_η(x, σ_min)
     had correlation ≈ 0 with E/kT (docs/pita.md, 2026-12-03). F_pair is rotation-equivariant and
     translation-invariant; its energy is also reflection-invariant (distances only). The last
     layers start at zero, so an untrained network still outputs F = 0.
