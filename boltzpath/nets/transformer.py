@@ -112,7 +112,8 @@ class PairHead(nn.Module):
     Since g is symmetric, ⟨F_pair, y⟩ = Σ_{i<j} g_ij r_ij²; the model scales F_pair by σ/σ_d
     (``AtomTransformer.forward``), so the energy model's −σ_d⟨F, c_in x⟩/σ gains −Σ_{i<j} g_ij r_ij²,
     a sum of pair potentials in the interatomic distances — the form of a force field's bond and
-    angle terms, which the attention blocks, fed absolute coordinates, resolve poorly: on ALDP stage-0 data (1200 K) a 2-layer, 32-wide transformer's U_η(x, σ_min)
+    angle terms, which the attention blocks, fed absolute coordinates, resolve poorly:
+    on ALDP stage-0 data (1200 K) a 2-layer, 32-wide transformer's U_η(x, σ_min)
     had correlation ≈ 0 with E/kT (docs/pita.md, 2026-12-03). F_pair is rotation-equivariant and
     translation-invariant; its energy is also reflection-invariant (distances only). The last
     layers start at zero, so an untrained network still outputs F = 0.
