@@ -5,6 +5,7 @@ A Gaussian mixture convolved with the VE kernel is again a mixture, so U_t, its 
 time discretisation, and its output can be compared with quadrature of p^γ.
 """
 
+import dataclasses
 import math
 
 import pytest
@@ -185,3 +186,24 @@ def test_overlap_repair_separates_overlapping_lj_particles_and_leaves_good_ones(
     res = relax(target, x, torch.Generator().manual_seed(0),
                 RelaxConfig(n_steps=20, adapt_steps=10, step_size=1e-4, repair_above=None))
     assert float(res.energy[1:].min()) > 1000.0
+
+
+class _DivergingModel:
+    """MIX_1D whose terms turn to NaN below t = 0.5 (a drift that blew up every particle)."""
+
+    dim = MIX_1D.dim
+
+    def terms(self, x, t, *args, **kwargs):
+        terms = MIX_1D.terms(x, t, *args, **kwargs)
+        if t < 0.5:
+            terms = dataclasses.replace(terms, du_dt=torch.full_like(terms.du_dt, math.nan))
+        return terms
+
+
+def test_annealing_whose_every_weight_is_non_finite_fails_with_a_clear_message():
+    # one non-finite particle is dropped (weight 0), but when none is left the run must say where
+    # and why it stopped (a user saw "all importance weights are zero or non-finite" from deep in
+    # the weights on aldp-fab, 2026-12-03), not carry NaN weights on
+    cfg = AnnealConfig(n_steps=20, gamma=2.0, dtype="float64", tail="fk")
+    with pytest.raises(RuntimeError, match=r"annealing diverged at t = .* no particle has a finite weight"):
+        anneal(_DivergingModel(), 64, SCHEDULE, cfg, torch.Generator().manual_seed(0))
