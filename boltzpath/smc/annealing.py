@@ -243,7 +243,8 @@ def fk_step(
     if cfg.use_weights and not (finite & torch.isfinite(state.log_w)).any():
         bad_x = int((~torch.isfinite(x_new).all(dim=-1)).sum())
         raise RuntimeError(
-            f"annealing diverged at t = {t_now:.4g} → {t_next:.4g} (σ = {float(schedule.sigma(t_next)):.4g}): "
+            f"annealing diverged at t = {t_now:.4g} → {t_next:.4g} "
+            f"(σ = {float(schedule.sigma(t_next)):.4g}): "
             f"no particle has a finite weight ({bad_x} of {x_new.shape[0]} positions non-finite); the "
             "model's drift is too stiff for this step — use more steps (anneal.n_steps) or train longer")
     log_w, log_z = state.log_w, state.log_z
