@@ -129,6 +129,7 @@ class PairHead(nn.Module):
         n_pairs = i.numel()
         self.register_buffer("centres", torch.linspace(0.0, r_max, n_rbf), persistent=False)
         self.width = r_max / max(n_rbf - 1, 1)
+        self.r_max = float(r_max)
         self.delta_scale = float(delta_scale)
         self.has_reference = reference is not None
         ref = torch.zeros(n_pairs)
@@ -163,7 +164,10 @@ class PairHead(nn.Module):
         if self.has_reference:
             a, b = self.harmonic(c).reshape(c.shape[0], 2, -1).unbind(1)
             g = g + a * delta + b * delta**2
-        return g, r
+        # envelope exp(−(r/r_max)²): far-apart pairs stop contributing, so −g r² stays bounded. Without
+        # it a positive g at large r is an inverted harmonic well; on aldp-fab (stage 3, γ = 1.85) every
+        # annealed particle flew apart to non-finite positions by σ ≈ 3.5 nm (2026-12-03)
+        return g * torch.exp(-((r / self.r_max) ** 2)), r
 
     def forward(self, pos: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """pos (batch, n, d) network-input coordinates, c (batch, cond_dim) → (batch, n, d)."""
