@@ -14,6 +14,8 @@ from fixtures import CorrelatedGaussian
 
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
+from boltzpath.parallel.dist import DistContext
+from boltzpath.parallel.sharded_smc import sharded_anneal
 from boltzpath.smc.annealing import AnnealConfig, anneal, fk_increment
 from boltzpath.smc.divergence import divergence
 from boltzpath.smc.exact import GaussianMixtureVE
@@ -207,3 +209,7 @@ def test_annealing_whose_every_weight_is_non_finite_fails_with_a_clear_message()
     cfg = AnnealConfig(n_steps=20, gamma=2.0, dtype="float64", tail="fk")
     with pytest.raises(RuntimeError, match=r"annealing diverged at t = .* no particle has a finite weight"):
         anneal(_DivergingModel(), 64, SCHEDULE, cfg, torch.Generator().manual_seed(0))
+    # the sharded step (torchrun) shares the check: same message with one process
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(RuntimeError, match=r"annealing diverged at t = .* no particle has a finite weight"):
+        sharded_anneal(_DivergingModel(), 64, SCHEDULE, cfg, g, g, DistContext())

@@ -51,7 +51,16 @@ from boltzpath.parallel.dist import (
     shard,
     sum_int,
 )
-from boltzpath.smc.annealing import AnnealConfig, AnnealInfo, AnnealResult, FKStepInfo, mutate, tail_increment
+from boltzpath.smc.annealing import (
+    AnnealConfig,
+    AnnealInfo,
+    AnnealResult,
+    FKStepInfo,
+    mutate,
+    non_finite_rows,
+    require_a_finite_weight,
+    tail_increment,
+)
 from boltzpath.smc.bridge import Population, check_same_beta
 from boltzpath.smc.model import DiffusionModel
 from boltzpath.smc.resample import RESAMPLERS, systematic
@@ -85,7 +94,9 @@ def _sharded_step(model, x, log_w, log_z, t_now, t_next, schedule, cfg, generato
     finite = torch.isfinite(inc_all)
     max_abs = float(inc_all[finite].abs().max()) if finite.any() else math.nan
     log_z_inc = 0.0
-    if cfg.use_weights:
+    if cfg.use_weights:  # every rank sees the same gathered weights, so every rank raises together
+        require_a_finite_weight(log_w_all, inc_all, t_now, t_next, schedule,
+                                lambda: (sum_int(non_finite_rows(x_new), ctx), n_total))
         log_z_inc = float(torch.logsumexp(torch.log(normalised_weights(log_w_all)) + inc_all, dim=0))
         log_w_all = log_w_all + inc_all
         log_w = log_w + inc

@@ -224,6 +224,25 @@ def tail_increment(inc: torch.Tensor, t_next: float, cfg: AnnealConfig) -> torch
     return inc
 
 
+def non_finite_rows(x: torch.Tensor) -> int:
+    """How many particles (rows of x) have a non-finite coordinate."""
+    return int((~torch.isfinite(x).all(dim=-1)).sum())
+
+
+def require_a_finite_weight(log_w: torch.Tensor, inc: torch.Tensor, t_now: float, t_next: float,
+                            schedule: KarrasSchedule, positions: Callable[[], tuple[int, int]]) -> None:
+    """Raise a RuntimeError saying where the annealing diverged when no particle keeps a finite weight
+    after this step's increments ``inc`` (``positions()`` → (non-finite particles, all particles), called
+    only then). Without it the failure surfaces inside the weights as a bare ValueError."""
+    if (torch.isfinite(inc) & torch.isfinite(log_w)).any():
+        return
+    bad, total = positions()
+    raise RuntimeError(
+        f"annealing diverged at t = {t_now:.4g} → {t_next:.4g} (σ = {float(schedule.sigma(t_next)):.4g}): "
+        f"no particle has a finite weight ({bad} of {total} positions non-finite); the model's drift is "
+        "too stiff for this step — use more steps (anneal.n_steps) or train longer")
+
+
 def fk_step(
     model: DiffusionModel,
     state: AnnealState,
@@ -240,13 +259,9 @@ def fk_step(
     inc = tail_increment(inc, t_next, cfg)
     finite = torch.isfinite(inc)
     max_abs = float(inc[finite].abs().max()) if finite.any() else math.nan
-    if cfg.use_weights and not (finite & torch.isfinite(state.log_w)).any():
-        bad_x = int((~torch.isfinite(x_new).all(dim=-1)).sum())
-        raise RuntimeError(
-            f"annealing diverged at t = {t_now:.4g} → {t_next:.4g} "
-            f"(σ = {float(schedule.sigma(t_next)):.4g}): "
-            f"no particle has a finite weight ({bad_x} of {x_new.shape[0]} positions non-finite); the "
-            "model's drift is too stiff for this step — use more steps (anneal.n_steps) or train longer")
+    if cfg.use_weights:
+        require_a_finite_weight(state.log_w, inc, t_now, t_next, schedule,
+                                lambda: (non_finite_rows(x_new), x_new.shape[0]))
     log_w, log_z = state.log_w, state.log_z
     log_z_inc = 0.0
     if cfg.use_weights:
