@@ -75,32 +75,42 @@ def distillation_loss(energy_model: EnergyModel, x_t, sigma, d_teacher, temperat
 
 def pinning_loss(
     energy_model: EnergyModel, x0, energy0, sigma_min: float, temperature=None,
-    mask_above: float | None = 1000.0,
+    mask_above: float | None = 1000.0, u=None,
 ) -> torch.Tensor:
     """(U_η(x₀, σ_min) − E(x₀)/kT)² / d, averaged over the batch; energy0 (batch,) is E/kT.
 
     Samples with E/kT > ``mask_above`` (SPEC's high-energy flag; None keeps all) contribute zero,
     as in the released PITA code: a clash's energy is a number the network should not chase.
     The 1/d makes the strength per dimension independent of d (see the module docstring).
+    ``u``: U_η(x₀, σ_min) when the caller already has it (with force matching: ``pin_sigma_terms``).
     """
     d = x0.shape[1]
-    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
-    u = energy_model.energy(x0, sigma, temperature)
+    if u is None:
+        sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
+        u = energy_model.energy(x0, sigma, temperature)
     sq = (u - energy0.to(u.dtype)) ** 2 / d
     if mask_above is not None:
         sq = torch.where(energy0.to(u.dtype) <= mask_above, sq, torch.zeros_like(sq))
     return sq.mean()
 
 
+def pin_sigma_terms(energy_model: EnergyModel, x0, sigma_min: float, temperature=None):
+    """(U_η(x₀, σ_min), ∇ₓU_η(x₀, σ_min)), both differentiable in the parameters: one evaluation that
+    pinning and force matching share when both are on."""
+    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
+    return energy_model.energy_and_grad(x0, sigma, temperature, create_graph=True)
+
+
 def force_matching_loss(
     energy_model: EnergyModel, x0, score0, sigma_min: float, temperature=None, energy0=None,
-    mask_above: float | None = 1000.0,
+    mask_above: float | None = 1000.0, grad=None,
 ) -> torch.Tensor:
     """mean ‖∇ₓU_η(x₀, σ_min) + score0‖² / mean ‖score0‖² over the batch (score0 = −∇ₓE/kT, projected
     like the model's gradients); differentiable in the parameters (double backprop). Samples with
-    E/kT > ``mask_above`` are left out when ``energy0`` is given, as in ``pinning_loss``."""
-    sigma = torch.full((x0.shape[0],), float(sigma_min), dtype=x0.dtype, device=x0.device)
-    _, grad = energy_model.energy_and_grad(x0, sigma, temperature, create_graph=True)
+    E/kT > ``mask_above`` are left out when ``energy0`` is given, as in ``pinning_loss``. ``grad``:
+    ∇ₓU_η(x₀, σ_min) when the caller already has it (``pin_sigma_terms``)."""
+    if grad is None:
+        _, grad = pin_sigma_terms(energy_model, x0, sigma_min, temperature)
     target = energy_model.project(score0.to(grad.dtype))
     err = (grad + target).pow(2).sum(-1)
     norm = target.pow(2).sum(-1)

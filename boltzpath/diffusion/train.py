@@ -47,6 +47,7 @@ from boltzpath.diffusion.losses import (
     distillation_loss,
     force_matching_loss,
     noise_like,
+    pin_sigma_terms,
     pinning_loss,
     tsm_loss,
 )
@@ -204,11 +205,13 @@ def _loss_terms(models: Models, cfg: TrainConfig, pin_sigma: float, x, energy, s
         losses["tsm"] = tsm_loss(first, x0, first.project(score), draws["tsm_sigma"], draws["tsm_eps"], temps)
     if score_model is not None and cfg.distill > 0:
         losses["distill"] = distillation_loss(energy_model, x_t, sigma, d.detach(), temps)
+    # with force matching, U_η and ∇ₓU_η at σ_pin come from one evaluation that pinning shares
+    u_pin, grad_pin = pin_sigma_terms(energy_model, x0, pin_sigma, temps) if cfg.force > 0 else (None, None)
     if cfg.pin > 0:
-        losses["pin"] = pinning_loss(energy_model, x0, energy, pin_sigma, temps, cfg.pin_mask_above)
+        losses["pin"] = pinning_loss(energy_model, x0, energy, pin_sigma, temps, cfg.pin_mask_above, u=u_pin)
     if cfg.force > 0:
         losses["force"] = force_matching_loss(energy_model, x0, score, pin_sigma, temps, energy,
-                                              cfg.pin_mask_above)
+                                              cfg.pin_mask_above, grad=grad_pin)
     return losses
 
 
