@@ -158,3 +158,33 @@ def test_d2_weight_column_is_an_exact_copy():
     hd = layer.hidden
     assert layer._d2_column().is_contiguous()
     assert torch.equal(layer._d2_column(), layer.edge_in.weight[:, 2 * hd])
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_first_layer_on_pairs_is_the_same_function(layers):
+    """The first layer on the n(n−1)/2 unordered pairs equals it on all n² ordered pairs: outputs,
+    hand-written VJPs and parameter gradients (float64)."""
+    n, d = 6, 3
+    torch.manual_seed(3)
+    net = EGNN(n, d, hidden=8, layers=layers, emb_dim=8, temperature_conditioned=True).double()
+    x, c = _inputs(n, d)
+    x, c = x.double() + 0.2, c.double()
+    temps = torch.full((x.shape[0],), 1.3, dtype=torch.float64)
+    v = torch.randn(x.shape, generator=seeded(11), dtype=torch.float64)
+    results = {}
+    for pairs in (True, False):
+        net.first_layer_pairs = pairs
+        net.zero_grad(set_to_none=True)
+        out = net(x, c, temps)
+        f, jtv = net.forward_vjp(x, c, temps, v)
+        (out.pow(2).sum() + jtv.pow(2).sum()).backward()
+        results[pairs] = (out.detach(), f.detach(), jtv.detach(),
+                          [p.grad.clone() if p.grad is not None else None for p in net.parameters()])
+    net.first_layer_pairs = True
+    a, b = results[True], results[False]
+    for u, w in zip(a[:3], b[:3], strict=True):
+        torch.testing.assert_close(u, w, atol=1e-12, rtol=1e-10)
+    for (name, _), u, w in zip(net.named_parameters(), a[3], b[3], strict=True):
+        assert (u is None) == (w is None), name
+        if u is not None:
+            torch.testing.assert_close(u, w, atol=1e-12, rtol=1e-10, msg=name)

@@ -20,6 +20,16 @@ particles. ``forward_edges`` is the textbook edge-list version (gather + concate
 kept as the "before" reference: it computes the same function with the same weights (tested) and
 is what ``benchmarks/bench_egnn.py`` compares against.
 
+First layer on unordered pairs: every particle enters the first layer with the same node feature
+h⁰ (the noise/temperature embedding), so there W_a h_i + W_b h_j + b = (W_a + W_b)h⁰ + b for every
+pair, the message m_ij = φ_e(h⁰, h⁰, d²_ij) is symmetric, and so is the coordinate weight. The first
+layer (``EGNNLayer.forward_pairs``, its cached form and ``vjp_pairs``) therefore runs its edge MLPs on
+the P = n(n−1)/2 unordered pairs (LJ-13: 78 instead of 169 rows per sample) and spreads the results
+back with the (n, P) incidence matrices: +s_p(x_i − x_j) to i and −s_p(x_i − x_j) to j, m_p to both
+aggregates. Same function (tested against the edge-list reference and autograd); the layers after
+it see particle-dependent h and stay on all pairs. ``EGNN.first_layer_pairs = False`` restores the
+n² first layer (the benchmarks' "before").
+
 Vector-Jacobian product by hand (``EGNN.forward_vjp``): the energy model needs ∇ₓ⟨F(x), x⟩ =
 F(x) + J_F(x)ᵀx and, for the distillation loss, the parameter gradient *of* that gradient. Through
 autograd that is a double backward (a graph of SiLU-backward-backward ops that ``torch.compile``
@@ -144,6 +154,67 @@ class EGNNLayer(nn.Module):
         gx_in = gx_in + 2.0 * (x * sym.sum(-1, keepdim=True) - torch.bmm(sym, x))
         return gh_in, gx_in
 
+    # ---- the first layer on unordered pairs: every particle enters it with the same h (the noise
+    # embedding), so m_ij = m_ji and the layer needs n(n−1)/2 edges instead of n² (module docstring)
+    def _pair_pre(self, h0: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+        """(W_a + W_b)h⁰ + b + w_c d²_p for every pair: (B, P, H) from h0 (B, H) and d2 (B, P)."""
+        w, hd = self.edge_in.weight, self.hidden
+        c = torch.addmm(self.edge_in.bias, h0, (w[:, :hd] + w[:, hd : 2 * hd]).T)  # (B, H)
+        return torch.addcmul(c[:, None, :], d2[..., None], self._d2_column())
+
+    def forward_pairs(self, h0: torch.Tensor, x: torch.Tensor, pairs: tuple):
+        """``forward`` when every h_i equals h0 (B, H): the edges are the P unordered pairs.
+        ``pairs`` = (iu, ju, signed incidence (n, P), incidence (n, P)) from ``EGNN``."""
+        iu, ju, inc_s, inc = pairs
+        n = x.shape[1]
+        diff = x[:, iu] - x[:, ju]  # (B, P, d)
+        d2 = (diff * diff).sum(-1)
+        m = self.act(self.edge_out(self.act(self._pair_pre(h0, d2))))  # (B, P, H)
+        s = self._coord_weight(m) / (torch.sqrt(d2 + 1e-8) + 1.0)  # (B, P)
+        x = x + torch.matmul(inc_s, s[..., None] * diff) / (n - 1)  # +s·diff to i, −s·diff to j
+        h = h0[:, None, :].expand(-1, n, -1)
+        return self._node_update(h, torch.matmul(inc, m) / (n - 1)), x
+
+    def forward_pairs_cached(self, h0, x, pairs, need_h: bool = True):
+        """``forward_pairs``, also returning what ``vjp_pairs`` needs; ``need_h=False`` skips h'."""
+        iu, ju, inc_s, inc = pairs
+        n = x.shape[1]
+        diff = x[:, iu] - x[:, ju]
+        d2 = (diff * diff).sum(-1)  # (B, P)
+        s1, ds1 = silu_and_derivative(self._pair_pre(h0, d2))
+        m, dm = silu_and_derivative(self.edge_out(s1))
+        s3, ds3 = silu_and_derivative(self.coord_hidden(m))
+        cw = s3 @ self.coord_out.weight[0]  # (B, P)
+        r = torch.sqrt(d2 + 1e-8)
+        inv = 1.0 / (r + 1.0)
+        s = cw * inv
+        x_new = x + torch.matmul(inc_s, s[..., None] * diff) / (n - 1)
+        h_new, ds4 = None, None
+        if need_h:
+            h = h0[:, None, :].expand(-1, n, -1)
+            agg = torch.matmul(inc, m) / (n - 1)
+            s4, ds4 = silu_and_derivative(self.node_in(torch.cat([h, agg], dim=-1)))
+            h_new = h + self.node_out(s4)
+        return h_new, x_new, (diff, ds1, dm, ds3, r, inv, s, ds4)
+
+    def vjp_pairs(self, cache, gh: torch.Tensor | None, gx: torch.Tensor, pairs: tuple) -> torch.Tensor:
+        """J_xᵀ of (h', x') w.r.t. x for ``forward_pairs`` (h⁰ does not depend on x: no h cotangent)."""
+        diff, ds1, dm, ds3, r, inv, s, ds4 = cache
+        _, _, inc_s, inc = pairs
+        hd, nm1 = self.hidden, gx.shape[1] - 1
+        g_dx = torch.matmul(inc_s.T, gx) / nm1  # (B, P, d): (g_i − g_j)/(n − 1)
+        g_s = (g_dx * diff).sum(-1)  # (B, P)
+        g_diff = s[..., None] * g_dx
+        g_d2 = -(g_s * s) / ((r + 1.0) * 2.0 * r)
+        g_m = (((g_s * inv)[..., None] * self.coord_out.weight[0]) * ds3) @ self.coord_hidden.weight
+        if gh is not None:
+            g_agg = (((gh @ self.node_out.weight) * ds4) @ self.node_in.weight)[..., hd:]  # (B, n, H)
+            g_m = g_m + torch.matmul(inc.T, g_agg) / nm1
+        g_pre = ((g_m * dm) @ self.edge_out.weight) * ds1  # (B, P, H)
+        g_d2 = g_d2 + g_pre @ self._d2_column()
+        g_diff = g_diff + 2.0 * g_d2[..., None] * diff
+        return gx + torch.matmul(inc_s, g_diff)
+
     def forward_edges(self, h, x, src, dst):
         """Edge-list reference (the "before" implementation): gather, concatenate, index_add."""
         n = x.shape[1]
@@ -182,12 +253,25 @@ class EGNN(nn.Module):
         src, dst = torch.nonzero(self.offdiag, as_tuple=True)
         self.register_buffer("src", src, persistent=False)
         self.register_buffer("dst", dst, persistent=False)
+        # the first layer on the P = n(n−1)/2 unordered pairs (module docstring); False: on all n²
+        # ordered pairs like the other layers (the same function; kept as the benchmarks' "before")
+        self.first_layer_pairs = True
+        iu, ju = torch.triu_indices(n, n, 1)
+        cols = torch.arange(iu.numel())
+        inc = torch.zeros(n, iu.numel())
+        inc[iu, cols] = inc[ju, cols] = 1.0
+        inc_s = torch.zeros(n, iu.numel())
+        inc_s[iu, cols], inc_s[ju, cols] = 1.0, -1.0
+        for name, t in (("pair_i", iu), ("pair_j", ju), ("pair_inc", inc), ("pair_inc_signed", inc_s)):
+            self.register_buffer(name, t, persistent=False)
 
     def _initial(self, x, c_noise, temperature):
-        bsz = x.shape[0]
-        pos = x.reshape(bsz, self.n_particles, self.spatial_dim)
-        h = self.h_in(self.embedding(c_noise, temperature))[:, None, :].expand(bsz, self.n_particles, -1)
-        return pos, h
+        """(positions (B, n, d), h⁰ (B, H): the one node feature every particle starts with)."""
+        pos = x.reshape(x.shape[0], self.n_particles, self.spatial_dim)
+        return pos, self.h_in(self.embedding(c_noise, temperature))
+
+    def _pairs(self, dtype) -> tuple:
+        return self.pair_i, self.pair_j, self.pair_inc_signed.to(dtype), self.pair_inc.to(dtype)
 
     @staticmethod
     def _output(pos, pos0):
@@ -195,10 +279,13 @@ class EGNN(nn.Module):
         return (out - out.mean(dim=1, keepdim=True)).reshape(pos.shape[0], -1)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, temperature: torch.Tensor | None = None):
-        pos0, h = self._initial(x, c_noise, temperature)
-        pos = pos0
+        pos0, h0 = self._initial(x, c_noise, temperature)
         offdiag = self.offdiag.to(x.dtype)
-        for layer in self.layers:
+        if self.first_layer_pairs:
+            h, pos = self.layers[0].forward_pairs(h0, pos0, self._pairs(x.dtype))
+        else:  # the n² first layer (the "before" of benchmarks/bench_train_speed.py)
+            h, pos = self.layers[0](h0[:, None, :].expand(-1, self.n_particles, -1), pos0, offdiag)
+        for layer in self.layers[1:]:
             h, pos = layer(h, pos, offdiag)
         return self._output(pos, pos0)
 
@@ -208,11 +295,17 @@ class EGNN(nn.Module):
 
         Differentiable in x, v, c_noise and the parameters like any other torch expression.
         """
-        pos0, h = self._initial(x, c_noise, temperature)
-        offdiag = self.offdiag.to(x.dtype)
-        pos, caches = pos0, []
+        pos0, h0 = self._initial(x, c_noise, temperature)
+        offdiag, pairs = self.offdiag.to(x.dtype), self._pairs(x.dtype)
         last = len(self.layers) - 1
-        for k, layer in enumerate(self.layers):
+        first = self.layers[0]
+        if self.first_layer_pairs:
+            h, pos, first_cache = first.forward_pairs_cached(h0, pos0, pairs, need_h=last > 0)
+        else:
+            h0 = h0[:, None, :].expand(-1, self.n_particles, -1)
+            h, pos, first_cache = first.forward_cached(h0, pos0, offdiag, need_h=last > 0)
+        caches = []
+        for k, layer in enumerate(self.layers[1:], start=1):
             h, pos, cache = layer.forward_cached(h, pos, offdiag, need_h=k < last)
             caches.append(cache)
         out = self._output(pos, pos0)
@@ -220,13 +313,18 @@ class EGNN(nn.Module):
         pv = v.reshape(pos0.shape)
         pv = pv - pv.mean(dim=1, keepdim=True)
         gh, gx = None, pv
-        for layer, cache in zip(reversed(self.layers), reversed(caches), strict=True):
+        for layer, cache in zip(reversed(self.layers[1:]), reversed(caches), strict=True):
             gh, gx = layer.vjp(cache, gh, gx, offdiag)
+        if self.first_layer_pairs:
+            gx = first.vjp_pairs(first_cache, gh, gx, pairs)
+        else:
+            _, gx = first.vjp(first_cache, gh, gx, offdiag)
         return out, (gx - pv).reshape(out.shape)
 
     def forward_edges(self, x, c_noise, temperature=None):
         """Same function through the edge-list reference path (benchmarks and tests only)."""
-        pos0, h = self._initial(x, c_noise, temperature)
+        pos0, h0 = self._initial(x, c_noise, temperature)
+        h = h0[:, None, :].expand(-1, self.n_particles, -1)
         pos = pos0
         for layer in self.layers:
             h, pos = layer.forward_edges(h, pos, self.src, self.dst)
