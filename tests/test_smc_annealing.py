@@ -126,9 +126,30 @@ def test_hutchinson_agrees_with_exact_divergence_in_expectation():
     assert float((est[0] - exact).abs().max()) > 1e-3
 
 
+def test_exact_below_t_switches_the_estimator_only_on_the_late_steps():
+    """exact_below_t = 1: every step exact (the same run as divergence="exact", no probes drawn);
+    0: the plain Hutchinson run; in between: the Hutchinson run's early steps, then exact ones."""
+    net = NetworkModel(SCHEDULE, 2, energy_net=_mixture_energy_net(MIX_2D))
+    base = AnnealConfig(n_steps=12, gamma=1.5, divergence="hutchinson", n_probes=1, tail="fk")
+
+    def run(cfg):
+        res = anneal(net, 32, SCHEDULE, cfg, torch.Generator().manual_seed(7))
+        return res.x, res.log_weights
+
+    exact = run(dataclasses.replace(base, divergence="exact"))
+    hutch = run(base)
+    for a, b in zip(run(dataclasses.replace(base, exact_below_t=1.0)), exact, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    for a, b in zip(run(dataclasses.replace(base, exact_below_t=0.0)), hutch, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    mixed = run(dataclasses.replace(base, exact_below_t=0.5))
+    assert not torch.equal(mixed[1], hutch[1]) and not torch.equal(mixed[1], exact[1])
+
+
 def test_anneal_config_rejects_bad_values():
     for bad in ({"gamma": 0.0}, {"n_steps": 0}, {"resample": "magic"}, {"divergence": "guess"},
-                {"ess_threshold": 1.5}, {"dtype": "float16"}):
+                {"ess_threshold": 1.5}, {"dtype": "float16"}, {"exact_below_t": -0.1},
+                {"exact_below_t": 1.5}):
         with pytest.raises(BadInput):
             AnnealConfig(**bad).validate()
 
