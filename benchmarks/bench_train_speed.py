@@ -22,7 +22,7 @@ Also written: the loss after the timed steps for each configuration from the sam
 seed (the 1-process versions compute the same function, so they agree closely; the 2-process one
 draws different minibatches per rank).
 
-    .venv/bin/python benchmarks/bench_train_speed.py [--rounds 3] [--steps 60] [--size 32,3,16,64]
+    .venv/bin/python benchmarks/bench_train_speed.py [--rounds 3] [--steps 60] [--size 32,3,16,64] [--quick]
 
 Writes ``benchmarks/results/bench_train_speed.json`` (``--out``). Check ``uptime`` first: the
 2-process job needs both cores.
@@ -108,7 +108,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--size", default="32,3,16,64", help="hidden,layers,emb_dim,global batch")
     ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 round of 10 steps")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup = 1, 10, 2
     size = [int(v) for v in args.size.split(",")]
     if len(size) != 4 or size[3] % 2:
         ap.error("--size is hidden,layers,emb_dim,batch with an even batch")

@@ -61,7 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=2000)
     ap.add_argument("--sigmas", default="0.05,0.02,0.01")
     ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 30 configurations, 200 draws")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.draws = 30, 200
     sigmas = [float(s) for s in args.sigmas.split(",")]
     base = make_target("lj13")
     gen = torch.Generator().manual_seed(0)
@@ -100,6 +103,10 @@ def main(argv=None) -> int:
             print(f"T={temp:g} σ={sigma:g} γ={gamma} " + " ".join(f"{m}={v if v is None else round(v, 3)}"
                                                             for m, v in report.items())
                   + f" inner_ess={inner:.3f}", file=sys.stderr)
+    if not rows:
+        print(f"no lj13_T<T>_seed0.npy reference in {args.references} "
+              "(make them with benchmarks/particle_references.py)", file=sys.stderr)
+        return 2
     atomic_write_json(args.out, {"benchmark": "smoothing_bias", "rows": rows, "description": (
         "What an exact energy model U = −log p_σ at σ_min would score on PITA's quality gate (LJ-13, "
         "certified samples at each ladder temperature): the smoothing of a stiff potential by σ lowers the "
