@@ -26,10 +26,22 @@ def _energy(x, sigma):
     return -torch.logsumexp(ell, dim=1)
 
 
-def _choose(budget):
+def _choose(budget, exact_below_t=0.0):
     model = NetworkModel(SCHEDULE, D, energy_net=_energy)
     x0 = MIX.sample(64, torch.Generator().manual_seed(0))
-    return choose_divergence(model, x0, SCHEDULE, 50, 2.0, 0.1, torch.Generator().manual_seed(1), budget)
+    return choose_divergence(model, x0, SCHEDULE, 50, 2.0, 0.1, torch.Generator().manual_seed(1), budget,
+                             exact_below_t=exact_below_t)
+
+
+def test_steps_made_exact_by_exact_below_t_are_not_counted():
+    """The probe noise comes from the late (small-σ) steps; once exact_below_t makes those exact the
+    measured noise of the remaining steps is smaller, and with every weighted step exact nothing
+    is left to probe."""
+    v_all = _choose(1e9)[2]["log_weight_noise_var_one_probe"]
+    v_early = _choose(1e9, exact_below_t=0.5)[2]["log_weight_noise_var_one_probe"]
+    assert 0 < v_early < v_all
+    method, probes, report = _choose(1e9, exact_below_t=1.0)
+    assert (method, probes) == ("hutchinson", 1) and "reason" in report
 
 
 def test_probe_count_follows_the_measured_variance():

@@ -168,7 +168,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
         prev = TrainingBuffer.load(Path(models_path).parent / "buffer.npz").x[:128].to(par.device)
         acfg.divergence, acfg.n_probes, choice = choose_divergence(
             model, prev, schedule, acfg.n_steps, acfg.gamma, acfg.weights_stop_t,
-            _generator(cfg.seed, k, "divergence", par.device), acfg.divergence_budget)
+            _generator(cfg.seed, k, "divergence", par.device), acfg.divergence_budget,
+            exact_below_t=acfg.exact_below_t)
     xs, logs = [], []
     for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
         # parallel hook: anneal + tail correction + final systematic resampling (equal weights for the

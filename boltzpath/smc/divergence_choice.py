@@ -23,17 +23,21 @@ from boltzpath.diffusion.schedule import KarrasSchedule
 
 def choose_divergence(model, x0: torch.Tensor, schedule: KarrasSchedule, n_steps: int, gamma: float,
                       weighted_until_t: float, generator: torch.Generator, budget: float = 0.1,
-                      n_times: int = 4, repeats: int = 8) -> tuple[str, int, dict]:
+                      n_times: int = 4, repeats: int = 8,
+                      exact_below_t: float = 0.0) -> tuple[str, int, dict]:
     """(method, n_probes, report) for annealing ``model`` with these settings (module docstring).
 
     ``x0``: a few data points (m, d) at the model's temperature; ``weighted_until_t``: increments
-    are accumulated on steps that end at t ≥ this (0: all steps).
+    are accumulated on steps that end at t ≥ this (0: all steps); ``exact_below_t``: steps that
+    start at t ≤ this take the exact trace anyway (``AnnealConfig.exact_below_t``), so their probe
+    noise is not counted.
     """
     d = x0.shape[1]
     grid = schedule.time_grid(n_steps).tolist()
-    steps = [k for k in range(n_steps) if grid[k + 1] >= weighted_until_t]
+    steps = [k for k in range(n_steps) if grid[k + 1] >= weighted_until_t
+             and not (exact_below_t > 0 and grid[k] <= exact_below_t)]
     if not steps:
-        return "hutchinson", 1, {"reason": "no weighted steps"}
+        return "hutchinson", 1, {"reason": "no weighted step uses the probes"}
     probe_idx = sorted({steps[round(i * (len(steps) - 1) / max(n_times - 1, 1))] for i in range(n_times)})
     v_at = {}
     for k in probe_idx:
