@@ -258,3 +258,16 @@ def test_compiled_training_matches_eager():
     for a, b in zip(_strip(eager.history), _strip(compiled.history), strict=True):
         for k in ("loss", "dsm", "distill", "pin"):
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), k
+
+
+def test_soft_core_round_trips_through_a_checkpoint_and_is_refused_off_particles(tmp_path):
+    target, buffer = _dw4_buffer()
+    cfg = NetConfig(hidden=8, layers=2, emb_dim=8, analytic_grad=True, core_radius=0.5, core_strength=10.0)
+    path = tmp_path / "m.pt"
+    train(_models(target, cfg), buffer, TrainConfig(steps=1, batch_size=8), seeded(1), checkpoint_path=path)
+    _, energy = load_models(path, target)
+    assert energy.core is not None and energy.core.radius == 0.5 and energy.core.strength == 10.0
+    with pytest.raises(BadInput, match="core_radius"):
+        build_models(make_target("gmm40"), NetConfig(hidden=8, layers=1, emb_dim=8, core_radius=0.5))
+    with pytest.raises(BadInput, match="core_strength"):
+        build_models(target, NetConfig(hidden=8, layers=1, emb_dim=8, core_radius=0.5, core_strength=-1.0))

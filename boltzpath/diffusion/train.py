@@ -51,7 +51,7 @@ from boltzpath.diffusion.losses import (
     pinning_loss,
     tsm_loss,
 )
-from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel
+from boltzpath.diffusion.precond import CoMProjection, EnergyModel, ScoreModel, SoftCore
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_torch_save
@@ -72,6 +72,10 @@ class NetConfig:
     heads: int = 4  # attention heads (transformer only)
     pair_features: int = 0  # transformer only: radial basis size of its pair head (0: none; nets.transformer)
     analytic_grad: bool = False  # EGNN only: ∇ₓU_η by the hand-written reverse pass (module docstring)
+    # Soft-core prior of the energy model (particle targets; precond.SoftCore): off when core_radius is 0
+    core_radius: float = 0.0  # r₀ in the target's length unit; put it below the data's smallest distance
+    core_strength: float = 1000.0  # k, in units of kT (nats) per squared length
+    core_sigma: float = 0.1  # σ_c: the prior's weight is σ_c²/(σ_c² + σ²)
 
 
 @dataclass
@@ -166,7 +170,17 @@ def build_models(
     energy_net = _make_net(target, cfg)
     if cfg.analytic_grad and not hasattr(energy_net, "forward_vjp"):
         raise BadInput(f"analytic_grad needs the egnn net, not {type(energy_net).__name__}")
-    energy = EnergyModel(energy_net, cfg.sigma_data, project, centre, analytic_grad=cfg.analytic_grad)
+    core = None
+    if cfg.core_radius:
+        if not n or centre:
+            raise BadInput(f"net.core_radius (the soft-core prior) is for particle targets, not "
+                           f"{target.name}")
+        if not (cfg.core_radius > 0 and cfg.core_strength > 0 and cfg.core_sigma > 0):
+            raise BadInput(f"net.core_radius, net.core_strength and net.core_sigma must be > 0, got "
+                           f"{cfg.core_radius}, {cfg.core_strength}, {cfg.core_sigma}")
+        core = SoftCore(n, d, cfg.core_radius, cfg.core_strength, cfg.core_sigma)
+    energy = EnergyModel(energy_net, cfg.sigma_data, project, centre, analytic_grad=cfg.analytic_grad,
+                         core=core)
     if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move
         score, energy = (None if score is None else score.to(device)), energy.to(device)
     return score, energy
