@@ -19,14 +19,22 @@ HOLDOUT = Path(__file__).resolve().parents[2] / "shared" / "holdout"
 
 
 def test_pt_at_budget_spends_the_budget():
-    # the comparison is only fair if PT spends what the run spent: 64 chains x 8 replicas, one
-    # evaluation per replica per MALA step (plus the start), so the count is within one step (512)
-    target = make_target("gmm40")
-    budget = 60_000
-    s, opts = pt_at_budget(target, budget, 500, seed=0, t_max=4.0)
-    spent = target.counter.count
-    assert s.n == 500 and opts["chains"] * opts["n_replicas"] == 512
-    assert 0 <= budget - spent < 512, (spent, budget)
+    # the comparison is only fair if PT spends what the run spent: chains x 8 replicas, one
+    # evaluation per replica per MALA step (plus the start), so the count is within one step
+    for budget, chains in ((60_000, 4),):
+        target = make_target("gmm40")
+        s, opts = pt_at_budget(target, budget, 500, seed=0, t_max=4.0)
+        spent = target.counter.count
+        assert s.n == 500 and opts["chains"] == chains and opts["n_replicas"] == 8
+        assert 0 <= budget - spent < chains * 8, (spent, budget)
+
+
+def test_pt_chain_count_follows_the_budget():
+    from boltzpath.methods.compare import PT_STEPS_PER_CHAIN, pt_chains_for_budget
+
+    assert pt_chains_for_budget(10_000) == 4  # never fewer than 4 chains
+    assert pt_chains_for_budget(16 * 8 * PT_STEPS_PER_CHAIN) == 16
+    assert pt_chains_for_budget(10**9) == 64  # never more than 64
 
 
 def test_run_pita_compare_pt_writes_the_comparison(tmp_path):
@@ -39,9 +47,9 @@ def test_run_pita_compare_pt_writes_the_comparison(tmp_path):
     c = json.loads((out / "comparison.json").read_text())
     budget = json.loads((out / "metrics.json").read_text())["energy_evaluations"]["total"]
     assert c["budget"] == budget == c["run"]["energy_evaluations"]
-    # this tiny run spent less than PT's shortest run (20 steps of 512 replicas), which PT then
-    # uses; the comparison reports both counts rather than pretending they are equal
-    assert budget < 20 * 512 and c["pt"]["energy_evaluations"] == 20 * 512
+    # a small budget gets the fewest chains (4 x 8 replicas), and PT spends it to within one step
+    assert c["pt"]["options"]["chains"] == 4
+    assert 0 <= budget - c["pt"]["energy_evaluations"] < 4 * 8, (budget, c["pt"]["energy_evaluations"])
     # the same metrics, by the same code, on both sides
     assert set(c["run"]["metrics"]) == set(c["pt"]["metrics"]) >= {"mode_weight_tvd", "coordinate_w2"}
     # PT's ladder spans the run's own range (T = 4 -> 1)
