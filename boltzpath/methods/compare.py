@@ -14,8 +14,9 @@ the steps add up to the budget). The chain count follows the budget (``chains=No
 chains as leave each one ``PT_STEPS_PER_CHAIN`` steps, between 4 and 64. A fixed 64 chains starved
 every chain at small budgets: on LJ-13 at 7.3e5 evaluations (n = 500, 8 replicas up to T = 4,
 energy W2 against the certified T = 1 reference) 64 chains (1,426 steps each) gave 11.9, 16 chains
-1.9, 8 chains 0.85 / 0.77 / 1.38 (seeds 1–3) and 4 chains (22,800 steps) 0.61 / 0.75
-(docs/pita.md, "the PT baseline"). The replica ladder spans the run's own
+1.9, 8 chains 0.85 / 0.77 / 1.38 (seeds 1–3) and 4 chains (22,800 steps) 0.61 / 0.75; at 2.5e6
+(n = 1000) 64 chains 0.81, 16 chains 0.73 / 0.89 (seeds 0/1), 8 chains (39,000 steps) 0.27
+(docs/pita.md, "the PT baseline was starved"). The replica ladder spans the run's own
 temperature range (top = the PITA ladder's first temperature over its last, ≥ 2), so PT gets the
 same high-temperature help that PITA's ladder has.
 """
@@ -38,7 +39,7 @@ METRICS = ("energy_w2", "distance_w2", "aligned_w2", "coordinate_w2", "mode_weig
            "second_moment_rel_error", "high_energy_fraction")
 
 
-PT_STEPS_PER_CHAIN = 20_000  # MALA steps per chain that the automatic chain count aims for (module docstring)
+PT_STEPS_PER_CHAIN = 40_000  # MALA steps per chain that the automatic chain count aims for (module docstring)
 
 
 def pt_chains_for_budget(budget: int, n_replicas: int = 8) -> int:
