@@ -145,3 +145,28 @@ def test_typed_config_from_yaml_and_overrides(tmp_path):
     with pytest.raises(BadInput, match="malformed"):
         load_yaml(tmp_path / "evil.yaml")  # safe_load refuses Python tags
     assert os.environ.get("BOLTZPATH_NEVER_SET") is None
+
+
+def test_config_differences_ignore_settings_added_later_at_their_default():
+    from boltzpath.io.runs import config_differences
+
+    stored = {"a": 1, "net": {"hidden": 64}}
+    defaults = {"a": 0, "net": {"hidden": 32, "core_radius": 0.0}, "new_top": "x"}
+    assert config_differences(stored, {"a": 1, "net": {"hidden": 64, "core_radius": 0.0}, "new_top": "x"},
+                              defaults) == []
+    assert config_differences(stored, {"a": 1, "net": {"hidden": 64, "core_radius": 0.7}}, defaults) == [
+        "net.core_radius"]
+    assert config_differences(stored, {"a": 2, "net": {"hidden": 64}}, defaults) == ["a"]
+    assert config_differences(stored, {"net": {"hidden": 64}}, defaults) == ["a"]  # a setting removed
+    assert config_differences(stored, {"a": 1, "net": {"hidden": 64}, "b": 1}, None) == ["b"]
+
+
+def test_resume_accepts_an_older_config_and_completes_it(tmp_path):
+    from boltzpath.io.runs import RunDir
+
+    run = RunDir.create(tmp_path / "r")
+    run.claim_config({"a": 1})
+    run.claim_config({"a": 1, "added": 0.0}, defaults={"a": 5, "added": 0.0})
+    assert run.read_config() == {"a": 1, "added": 0.0}
+    with pytest.raises(BadInput, match=r"different config \(added\)"):
+        run.claim_config({"a": 1, "added": 0.5}, defaults={"a": 5, "added": 0.0})

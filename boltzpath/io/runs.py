@@ -31,6 +31,25 @@ from boltzpath.io.samples import Samples
 COMPLETE = "COMPLETE"
 
 
+def config_differences(stored: Any, new: Any, defaults: Any = None, prefix: str = "") -> list[str]:
+    """Dotted keys where ``stored`` and ``new`` differ. A key that ``stored`` lacks counts only if
+    ``new``'s value differs from ``defaults``' (or ``defaults`` does not know the key)."""
+    if not (isinstance(stored, dict) and isinstance(new, dict)):
+        return [] if stored == new else [prefix or "(config)"]
+    out = []
+    defaults = defaults if isinstance(defaults, dict) else {}
+    for key in sorted(set(stored) | set(new), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in new:
+            out.append(name)
+        elif key not in stored:
+            if key not in defaults or defaults[key] != new[key]:
+                out.append(name)
+        else:
+            out += config_differences(stored[key], new[key], defaults.get(key), name)
+    return out
+
+
 class RunDir:
     """A run folder. Create with ``RunDir.create(path, overwrite=..., resume=...)``."""
 
@@ -80,12 +99,21 @@ class RunDir:
     def write_config(self, config: dict[str, Any]) -> Path:
         return atomic_write_yaml(self.path / "config.yaml", config)
 
-    def claim_config(self, config: dict[str, Any]) -> None:
-        """Write ``config`` into a new run, or check that a resumed run holds the same one."""
+    def claim_config(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+        """Write ``config`` into a new run, or check that a resumed run holds the same one.
+
+        With ``defaults`` (the config class's defaults as a dict), a setting that the stored config
+        lacks is no difference when ``config`` leaves it at its default: the run was written by an
+        earlier version of boltzpath, before that setting existed. The stored file is then completed."""
         if self.file("config.yaml").is_file():
-            if self.read_config() != config:
-                raise BadInput(f"{self.path} holds a run with a different config; "
+            stored = self.read_config()
+            diffs = config_differences(stored, config, defaults)
+            if diffs:
+                shown = ", ".join(diffs[:5]) + (f" and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+                raise BadInput(f"{self.path} holds a run with a different config ({shown}); "
                                "use --overwrite or a new --out")
+            if stored != config:
+                self.write_config(config)
         else:
             self.write_config(config)
 

@@ -50,7 +50,7 @@ class DiKLResult:
 
 def _open(cfg: DiKLConfig, out, overwrite: bool, resume: bool) -> RunDir:
     run = RunDir.create(out, overwrite=overwrite, resume=resume)
-    run.claim_config(to_dict(cfg))
+    run.claim_config(to_dict(cfg), to_dict(DiKLConfig()))
     return run
 
 
