@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from boltzpath import make_target
+from boltzpath.diffusion.quality import residual_report
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.smc.weights import effective_sample_size
@@ -84,14 +85,7 @@ def main(argv=None) -> int:
         for sigma in sigmas:
             t0 = time.perf_counter()
             u, inner = smoothed_energy(target, y, sigma, args.draws, gen)
-            ec, uc, resid = e - e.mean(), u - u.mean(), u - e
-            report = {
-                "slope": float((ec * uc).sum() / (ec * ec).sum()),
-                "corr": float(torch.corrcoef(torch.stack([u, e]))[0, 1]),
-                "residual_std": float((resid - resid.mean()).std()),
-                "reweight_ess_fraction": (None if gamma is None
-                                          else effective_sample_size(-gamma * resid) / len(resid)),
-            }
+            report = residual_report(u, e, gamma)
             for metric, value in report.items():
                 rows.append({"benchmark": "smoothing_bias", "method": "exact −log p_σ (ideal energy model)",
                              "target": "lj13", "metric": f"T={temp:g} σ={sigma:g} {metric}",

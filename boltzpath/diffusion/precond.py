@@ -103,16 +103,24 @@ class SoftCore(nn.Module):
     def fade(self, s: torch.Tensor) -> torch.Tensor:
         return self.sigma_fade**2 / (self.sigma_fade**2 + s**2)
 
-    def energy_and_grad(self, x: torch.Tensor, s: torch.Tensor):
+    def _pairs(self, x: torch.Tensor, s: torch.Tensor):
+        """(pair differences (B, pairs, d), distances, gaps max(0, r₀ − r), λ(σ) (B, 1), u (B,))."""
         p = x.reshape(x.shape[0], self.n, self.d)
-        diff = p[:, self.pair_i] - p[:, self.pair_j]  # (B, pairs, d)
+        diff = p[:, self.pair_i] - p[:, self.pair_j]
         r = torch.sqrt((diff * diff).sum(-1) + 1e-12)
         gap = torch.clamp(self.radius - r, min=0.0)
-        lam = self.fade(s)  # (B, 1)
-        u = lam[:, 0] * self.strength * (gap * gap).sum(-1)
+        lam = self.fade(s)
+        return diff, r, gap, lam, lam[:, 0] * self.strength * (gap * gap).sum(-1)
+
+    def energy(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The prior alone (differentiable by autograd), shape (batch,)."""
+        return self._pairs(x, s)[-1]
+
+    def energy_and_grad(self, x: torch.Tensor, s: torch.Tensor):
+        diff, r, gap, lam, u = self._pairs(x, s)
         # d/dx_i of k·gap² = −2k·gap·(x_i − x_j)/r; x_j gets the opposite
         fij = (-2.0 * self.strength) * (lam * gap / r)[..., None] * diff  # (B, pairs, d)
-        g = torch.zeros_like(p)
+        g = torch.zeros(x.shape[0], self.n, self.d, dtype=x.dtype, device=x.device)
         g = g.index_add(1, self.pair_i, fij).index_add(1, self.pair_j, -fij)
         return u, g.reshape(x.shape)
 
@@ -186,7 +194,7 @@ class EnergyModel(_Preconditioned):
         quad = (x * x).sum(-1) / (2.0 * (self.sigma_data**2 + s[:, 0] ** 2))
         u = quad - self.sigma_data * (f * xin).sum(-1) / s[:, 0]
         if self.core is not None:
-            u = u + self.core.energy_and_grad(x, s)[0]
+            u = u + self.core.energy(x, s)
         return u
 
     def grad_x(

@@ -88,12 +88,6 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
                 "reweight_ess_fraction": 0.0, "score_consistency": {}}
     sig = torch.full((n,), float(sigma_min), device=x.device)
     u = energy_model.energy(x, sig, temperature).to(torch.float64)
-    resid = u - e
-    centred = resid - resid.mean()
-    corr = float(torch.corrcoef(torch.stack([u, e]))[0, 1])
-    ec = e - e.mean()
-    slope = float((ec * (u - u.mean())).sum() / (ec * ec).sum().clamp_min(1e-300))
-    ess = effective_sample_size(-gamma * resid) / n
     consistency = {}
     if score_model is not None:
         for s in sigmas:
@@ -104,6 +98,16 @@ def energy_model_quality(score_model, energy_model, x, energy, gamma: float, sig
             grad_u = energy_model.grad_x(xt, st, temperature)
             ratio = (s_theta + grad_u).norm(dim=-1) / s_theta.norm(dim=-1).clamp_min(1e-12)
             consistency[str(s)] = float(ratio.median())
-    return {"n": n, "corr": corr, "slope": slope, "residual_std": float(centred.std()),
-            "reweight_ess_fraction": ess,
-            "gamma": float(gamma), "score_consistency": consistency}
+    return {"n": n, **residual_report(u, e, gamma), "gamma": float(gamma), "score_consistency": consistency}
+
+
+def residual_report(u: torch.Tensor, e: torch.Tensor, gamma: float | None) -> dict:
+    """corr, slope, residual_std and reweight_ess_fraction (module docstring) of model energies ``u``
+    against true energies ``e`` (both (n,), float64); the ESS is None without a ``gamma``."""
+    resid = u - e
+    ec = e - e.mean()
+    return {"corr": float(torch.corrcoef(torch.stack([u, e]))[0, 1]),
+            "slope": float((ec * (u - u.mean())).sum() / (ec * ec).sum().clamp_min(1e-300)),
+            "residual_std": float((resid - resid.mean()).std()),
+            "reweight_ess_fraction": (None if gamma is None
+                                      else effective_sample_size(-gamma * resid) / len(resid))}

@@ -175,10 +175,10 @@ def build_models(
         if not n or centre:
             raise BadInput(f"net.core_radius (the soft-core prior) is for particle targets, not "
                            f"{target.name}")
-        if not (cfg.core_radius > 0 and cfg.core_strength > 0 and cfg.core_sigma > 0):
-            raise BadInput(f"net.core_radius, net.core_strength and net.core_sigma must be > 0, got "
-                           f"{cfg.core_radius}, {cfg.core_strength}, {cfg.core_sigma}")
-        core = SoftCore(n, d, cfg.core_radius, cfg.core_strength, cfg.core_sigma)
+        try:
+            core = SoftCore(n, d, cfg.core_radius, cfg.core_strength, cfg.core_sigma)
+        except ValueError as exc:
+            raise BadInput(f"net.core_radius / core_strength / core_sigma: {exc}") from None
     energy = EnergyModel(energy_net, cfg.sigma_data, project, centre, analytic_grad=cfg.analytic_grad,
                          core=core)
     if device is not None:  # device hook: initialise on the CPU (same weights everywhere), then move

@@ -32,6 +32,7 @@ import torch
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
 from boltzpath.smc.divergence import METHODS as DIV_METHODS
+from boltzpath.smc.divergence import exact_at
 from boltzpath.smc.model import DiffusionModel
 from boltzpath.smc.resample import RESAMPLERS
 from boltzpath.smc.weights import effective_sample_size, log_weight_spread, normalised_weights
@@ -214,7 +215,7 @@ def mutate(model: DiffusionModel, x: torch.Tensor, t_now: float, t_next: float, 
     gamma = cfg.gamma
     dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
     g2 = float(schedule.g2(t_now))
-    method = "exact" if t_now <= cfg.exact_below_t and cfg.exact_below_t > 0 else cfg.divergence
+    method = "exact" if exact_at(t_now, cfg.exact_below_t) else cfg.divergence
     terms = model.terms(x, t_now, method, generator, cfg.n_probes)
     # mutate: x ← x + γ(Δh/2)(s − ∇U) + √Δh ξ
     drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))

@@ -24,6 +24,12 @@ Field = Callable[[torch.Tensor], torch.Tensor]
 METHODS = ("exact", "hutchinson")
 
 
+def exact_at(t_start: float, exact_below_t: float) -> bool:
+    """Whether an annealing step starting at ``t_start`` takes the exact trace because of
+    ``AnnealConfig.exact_below_t`` (0: never)."""
+    return exact_below_t > 0 and t_start <= exact_below_t
+
+
 def _vjp(out: torch.Tensor, x: torch.Tensor, v: torch.Tensor, retain: bool) -> torch.Tensor:
     (g,) = torch.autograd.grad(out, x, grad_outputs=v, retain_graph=retain)
     return g

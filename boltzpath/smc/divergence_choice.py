@@ -19,6 +19,7 @@ import math
 import torch
 
 from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.smc.divergence import exact_at
 
 
 def choose_divergence(model, x0: torch.Tensor, schedule: KarrasSchedule, n_steps: int, gamma: float,
@@ -35,7 +36,7 @@ def choose_divergence(model, x0: torch.Tensor, schedule: KarrasSchedule, n_steps
     d = x0.shape[1]
     grid = schedule.time_grid(n_steps).tolist()
     steps = [k for k in range(n_steps) if grid[k + 1] >= weighted_until_t
-             and not (exact_below_t > 0 and grid[k] <= exact_below_t)]
+             and not exact_at(grid[k], exact_below_t)]
     if not steps:
         return "hutchinson", 1, {"reason": "no weighted step uses the probes"}
     probe_idx = sorted({steps[round(i * (len(steps) - 1) / max(n_times - 1, 1))] for i in range(n_times)})
