@@ -3,8 +3,12 @@
 For each target: train DiKL with the ``cpu`` preset (``--quick``: ``quick``) into ``--runs-dir``
 (resumable: a killed benchmark continues the run), draw n samples from the trained generator (one
 pass, zero evaluations), then give PT and DiGS the same number of counted target evaluations as
-DiKL's training (same chains and warm-up split as ``bench_digs.py``; a per-sample budget below 20
-is raised to 20 and the row says what was spent). Metrics come from ``boltzpath.metrics.suite``
+DiKL's training (same warm-up split as ``bench_digs.py``; a per-sample budget below 20 is raised
+to 20 and the row says what was spent). Chains: gmm40/manywell32 and DiGS use ``bench_digs.py``'s
+counts; PT on dw4/lj13 takes the budget-dependent count of ``compare.pt_chains_for_budget`` (as
+many chains as leave each 40,000 steps, 4–64), because 100 short chains starved it on LJ-13
+(``benchmarks/pt_chains.py``: energy W2 11.9 with 64 chains against 0.6–1.4 with 4–8 at 7.3e5
+evaluations). Metrics come from ``boltzpath.metrics.suite``
 through bench_digs' ``toy_metrics`` / ``particle_metrics`` (each with its noise floor):
 
 * gmm40, manywell32 (n = 10,000; quick 2,000): E‖x‖² relative error, mode coverage and mode-weight
@@ -34,12 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_digs import HOLDOUT, load_holdout, method_options, particle_metrics, toy_metrics
+from bench_digs import EXTRA, HOLDOUT, load_holdout, method_options, particle_metrics, toy_metrics
 
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.registry import run_method
+from boltzpath.methods.compare import pt_chains_for_budget
 from boltzpath.methods.dikl import draw, load_generator, run_dikl
 from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
@@ -54,7 +59,9 @@ SIZES = {"gmm40": (10_000, 2_000, 1000), "manywell32": (10_000, 2_000, 1000),
 DESCRIPTION = ("DiKL (one-step generator, reverse diffusive KL) against parallel tempering and DiGS given "
                "DiKL's training evaluation budget (`energy_evaluations`; DiKL's samples themselves cost 0). "
                "`dikl-released`: DiKL's published DW-4/LJ-13 samples scored with the same code. "
-               "`(E<1000)` rows drop configurations above 1000 E/kT (`dropped_fraction`).")
+               "`(E<1000)` rows drop configurations above 1000 E/kT (`dropped_fraction`). "
+               "PT on dw4/lj13: chains from the budget (`options.chains`; rows before 2026-12-03 late used "
+               "100 chains, which starved it on LJ-13).")
 CLASH = 1000.0  # E/kT above which a configuration counts as a clash (the suite's high-energy cut)
 
 
@@ -141,7 +148,10 @@ def bench_target(name, args, common, rows):
     for method in ("pt", "digs"):
         if method not in methods:
             continue
-        opts = method_options(method, name, n, per_sample, chains)
+        method_chains = chains
+        if method == "pt" and target.is_particle_system:
+            method_chains = pt_chains_for_budget(n * per_sample, EXTRA[(name, "pt")]["n_replicas"])
+        opts = method_options(method, name, n, per_sample, method_chains)
         t0 = time.perf_counter()
         samples = run_method(method, target, n, torch.Generator().manual_seed(args.seed), opts)
         wall = time.perf_counter() - t0
