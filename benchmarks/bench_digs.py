@@ -11,7 +11,8 @@ thinned to ``n / chains`` samples per chain. Targets and metrics:
   |P̂(x₁ > 0) − P(x₁ > 0)|), coordinate W2 against the exact sampler, E‖x‖² error — DiGS, PT,
   MALA, HMC.
 * dw4 (n = 2,000, 1,000 per sample = 2e6) and lj13 (n = 2,000, 500 per sample = 1e6; LJ-13
-  forces cost ~0.1 ms per configuration here), 100 chains each, at kT = 1: energy W2 and
+  forces cost ~0.1 ms per configuration here), 100 chains each (PT: the budget's count,
+  ``compare.pt_chains_for_budget``: 8 on dw4, 4 on lj13), at kT = 1: energy W2 and
   interatomic-distance W2 against the held-out test sets in ../shared/holdout (evaluation only;
   skipped when absent) — DiGS, PT, MALA.
 
@@ -41,6 +42,7 @@ from boltzpath import make_target
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.registry import run_method
+from boltzpath.methods.compare import pt_chains_for_budget
 from boltzpath.metrics import distributions as dist
 from boltzpath.metrics import evaluate, modes, noise_floor
 from boltzpath.metrics.energies import uncounted_energy
@@ -63,13 +65,20 @@ EXTRA = {
     ("lj13", "pt"): {"t_max": 3.0, "n_replicas": 6},
 }
 WARMUP_FRACTION = 0.2
+#: targets whose PT chain count follows the budget (``compare.pt_chains_for_budget``: few, long chains;
+#: 100 chains of ~1,500 steps starved PT on LJ-13, docs/pita.md "the PT baseline was starved")
+PT_CHAINS_FROM_BUDGET = ("dw4", "lj13")
 
 
 def method_options(method: str, target_name: str, n: int, evals_per_sample: int, chains: int) -> dict:
-    """Chains/burn-in/thin so the method spends ≈ n · evals_per_sample counted evaluations."""
+    """Chains/burn-in/thin so the method spends ≈ n · evals_per_sample counted evaluations.
+
+    PT on the targets in ``PT_CHAINS_FROM_BUDGET`` replaces ``chains`` by the budget's chain count."""
+    extra = dict(EXTRA.get((target_name, method), {}))
+    if method == "pt" and target_name in PT_CHAINS_FROM_BUDGET:
+        chains = pt_chains_for_budget(n * evals_per_sample, extra["n_replicas"])
     per_chain = n * evals_per_sample // chains
     samples_per_chain = math.ceil(n / chains)
-    extra = dict(EXTRA.get((target_name, method), {}))
     if method == "digs":
         unit = 1 + 4  # one proposal + mala_steps = 4 inner MALA steps per sweep
         extra["mala_steps"] = 4

@@ -5,11 +5,11 @@ For each target: train DiKL with the ``cpu`` preset (``--quick``: ``quick``) int
 pass, zero evaluations), then give PT and DiGS the same number of counted target evaluations as
 DiKL's training (same warm-up split as ``bench_digs.py``; a per-sample budget below 20 is raised
 to 20 and the row says what was spent). Chains: gmm40/manywell32 and DiGS use ``bench_digs.py``'s
-counts; PT on dw4/lj13 takes the budget-dependent count of ``compare.pt_chains_for_budget`` (as
-many chains as leave each 40,000 steps, 4–64), because 100 short chains starved it on LJ-13
-(``benchmarks/pt_chains.py``: energy W2 11.9 with 64 chains against 0.6–1.4 with 4–8 at 7.3e5
-evaluations). Metrics come from ``boltzpath.metrics.suite``
-through bench_digs' ``toy_metrics`` / ``particle_metrics`` (each with its noise floor):
+counts (``method_options``); PT on dw4/lj13 takes there the budget-dependent count of
+``compare.pt_chains_for_budget`` (as many chains as leave each 40,000 steps, 4–64), because 100
+short chains starved it on LJ-13 (``benchmarks/pt_chains.py``: energy W2 11.9 with 64 chains
+against 0.6–1.4 with 4–8 at 7.3e5 evaluations). Metrics come from ``boltzpath.metrics.suite`` through
+bench_digs' ``toy_metrics`` / ``particle_metrics`` (each with its noise floor):
 
 * gmm40, manywell32 (n = 10,000; quick 2,000): E‖x‖² relative error, mode coverage and mode-weight
   TVD (all n), coordinate W2, MMD², energy W2 (2,000 points) against the exact sampler;
@@ -38,13 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_digs import EXTRA, HOLDOUT, load_holdout, method_options, particle_metrics, toy_metrics
+from bench_digs import HOLDOUT, load_holdout, method_options, particle_metrics, toy_metrics
 
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.mcmc.registry import run_method
-from boltzpath.methods.compare import pt_chains_for_budget
 from boltzpath.methods.dikl import draw, load_generator, run_dikl
 from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
@@ -148,10 +147,7 @@ def bench_target(name, args, common, rows):
     for method in ("pt", "digs"):
         if method not in methods:
             continue
-        method_chains = chains
-        if method == "pt" and target.is_particle_system:
-            method_chains = pt_chains_for_budget(n * per_sample, EXTRA[(name, "pt")]["n_replicas"])
-        opts = method_options(method, name, n, per_sample, method_chains)
+        opts = method_options(method, name, n, per_sample, chains)
         t0 = time.perf_counter()
         samples = run_method(method, target, n, torch.Generator().manual_seed(args.seed), opts)
         wall = time.perf_counter() - t0
