@@ -188,3 +188,48 @@ def test_first_layer_on_pairs_is_the_same_function(layers):
         assert (u is None) == (w is None), name
         if u is not None:
             torch.testing.assert_close(u, w, atol=1e-12, rtol=1e-10, msg=name)
+
+
+def _atom_net(n, d, seed=0):
+    torch.manual_seed(seed)
+    net = EGNN(n, d, hidden=16, layers=3, emb_dim=8, atom_embedding=True)
+    for layer in net.layers:
+        nn.init.normal_(layer.coord_out.weight, std=0.5)
+    return net
+
+
+def test_atom_embedding_keeps_rotation_reflection_translation_symmetry_and_breaks_permutations():
+    """Molecules (atom_embedding=True): still E(3)-equivariant — the force field is achiral, and a
+    chirality-breaking net would fail the reflection check by O(1) — but atoms are told apart: a
+    permuted input no longer gives the permuted output (an O(1) difference, not rounding)."""
+    n, d = 6, 3
+    net = _atom_net(n, d)
+    x, c = _inputs(n, d)
+    out = net(x, c)
+    tol = 1e-5 * max(1.0, _scale(out))
+    rot = random_rotations(5, d, seeded(2), dtype=x.dtype)
+    rx = (x.reshape(5, n, d) @ rot).reshape(5, n * d)
+    rotated = (out.reshape(5, n, d) @ rot).reshape(5, n * d)
+    torch.testing.assert_close(net(rx, c), rotated, atol=tol, rtol=1e-4)
+    mirror = torch.tensor([-1.0, 1.0, 1.0])
+    mx = (x.reshape(5, n, d) * mirror).reshape(5, n * d)
+    mirrored = (out.reshape(5, n, d) * mirror).reshape(5, n * d)
+    torch.testing.assert_close(net(mx, c), mirrored, atol=tol, rtol=1e-4)
+    torch.testing.assert_close(net(x + 0.7, c), out, atol=tol, rtol=1e-4)
+    perm = torch.tensor([1, 0, 2, 3, 4, 5])
+    px = x.reshape(5, n, d)[:, perm].reshape(5, n * d)
+    permuted_out = out.reshape(5, n, d)[:, perm].reshape(5, n * d)
+    assert float((net(px, c) - permuted_out).abs().max()) > 100 * tol
+
+
+def test_atom_embedding_dense_path_equals_edge_list_and_its_vjp_equals_autograd():
+    n, d = 5, 3
+    net = _atom_net(n, d).double()
+    x, c = _inputs(n, d)
+    x, c = x.double(), c.double()
+    torch.testing.assert_close(net(x, c), net.forward_edges(x, c), atol=1e-10, rtol=0)
+    v = torch.randn(x.shape, generator=seeded(5), dtype=x.dtype)
+    xg = x.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad((net(xg, c) * v).sum(), xg)
+    _, jtv = net.forward_vjp(x, c, None, v)
+    torch.testing.assert_close(jtv, ref, atol=1e-10 * max(1.0, _scale(ref)), rtol=0)

@@ -305,3 +305,27 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
             assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
             assert cfg.chirality_fix is True
     assert 408.24 in resolve_config("al3", "quick", None, ()).temperatures
+
+
+def test_egnn_on_a_peptide_gets_atom_features_and_an_achiral_energy(aldp):
+    """net.kind=egnn on a molecule: one learned feature per atom (nets.egnn), an energy model whose
+    U_η is unchanged by a rotation, a translation and a reflection (the force field is achiral; the
+    chirality fix relies on it) and whose score rotates with x."""
+    torch.manual_seed(0)
+    score, energy = build_models(aldp, NetConfig(kind="egnn", hidden=16, layers=2, emb_dim=8, sigma_data=S))
+    assert energy.net.atom_embedding is not None and energy.net.atom_embedding.num_embeddings == 22
+    for layer in energy.net.layers:  # O(1) coordinate updates, so the checks below are not trivial
+        torch.nn.init.normal_(layer.coord_out.weight, std=0.5)
+    energy.double()
+    x = aldp.prior_sample(4, torch.Generator().manual_seed(1)).double()
+    u = energy.energy(x, 0.05)
+    rot = _rotation(3)
+    moved = (x.reshape(4, 22, 3) @ rot + 0.3).reshape(4, 66)
+    mirrored = (x.reshape(4, 22, 3) * torch.tensor([1.0, -1.0, 1.0], dtype=x.dtype)).reshape(4, 66)
+    tol = 1e-9 * max(1.0, float(u.abs().max()))
+    torch.testing.assert_close(energy.energy(moved, 0.05), u, atol=tol, rtol=0)
+    torch.testing.assert_close(energy.energy(mirrored, 0.05), u, atol=tol, rtol=0)
+    s = energy.score(x, 0.05)
+    expected = (s.reshape(4, 22, 3) @ rot).reshape(4, 66)
+    torch.testing.assert_close(energy.score(moved, 0.05), expected, atol=1e-8 * float(s.abs().max()), rtol=0)
+    assert float(u.std()) > 1e-6  # not a constant

@@ -62,7 +62,8 @@ CHECKPOINT_FORMAT = "boltzpath-diffusion-v1"
 
 @dataclass
 class NetConfig:
-    kind: str = "auto"  # auto | mlp | egnn | transformer (auto: egnn for particle targets, else mlp)
+    kind: str = "auto"  # auto | mlp | egnn | transformer (auto: egnn for particle targets, else mlp;
+    #                     egnn on a molecule adds a learned feature per atom, nets.egnn)
     mode: str = "score+energy"  # score+energy | energy
     hidden: int = 64
     layers: int = 4
@@ -130,8 +131,11 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
         temperature_conditioned=cfg.temperature_conditioned,
     )
     if kind == "egnn":
+        if getattr(target, "is_peptide", False):  # atoms are distinct: one learned feature per atom
+            n, d = rigid_shape(target)
+            return EGNN(n, d, atom_embedding=True, **common)
         if not getattr(target, "n_particles", None):
-            raise BadInput(f"net kind 'egnn' needs a particle target, {target.name} is not one")
+            raise BadInput(f"net kind 'egnn' needs a particle or molecule target, {target.name} is not one")
         return EGNN(target.n_particles, target.spatial_dim, **common)
     if kind == "mlp":
         return MLP(target.dim, **common)

@@ -228,7 +228,13 @@ class EGNNLayer(nn.Module):
 
 
 class EGNN(nn.Module):
-    """``forward(x, c_noise, temperature=None)`` → CoM-free vector field (batch, n·d)."""
+    """``forward(x, c_noise, temperature=None)`` → CoM-free vector field (batch, n·d).
+
+    ``atom_embedding=True`` (molecules, whose atoms are all different): a learned vector per atom
+    index is added to every atom's h⁰, so messages know which atoms they join — e.g. a bond from a
+    non-bonded pair at the same distance. Still E(3)-equivariant (rotations, translations and
+    reflections: the model density is achiral like the force field; ``metrics.chirality``), no longer
+    permutation-equivariant, and the first layer runs on all n² pairs (h⁰ differs per atom)."""
 
     def __init__(
         self,
@@ -238,6 +244,7 @@ class EGNN(nn.Module):
         layers: int = 4,
         emb_dim: int = 32,
         temperature_conditioned: bool = False,
+        atom_embedding: bool = False,
     ) -> None:
         super().__init__()
         if n_particles < 2 or spatial_dim < 1 or hidden < 1 or layers < 1:
@@ -247,6 +254,10 @@ class EGNN(nn.Module):
         self.n_particles, self.spatial_dim = int(n_particles), int(spatial_dim)
         self.embedding = NoiseEmbedding(emb_dim, temperature_conditioned)
         self.h_in = nn.Linear(emb_dim, hidden)
+        # molecules: every atom is distinct, so each gets a learned feature added to h⁰ (class docstring)
+        self.atom_embedding = nn.Embedding(n_particles, hidden) if atom_embedding else None
+        if self.atom_embedding is not None:
+            nn.init.normal_(self.atom_embedding.weight, std=1.0)
         self.layers = nn.ModuleList(EGNNLayer(hidden) for _ in range(layers))
         n = self.n_particles
         self.register_buffer("offdiag", 1.0 - torch.eye(n), persistent=False)
@@ -265,10 +276,23 @@ class EGNN(nn.Module):
         for name, t in (("pair_i", iu), ("pair_j", ju), ("pair_inc", inc), ("pair_inc_signed", inc_s)):
             self.register_buffer(name, t, persistent=False)
 
+    @property
+    def _pairs_first(self) -> bool:
+        """The unordered-pair first layer needs one shared h⁰, i.e. no atom embedding."""
+        return self.first_layer_pairs and self.atom_embedding is None
+
     def _initial(self, x, c_noise, temperature):
-        """(positions (B, n, d), h⁰ (B, H): the one node feature every particle starts with)."""
+        """(positions (B, n, d), h⁰: (B, H), the one node feature every particle starts with, or
+        (B, n, H) with the atom embedding)."""
         pos = x.reshape(x.shape[0], self.n_particles, self.spatial_dim)
-        return pos, self.h_in(self.embedding(c_noise, temperature))
+        h0 = self.h_in(self.embedding(c_noise, temperature))
+        if self.atom_embedding is not None:
+            h0 = h0[:, None, :] + self.atom_embedding.weight.to(h0.dtype)[None]
+        return pos, h0
+
+    def _nodes(self, h0: torch.Tensor) -> torch.Tensor:
+        """h⁰ as per-particle features (B, n, H)."""
+        return h0 if h0.dim() == 3 else h0[:, None, :].expand(-1, self.n_particles, -1)
 
     def _pairs(self, dtype) -> tuple:
         return self.pair_i, self.pair_j, self.pair_inc_signed.to(dtype), self.pair_inc.to(dtype)
@@ -281,10 +305,10 @@ class EGNN(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, temperature: torch.Tensor | None = None):
         pos0, h0 = self._initial(x, c_noise, temperature)
         offdiag = self.offdiag.to(x.dtype)
-        if self.first_layer_pairs:
+        if self._pairs_first:
             h, pos = self.layers[0].forward_pairs(h0, pos0, self._pairs(x.dtype))
-        else:  # the n² first layer (the "before" of benchmarks/bench_train_speed.py)
-            h, pos = self.layers[0](h0[:, None, :].expand(-1, self.n_particles, -1), pos0, offdiag)
+        else:  # the n² first layer (atom embedding; the "before" of benchmarks/bench_train_speed.py)
+            h, pos = self.layers[0](self._nodes(h0), pos0, offdiag)
         for layer in self.layers[1:]:
             h, pos = layer(h, pos, offdiag)
         return self._output(pos, pos0)
@@ -299,11 +323,10 @@ class EGNN(nn.Module):
         offdiag, pairs = self.offdiag.to(x.dtype), self._pairs(x.dtype)
         last = len(self.layers) - 1
         first = self.layers[0]
-        if self.first_layer_pairs:
+        if self._pairs_first:
             h, pos, first_cache = first.forward_pairs_cached(h0, pos0, pairs, need_h=last > 0)
         else:
-            h0 = h0[:, None, :].expand(-1, self.n_particles, -1)
-            h, pos, first_cache = first.forward_cached(h0, pos0, offdiag, need_h=last > 0)
+            h, pos, first_cache = first.forward_cached(self._nodes(h0), pos0, offdiag, need_h=last > 0)
         caches = []
         for k, layer in enumerate(self.layers[1:], start=1):
             h, pos, cache = layer.forward_cached(h, pos, offdiag, need_h=k < last)
@@ -315,7 +338,7 @@ class EGNN(nn.Module):
         gh, gx = None, pv
         for layer, cache in zip(reversed(self.layers[1:]), reversed(caches), strict=True):
             gh, gx = layer.vjp(cache, gh, gx, offdiag)
-        if self.first_layer_pairs:
+        if self._pairs_first:
             gx = first.vjp_pairs(first_cache, gh, gx, pairs)
         else:
             _, gx = first.vjp(first_cache, gh, gx, offdiag)
@@ -324,7 +347,7 @@ class EGNN(nn.Module):
     def forward_edges(self, x, c_noise, temperature=None):
         """Same function through the edge-list reference path (benchmarks and tests only)."""
         pos0, h0 = self._initial(x, c_noise, temperature)
-        h = h0[:, None, :].expand(-1, self.n_particles, -1)
+        h = self._nodes(h0)
         pos = pos0
         for layer in self.layers:
             h, pos = layer.forward_edges(h, pos, self.src, self.dst)
