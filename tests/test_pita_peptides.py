@@ -295,6 +295,17 @@ def test_stage0_data_with_a_wrong_shape_is_one_line_and_exit_2(tmp_path):
     assert r.exit_code == 2 and "--stage0-data" in r.output
 
 
+def test_a_network_option_that_does_not_fit_is_refused_before_stage_0(tmp_path):
+    """net.analytic_grad on a molecule (its models centre x) used to fail with a traceback after the
+    4-minute MD stage 0; now one line, exit 2, nothing written."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(pita, ["--target", "aldp-fab", "--preset", "quick", "--out", str(out),
+                                  "--set", "net.kind=egnn", "--set", "net.analytic_grad=true"])
+    assert r.exit_code == 2, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert "analytic_grad" in r.output and not out.exists()
+
+
 def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
     for target, n in (("aldp-fab", 4), ("aldp-pita", 4), ("al3", 5)):
         for preset in ("quick", "cpu", "paper"):

@@ -174,6 +174,9 @@ def build_models(
     energy_net = _make_net(target, cfg)
     if cfg.analytic_grad and not hasattr(energy_net, "forward_vjp"):
         raise BadInput(f"analytic_grad needs the egnn net, not {type(energy_net).__name__}")
+    if cfg.analytic_grad and centre:
+        raise BadInput(f"net.analytic_grad is for particle systems, not molecules ({target.name}: its "
+                       "models centre x, which the hand-written gradient does not include)")
     core = None
     if cfg.core_radius:
         if not n or centre:

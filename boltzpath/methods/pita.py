@@ -458,6 +458,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         target = make_target(cfg.target, **cfg.target_options)
     target = target.to(ctx.device)  # device hook
     _check_ladder_fits(cfg, target)  # before anything is written
+    with torch.random.fork_rng(devices=[]):  # a network option that does not fit: refused before stage 0
+        build_models(target, cfg.net)
     if cfg.stage0.data is not None:
         load_stage0_data(cfg.stage0.data, target)  # a bad file is refused before the folder exists
     elif cfg.stage0.method == "md":  # OpenMM MD needs a molecule; bad options refused here too
