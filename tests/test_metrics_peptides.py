@@ -177,5 +177,7 @@ def test_reference_free_metrics_without_a_reference(holdout_frames):
     x = holdout_frames[:50]
     samples = Samples(x=torch.from_numpy(x), energy=torch.zeros(50, dtype=torch.float64))
     m = peptide_metrics(samples, target, None)
-    assert set(m) == {"high_energy_fraction", "mirrored_fraction", "mixed_chirality_fraction"}
+    assert set(m) == {"high_energy_fraction", "mirrored_fraction", "mixed_chirality_fraction",
+                      "cis_peptide_fraction"}
     assert m["mirrored_fraction"]["value"] == 0.0
+    assert m["cis_peptide_fraction"]["value"] == 0.0 and m["cis_peptide_fraction"]["per_bond"] == [0.0, 0.0]

@@ -103,6 +103,39 @@ def test_al3_is_l_alanine_like_the_dipeptide(targets):
     assert improper_signs(targets["al3"]) == reference * 2
 
 
+def test_every_start_structure_has_trans_peptide_bonds_and_the_cis_metric_sees_a_flip(targets):
+    """The shipped al3.pdb had two cis peptide bonds (ω ≈ −4°, −6°) until 2026-12-03, so all MD from
+    it stayed cis. Every target's start must be all trans with the expected bonds; turning the N side
+    of one bond by 180° about C–N (a cis isomer, bond lengths unchanged) is reported as cis."""
+    from boltzpath.metrics.amides import cis_report, peptide_bond_torsions
+
+    for name, (_, _, n_ala) in FACTS.items():
+        t = targets[name]
+        quads = peptide_bond_torsions(t.topology)
+        names = [[t.topology.atom(int(k)).name for k in row] for row in quads]
+        assert len(names) == n_ala + 1 and names[0] == ["CH3", "C", "N", "CA"], name
+        assert names[-1][1:3] == ["C", "N"] and names[-1][3] in ("C", "CA"), name
+        rep = cis_report(t.initial_positions_nm[None], t.topology)
+        assert rep["cis_fraction"] == 0.0 and rep["cis_fraction_per_bond"] == [0.0] * (n_ala + 1), name
+    t = targets["al3"]
+    x = t.initial_positions_nm.copy()
+    _, c, n, _ = peptide_bond_torsions(t.topology)[1]
+    bonded = {i: set() for i in range(t.n_atoms)}
+    for a, b in t.topology.bonds:
+        bonded[a.index].add(b.index)
+        bonded[b.index].add(a.index)
+    side, stack = {int(n)}, [int(n)]
+    while stack:
+        for j in bonded[stack.pop()] - side - {int(c)}:
+            side.add(j)
+            stack.append(j)
+    k = (x[n] - x[c]) / np.linalg.norm(x[n] - x[c])
+    r = x[sorted(side)] - x[c]
+    x[sorted(side)] = x[c] - r + 2 * np.outer(r @ k, k)  # a rotation by π about the C–N axis
+    rep = cis_report(x[None], t.topology)
+    assert rep["cis_fraction"] == 1.0 and rep["cis_fraction_per_bond"] == [0.0, 1.0, 0.0]
+
+
 def test_dihedrals_match_mdtraj_on_perturbed_structures(targets):
     t = targets["al3"]
     x = t.prior_sample(5, torch.Generator().manual_seed(2), dtype=torch.float64).reshape(5, t.n_atoms, 3)

@@ -1,8 +1,8 @@
 """Chirality check for peptide samples (SPEC §8): mirrored samples and their flip.
 
 Every residue with atoms N, CA, C, CB is a chiral centre. For L-amino acids the improper
-dihedral (N, CA, C, CB) is negative (≈ −122° in the openmmtools alanine dipeptide, −121° and −123°
-for the two alanines of ``al3.pdb``; every frame of the held-out 300 K set lies in [−141°, −107°]).
+dihedral (N, CA, C, CB) is negative (≈ −122° in the openmmtools alanine dipeptide and for both
+alanines of ``al3.pdb``; every frame of the held-out 300 K set lies in [−141°, −107°]).
 Checked independently by the CIP rule: in all 10,000 held-out frames N → C → CB run
 counterclockwise seen with HA pointing away (S, i.e. L-alanine), and 99.55 % have φ < 0, as L
 residues do (the reflected set: 99.55 % φ > 0). A reflection negates every dihedral, so a mirror

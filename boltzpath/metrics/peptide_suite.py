@@ -10,6 +10,7 @@ import torch
 
 from boltzpath.io.samples import Samples
 from boltzpath.metrics import peptides as P
+from boltzpath.metrics.amides import cis_report
 from boltzpath.metrics.chirality import chirality_report, fix_chirality
 from boltzpath.metrics.distributions import energy_w, high_energy_fraction
 from boltzpath.metrics.tica import TICA_LAGTIME_FRAMES, TicaProjection
@@ -69,6 +70,13 @@ def compute_peptide_metrics(
             chir["mixed_fraction"], chir["n"], "fraction with both L and D centres (cannot be flipped)"
         ),
     }
+    cis = cis_report(samples.x, topology)
+    if cis["n_bonds"]:
+        metrics["cis_peptide_fraction"] = _entry(
+            cis["cis_fraction"], cis["n"],
+            "fraction with any peptide bond cis (|omega| < 90 deg, metrics.amides)",
+            per_bond=cis["cis_fraction_per_bond"],
+        )
     if reference is None:
         return metrics
     idx = P._subsample(rng, samples.n, max_n)
