@@ -178,3 +178,40 @@ def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
     assert info["betas"][-1] == 1.0 and info["levels"] == len(info["betas"]) >= 1
     # one evaluation of every annealed particle, then `moves` per level
     assert st["energy_evaluations"]["final_reweighting"] == 128 * (1 + 2 * info["levels"])
+
+
+def test_model_check_compares_the_models_own_samples_with_its_buffer(monkeypatch):
+    """The generator check (gate.model_check_n): the samples the anneal returns are scored with the
+    true E/kT_k against the buffer's 99th percentile. A "model" that returns its buffer is in range
+    (≥ 99 %, same median); one that returns configurations far out is not (0 %). Wiring and the
+    warning in a real ladder: tests/test_pita_peptides.py."""
+    import torch
+
+    import boltzpath.methods.pita as pita_mod
+    from boltzpath import make_target
+    from boltzpath.diffusion.buffer import TrainingBuffer
+    from boltzpath.diffusion.schedule import KarrasSchedule
+    from boltzpath.diffusion.train import Models, NetConfig, build_models
+    from boltzpath.parallel.dist import init_from_env
+    from boltzpath.parallel.pita_parallel import PitaParallel
+    from boltzpath.smc.annealing import AnnealResult
+
+    cfg = from_dict(PITAConfig, {**TINY, "temperatures": [1.0, 0.5], "gate": {"model_check_n": 64}})
+    target = make_target("gmm40")
+    gen = torch.Generator().manual_seed(0)
+    x = target.exact_sample(512, gen).double()  # stage 0's T = 1: exact samples as its "buffer"
+    buffer = TrainingBuffer(x, target.energy(x), torch.zeros_like(x))
+    models = Models(*build_models(target, NetConfig(kind="mlp", hidden=8, layers=1, emb_dim=4)))
+    schedule = KarrasSchedule(0.05, 80.0, 7.0)
+    par = PitaParallel(init_from_env("cpu"))
+    for returned, expect_in in ((x[:64], True), (x[:64] * 50.0, False)):
+        monkeypatch.setattr(pita_mod, "anneal", lambda *a, r=returned, **k: AnnealResult(
+            r.float(), torch.zeros(64), 0.0, 64.0, None))
+        check = pita_mod._model_check(cfg, 0, models, target, buffer, schedule, par)
+        assert check["n"] == 64 and check["temperature"] == 1.0
+        if expect_in:
+            assert check["in_range_fraction"] >= 0.95
+            assert abs(check["median_energy"] - check["buffer_median_energy"]) < 0.5 * buffer.energy.std()
+        else:
+            assert check["in_range_fraction"] == 0.0
+            assert "0% of 64 model samples" in pita_mod._model_check_warning(0, 1.0, check)

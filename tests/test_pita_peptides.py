@@ -232,9 +232,16 @@ def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(t
     log = (d / "run.log").read_text()
     assert all(f"stage {k} chirality: " in log for k in range(2))
     assert (d / "stage_0" / "model.pt").is_file() and not (d / "stage_1" / "model.pt").exists()
+    # the generator check: a 6-step model cannot make a molecule at 1200 K — it is reported so,
+    # counted, and warned about (the check's arithmetic: tests/test_pita.py)
+    mc = st0["model_check"]
+    assert mc["n"] == 64 and mc["in_range_fraction"] < 0.5 and mc["median_energy"] > mc["buffer_q99_energy"]
+    assert st0["energy_evaluations"]["model_check"] == 64 and "cis_peptide_fraction" in mc
+    assert "WARNING stage 0: the trained model does not reproduce its own training data" in log
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
     assert ev["initial_data"] > 0 and ev["relaxation"] > 0 and ev["training_buffers"] == 64 + 32
+    assert ev["model_check"] == 64 and metrics["stages"][0]["model_check"] == mc
     assert [s["flipped_for_training"] for s in metrics["stages"]] == [
         json.loads((d / f"stage_{k}" / "metrics.json").read_text())["chirality"]["flipped_for_training"]
         for k in range(2)]

@@ -44,6 +44,10 @@ class QualityGate:
     max_factor: int = 1  # train up to max_factor × the stage's steps, checking after each multiple
     action: str = "warn"  # warn | refuse: what a failed gate does after the cap
     sigmas: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
+    # the generator check (PITA, after each stage's training): the model's own samples at T_k
+    # (γ = 1, no weights) against its training energies; 0 samples: off
+    model_check_n: int = 64
+    min_in_range: float = 0.5  # below this share of samples within the buffer's energy range: WARNING
 
     def validate(self) -> None:
         if not 0 < self.holdout_fraction < 0.5:
@@ -56,6 +60,8 @@ class QualityGate:
             raise BadInput(f"gate.action must be 'warn' or 'refuse', got {self.action!r}")
         if any(not s > 0 for s in self.sigmas):
             raise BadInput(f"gate.sigmas must be > 0, got {self.sigmas}")
+        if self.model_check_n < 0 or not 0 <= self.min_in_range <= 1:
+            raise BadInput("gate.model_check_n must be >= 0 and gate.min_in_range in [0, 1]")
 
     def passes(self, report: dict) -> bool:
         return (report["reweight_ess_fraction"] >= self.min_reweight_ess

@@ -49,6 +49,7 @@ from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
 from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.parallel.pita_parallel import PitaParallel
+from boltzpath.smc.annealing import anneal
 from boltzpath.smc.divergence_choice import choose_divergence
 from boltzpath.smc.model import NetworkModel
 from boltzpath.smc.weights import effective_sample_size
@@ -56,7 +57,7 @@ from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
 _PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7,
-            "previous-model": 8}
+            "previous-model": 8, "model-check": 9}
 
 
 def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
@@ -291,6 +292,11 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
                                "n_train": n_train,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
         metrics["energy_model_gate"] = gate
+        if cfg.gate.model_check_n and par.is_main:  # can the model make its own training data?
+            metrics["model_check"] = _model_check(cfg, k, result.ema, target, buffer, schedule, par)
+            metrics["energy_evaluations"]["model_check"] = metrics["model_check"]["n"]
+            if metrics["model_check"]["in_range_fraction"] < cfg.gate.min_in_range:
+                run.log("WARNING " + _model_check_warning(k, temp, metrics["model_check"]))
         sdir.write_metrics(metrics)
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
@@ -418,6 +424,47 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         steps = min(steps + tcfg.steps, cap)
 
 
+def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: TrainingBuffer, schedule,
+                 par: PitaParallel) -> dict:
+    """Stage k's trained model sampled at its own temperature T_k (γ = 1, no weights, the anneal's
+    steps and drift): the true E/kT_k of ``gate.model_check_n`` samples (counted) against the
+    stage's buffer. ``in_range_fraction``: the share at or below the buffer's 99th energy percentile.
+    A model that cannot make its own training data cannot be annealed to T_{k+1}: the weights and the
+    relaxation would have to do all the work. Peptides add the cis-peptide and mirrored fractions."""
+    read_at = cfg.temperatures[k] if cfg.train_on_all_buffers else None
+    score = None if cfg.anneal.score_from == "energy" else models.score
+    model = _network_model(score, models.energy, target, schedule, read_at)
+    acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": 1.0, "use_weights": False,  # weights unused:
+                               "divergence": "hutchinson", "n_probes": 1, "exact_below_t": 0.0})  # cheapest
+    n = int(cfg.gate.model_check_n)
+    res = anneal(model, n, schedule, acfg, _generator(cfg.seed, k, "model-check", par.device), target.project)
+    target_k = target.at_temperature(cfg.temperatures[k])
+    with torch.no_grad():
+        e = target_k.energy(res.x.detach().to(torch.float64)).double().cpu()
+    e = torch.where(torch.isfinite(e), e, torch.full_like(e, float("inf")))
+    ref = buffer.energy.double().cpu()
+    q99 = float(torch.quantile(ref, 0.99))
+    out = {"n": n, "temperature": cfg.temperatures[k], "median_energy": float(e.median()),
+           "buffer_median_energy": float(ref.median()), "buffer_q99_energy": q99,
+           "in_range_fraction": float((e <= q99).double().mean())}
+    if getattr(target, "is_peptide", False):
+        from boltzpath.metrics.amides import cis_report
+        from boltzpath.metrics.chirality import chirality_report
+
+        x = res.x.detach().float().cpu().numpy()
+        out["cis_peptide_fraction"] = cis_report(x, target.topology)["cis_fraction"]
+        out["mirrored_fraction"] = chirality_report(x, target.topology)["mirrored_fraction"]
+    return out
+
+
+def _model_check_warning(k: int, temp: float, check: dict) -> str:
+    return (f"stage {k}: the trained model does not reproduce its own training data at T={temp:g}: "
+            f"{check['in_range_fraction']:.0%} of {check['n']} model samples lie within the buffer's energy "
+            f"range (median E/kT {check['median_energy']:.4g} vs {check['buffer_median_energy']:.4g}); "
+            "annealing it to the next temperature leaves the work to the weights and the relaxation — "
+            "train longer or use a larger model")
+
+
 def _gate_summary(gate: dict | None) -> dict | None:
     if not gate:
         return None
@@ -504,6 +551,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
+                    **({"model_check": m["model_check"]} if "model_check" in m else {}),
                     **({"mirrored_fraction": m["chirality"]["mirrored_fraction"],
                         "flipped_for_training": m["chirality"]["flipped_for_training"],
                         "dropped_mixed": m["chirality"]["dropped_mixed"]} if "chirality" in m else {}),
