@@ -1,0 +1,117 @@
+"""PITA ladders on ``aldp-fab`` against the held-out 300 K set, next to Langevin (BAOAB) and MALA at
+the same energy evaluations (issue 11 benchmark).
+
+The ladders are run beforehand with ``boltzpath run pita`` (commands in docs/pita.md, "Peptides");
+this script reads their run folders (``--runs label=DIR`` — the label names the row's method, e.g.
+``pita`` and ``scaling`` for the ablation), scores their final samples with the peptide suite
+(``metrics.peptide_suite``: energy W1/W2 in kT, torus W2, Ramachandran and φ/ψ KL, TICA-W2, φ > 0
+fraction, cis-peptide fraction, each with its noise floor: the held-out set against itself at the
+same n) and the basin fractions (``metrics.peptides.basin_fractions``), and takes the evaluations
+and wall time from the run's ``metrics.json``. Then it runs each ``--baselines`` method with its
+peptide defaults (docs/molecules.md) for the same n and the first run's total evaluations, split and
+thinned as in ``bench_peptide_samplers.py`` (16 chains, half warm-up), scored by the same code.
+
+    python benchmarks/bench_pita_peptides.py --runs pita=runs/aldp_long --runs scaling=runs/aldp_abl \
+        [--baselines langevin,mala] [--out FILE]
+
+Writes ``benchmarks/results/pita_peptides.json``. The held-out set is for evaluation only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_peptide_samplers import CHAINS, HOLDOUT, method_options
+
+from boltzpath import make_target
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.io.samples import Samples
+from boltzpath.mcmc.registry import method_config, run_method
+from boltzpath.metrics.peptide_suite import peptide_metrics
+from boltzpath.metrics.peptides import basin_fractions
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pita_peptides.json"
+TARGET = "aldp-fab"
+METRICS = ("energy_w1", "energy_w2", "torus_w2", "ramachandran_kl", "kl_phi", "kl_psi", "tica_w2",
+           "phi_positive_fraction", "cis_peptide_fraction", "high_energy_fraction")
+
+
+def score(samples: Samples, target, reference: np.ndarray, ref_basins: dict, seed: int) -> list[tuple]:
+    """(metric, value, n, noise floor, extra) for one sample set."""
+    out = []
+    metrics = peptide_metrics(samples, target, reference, torch.Generator().manual_seed(seed))
+    for name in METRICS:
+        if name in metrics:
+            m = metrics[name]
+            out.append((name, m["value"], m["n"], m["noise_floor"], {}))
+    for name, value in basin_fractions(samples.x.numpy(), target.topology).items():
+        out.append((f"basin_{name}", value, samples.n, None, {"reference_value": ref_basins[name]}))
+    out.append(("mean_energy_kt", float(samples.energy.double().mean()), samples.n, None, {}))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", action="append", default=[], help="label=run folder (repeatable)")
+    parser.add_argument("--baselines", default="langevin,mala", help="comma list ('' for none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    if not HOLDOUT.is_file():
+        print(f"{HOLDOUT} absent: nothing to compare with, skipped", file=sys.stderr)
+        return 0
+    runs = []
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        if not sep or not (Path(folder) / "COMPLETE").is_file():
+            print(f"--runs {item}: expected label=DIR of a finished run", file=sys.stderr)
+            return 2
+        runs.append((label, Path(folder)))
+    command = "python benchmarks/bench_pita_peptides.py " + " ".join(f"--runs {r}" for r in args.runs)
+    command += f" --baselines {args.baselines}"
+    machine = describe_machine()
+    target = make_target(TARGET)
+    reference = np.load(HOLDOUT).reshape(-1, target.dim)
+    ref_basins = basin_fractions(reference, target.topology)
+    rows: list[dict] = []
+
+    def add(method, results, evals, wall, **extra):
+        for metric, value, n, floor, more in results:
+            rows.append({"benchmark": "pita_peptides", "method": method, "target": TARGET,
+                         "metric": metric, "value": float(value), "n": int(n), "noise_floor": floor,
+                         "energy_evaluations": evals, "wall_time_s": wall, "machine": machine,
+                         "command": command, **more, **extra})
+
+    budget, n = None, None
+    for label, folder in runs:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        samples = Samples.load(folder / "samples.npz")
+        evals = int(metrics["energy_evaluations"]["total"])
+        budget, n = budget or evals, n or samples.n
+        add(label, score(samples, target, reference, ref_basins, args.seed + 1), evals,
+            round(float(metrics["wall_time_s"]), 1), run=str(folder),
+            evaluations_by_phase=metrics["energy_evaluations"])
+        print(f"{label}: {evals:,} evaluations, n = {samples.n}", file=sys.stderr)
+    for method in [m for m in args.baselines.split(",") if m]:
+        opts = method_options(method, target, budget, n, CHAINS)
+        cfg = method_config(method, opts, target=target)
+        t0 = time.perf_counter()
+        samples = run_method(method, target, n, torch.Generator().manual_seed(args.seed), cfg)
+        wall = round(time.perf_counter() - t0, 1)
+        evals = int(samples.info["energy_evaluations"])
+        add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts)
+        print(f"{method}: {evals:,} evaluations, {wall} s", file=sys.stderr)
+        atomic_write_json(args.out, {"rows": rows})
+    atomic_write_json(args.out, {"rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
