@@ -43,6 +43,16 @@ def samples_to_mdtraj(samples: Any, topology: Any):
     return md.Trajectory(positions_nm(samples, topology.n_atoms), topology)
 
 
+def dihedrals_of(samples: Any, topology: Any, quads: np.ndarray) -> np.ndarray:
+    """(n, len(quads)) dihedral angles in radians (mdtraj) of the atom quadruples ``quads`` in every
+    sample; (n, 0) when there are none."""
+    import mdtraj as md
+
+    if len(quads) == 0:
+        return np.zeros((positions_nm(samples, topology.n_atoms).shape[0], 0))
+    return md.compute_dihedrals(samples_to_mdtraj(samples, topology), quads)
+
+
 def export_trajectory(samples: Any, topology: Any, path: str | Path) -> Path:
     """Write the samples as a trajectory; the format follows the extension (.dcd/.pdb/.h5/.xtc)."""
     path = Path(path)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from boltzpath.io.trajectories import positions_nm, samples_to_mdtraj
+from boltzpath.io.trajectories import dihedrals_of
 
 
 def _heavy(atom) -> bool:
@@ -44,13 +44,7 @@ def peptide_bond_torsions(topology: Any) -> np.ndarray:
 
 def cis_bonds(x, topology: Any) -> np.ndarray:
     """(n, n_bonds) bool: True where the peptide bond is cis (|ω| < 90°)."""
-    import mdtraj as md
-
-    quads = peptide_bond_torsions(topology)
-    if quads.shape[0] == 0:
-        return np.zeros((positions_nm(x, topology.n_atoms).shape[0], 0), dtype=bool)
-    omega = md.compute_dihedrals(samples_to_mdtraj(x, topology), quads)
-    return np.abs(omega) < np.pi / 2
+    return np.abs(dihedrals_of(x, topology, peptide_bond_torsions(topology))) < np.pi / 2
 
 
 def cis_report(x, topology: Any) -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from boltzpath.io.trajectories import positions_nm, samples_to_mdtraj
+from boltzpath.io.trajectories import dihedrals_of, positions_nm
 
 #: sign of the improper dihedral (N, CA, C, CB) for L residues
 L_SIGN = -1.0
@@ -42,13 +42,7 @@ def chiral_centres(topology: Any) -> np.ndarray:
 
 def d_centres(x, topology: Any) -> np.ndarray:
     """(n, n_centres) bool: True where the centre has D (mirrored) chirality."""
-    import mdtraj as md
-
-    quads = chiral_centres(topology)
-    if quads.shape[0] == 0:
-        return np.zeros((positions_nm(x, topology.n_atoms).shape[0], 0), dtype=bool)
-    dihedrals = md.compute_dihedrals(samples_to_mdtraj(x, topology), quads)
-    return np.sign(dihedrals) == -L_SIGN
+    return np.sign(dihedrals_of(x, topology, chiral_centres(topology))) == -L_SIGN
 
 
 def reflect(x, n_atoms: int, centre: bool = True):
