@@ -68,6 +68,16 @@ def method_options(method: str, target, budget: int, n: int, chains: int) -> dic
     return {"chains": chains, "burn_in": burn_in, "thin": thin}
 
 
+def run_at_budget(method: str, target, budget: int, n: int, seed: int):
+    """``method`` with its peptide defaults, ``CHAINS`` chains, ≈ ``budget`` evaluations, n samples
+    → (samples, options, wall seconds)."""
+    opts = method_options(method, target, budget, n, CHAINS)
+    cfg = method_config(method, opts, target=target)
+    t0 = time.perf_counter()
+    samples = run_method(method, target, n, torch.Generator().manual_seed(seed), cfg)
+    return samples, opts, time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET,
@@ -98,12 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in ref_basins.items():
         row("holdout test set", f"basin_{name}", value, reference.shape[0])
     for method in args.methods.split(","):
-        opts = method_options(method, target, args.budget, N_SAMPLES, CHAINS)
-        cfg = method_config(method, opts, target=target)
-        gen = torch.Generator().manual_seed(args.seed)
-        t0 = time.perf_counter()
-        samples = run_method(method, target, N_SAMPLES, gen, cfg)
-        wall = round(time.perf_counter() - t0, 2)
+        samples, opts, wall = run_at_budget(method, target, args.budget, N_SAMPLES, args.seed)
+        wall = round(wall, 2)
         evals = int(samples.info["energy_evaluations"])
         common = {"evals": evals, "wall": wall, "options": opts}
         energy = samples.energy.double()

@@ -22,18 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from bench_peptide_samplers import CHAINS, HOLDOUT, method_options
+from bench_peptide_samplers import HOLDOUT, run_at_budget
 
 from boltzpath import make_target
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
-from boltzpath.mcmc.registry import method_config, run_method
 from boltzpath.metrics.peptide_suite import peptide_metrics
 from boltzpath.metrics.peptides import basin_fractions
 
@@ -100,11 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             evaluations_by_phase=metrics["energy_evaluations"])
         print(f"{label}: {evals:,} evaluations, n = {samples.n}", file=sys.stderr)
     for method in [m for m in args.baselines.split(",") if m]:
-        opts = method_options(method, target, budget, n, CHAINS)
-        cfg = method_config(method, opts, target=target)
-        t0 = time.perf_counter()
-        samples = run_method(method, target, n, torch.Generator().manual_seed(args.seed), cfg)
-        wall = round(time.perf_counter() - t0, 1)
+        samples, opts, wall = run_at_budget(method, target, budget, n, args.seed)
+        wall = round(wall, 1)
         evals = int(samples.info["energy_evaluations"])
         add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts)
         print(f"{method}: {evals:,} evaluations, {wall} s", file=sys.stderr)
