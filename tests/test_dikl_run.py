@@ -55,6 +55,10 @@ def test_tiny_run_writes_a_complete_folder_and_counts_evaluations(tmp_path):
     s = Samples.load(d / "samples.npz")
     assert s.x.shape == (64, 2) and np.isfinite(s.energy.numpy()).all()
     assert res.samples.n == 64 and read_checkpoint(d / "checkpoint.pt")["iteration"] == 12
+    # a long run reports its progress in run.log at every checkpoint (5, 10 and the last, 12)
+    progress = [line for line in (d / "run.log").read_text().splitlines() if "checkpoint: iteration" in line]
+    assert [p.split("iteration ")[1].split(",")[0] for p in progress] == ["5/12", "10/12", "12/12"]
+    assert f"{12 * 32 * 7:,} energy evaluations" in progress[-1] and "dsm_loss" in progress[-1]
 
 
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):

@@ -106,12 +106,23 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
         callback(state.iteration, total, record)
         if state.iteration % cfg.train.checkpoint_every == 0 or state.iteration == total:
             state.save(ckpt, evals(), wall())
+            run.log(_progress_line(state.iteration, total, evals(), wall(), record))
     n_evals, train_wall = evals(), wall()
     weights = {k: v.cpu() for k, v in state.generator.state_dict().items()}
     atomic_torch_save(run.file("generator.pt"), {"format": GENERATOR_FORMAT, "iterations": state.iteration,
                                                  "weights": weights})
     samples, seconds = draw(state.generator, target, cfg.n_samples, cfg.seed)
     return _finish(run, cfg, target.to("cpu"), state, samples, seconds, n_evals, train_wall, reference, dev)
+
+
+def _progress_line(iteration: int, total: int, evals: int, wall: float, record: dict) -> str:
+    """One run.log line per checkpoint, so a long run shows where it is and how it is doing."""
+    parts = [f"checkpoint: iteration {iteration}/{total}", f"{evals:,} energy evaluations",
+             f"{wall:.0f} s ({wall / max(iteration, 1):.2f} s/iteration)"]
+    for key in ("dsm_loss", "score_gap", "mala_accept", "importance_ess", "dropped_rows"):
+        if isinstance(record.get(key), (int, float)):
+            parts.append(f"{key} {record[key]:.4g}")
+    return ", ".join(parts)
 
 
 def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train_wall, reference, device):
