@@ -59,6 +59,36 @@ def test_tiny_run_writes_a_complete_folder_and_counts_evaluations(tmp_path):
     progress = [line for line in (d / "run.log").read_text().splitlines() if "checkpoint: iteration" in line]
     assert [p.split("iteration ")[1].split(",")[0] for p in progress] == ["5/12", "10/12", "12/12"]
     assert f"{12 * 32 * 7:,} energy evaluations" in progress[-1] and "dsm_loss" in progress[-1]
+    # 6 logged points are too few to judge convergence: reported as unknown, no warning
+    conv = m["training"]["convergence"]
+    assert conv["key"] == "score_gap" and conv["still_falling"] is None and m["warnings"] == []
+
+
+def _history(values, every=10):
+    return [{"iteration": every * (i + 1), "score_gap": float(v)} for i, v in enumerate(values)]
+
+
+def test_convergence_report_flags_a_score_gap_still_falling_and_only_that():
+    from boltzpath.methods.dikl.report import convergence_report, convergence_warning
+
+    rng = np.random.default_rng(0)
+    it = np.arange(1, 351) * 10.0
+    noise = np.exp(0.08 * rng.standard_normal(350))  # ~8 % scatter, like the DW-4 cpu run's log
+    # a plateau (what a converged run logs): no flag, whatever the seed of the scatter
+    flat = convergence_report(_history(4.0 * noise))
+    assert flat["still_falling"] is False and abs(flat["relative_drop"]) < 0.05
+    # the DW-4 cpu shape: 18 -> 4.3 over 3,500 iterations and still ~10 % down over the last half
+    falling = convergence_report(_history((4.0 + 14.0 * np.exp(-it / 400.0)) * np.exp(-it / 16000.0) * noise))
+    assert falling["still_falling"] is True and falling["t"] < -3 and falling["relative_drop"] > 0.05
+    assert falling["window_iterations"] == [1760, 3500]
+    assert "3500 here" in convergence_warning(falling, 3500)
+    # rising, and a drop below the 5 % effect floor however significant: not "still falling"
+    assert convergence_report(_history(4.0 * np.exp(it / 20000.0) * noise))["still_falling"] is False
+    tiny_drop = convergence_report(_history(4.0 * np.exp(-it / 80000.0)))  # 2 % over the half, no noise
+    assert tiny_drop["still_falling"] is False and tiny_drop["t"] < -3
+    # too short to tell; non-finite points are ignored
+    assert convergence_report(_history([5.0, 4.0, float("nan")] * 10))["still_falling"] is None
+    assert convergence_warning(flat, 3500) is None
 
 
 def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path):

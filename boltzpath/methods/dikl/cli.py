@@ -36,6 +36,8 @@ def dikl(target, preset, out, seed, overwrite, resume, overrides, quiet, device)
     m = result.metrics
     click.echo(f"wrote {result.run.path} ({m['n']} samples, {m['energy_evaluations']['total']} energy "
                f"evaluations in training, {m['wall_time_s']:.1f} s)")
+    for warning in m.get("warnings", []):
+        click.echo(f"WARNING {warning}", err=True)
 
 
 @click.command("dikl-sample")

@@ -30,7 +30,7 @@ from boltzpath.io.runs import RunDir
 from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.dikl.config import DiKLConfig
 from boltzpath.methods.dikl.networks import build_networks
-from boltzpath.methods.dikl.report import write_training_plot
+from boltzpath.methods.dikl.report import convergence_report, convergence_warning, write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.metrics.energies import uncounted_energy
@@ -132,11 +132,14 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
             "wall_time_s": train_wall, "sampling_time_s": seconds}
     samples = Samples(samples.x, samples.energy, None, info)
     last = state.history[-1] if state.history else {}
+    convergence = convergence_report(state.history)
+    warning = convergence_warning(convergence, state.iteration)
     metrics = {
         "method": "dikl", "target": cfg.target, "n": samples.n,
         "energy_evaluations": {"training": n_evals, "sampling": 0, "total": n_evals},
         "wall_time_s": train_wall, "sampling_time_s": seconds, "device": str(device),
-        "training": {"iterations": state.iteration, "last_logged": last},
+        "training": {"iterations": state.iteration, "last_logged": last, "convergence": convergence},
+        "warnings": [warning] if warning else [],
         "evaluation": stage_metrics(samples, target, reference, torch.Generator().manual_seed(cfg.seed + 3),
                                     cfg.eval_max_n, run, cfg.eval_noise_floors, cfg.plots),
     }
@@ -144,6 +147,8 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
     run.write_metrics(metrics)
     if cfg.plots and state.history:
         write_training_plot(run.file("training.png"), state.history)
+    if warning:
+        run.log(f"WARNING {warning}")
     run.log(f"dikl finished: {state.iteration} iterations, {n_evals} energy evaluations, {train_wall:.1f} s")
     run.mark_complete()
     return DiKLResult(samples, metrics, run)
