@@ -9,12 +9,13 @@ preset's sizes unless ``--size`` (EGNN hidden 32, 3 layers, embedding 16, global
   before[1x2]   the same, 1 process, 2 intra-op threads
   after[1x1]    hand-written ∇ₓU_η (``net.analytic_grad``) + ``torch.compile`` (``train.compile``) +
                 the first layer on unordered pairs: 1 process, 1 thread
+  after[1x2]    the same, 1 process, 2 intra-op threads (the alternative to data parallelism)
   after[2x1]    the same, data-parallel over 2 processes (``torchrun``'s layout, exact gradient
                 averaging, global batch unchanged), 1 thread each
 
 "before" is the better of before[1x1] and before[1x2], per round. Rounds interleave the
 configurations (each round runs every configuration once, in turn), so a change of machine load
-hits them alike; the speed-up is the median over rounds of after[2x1] / best-before. Every job
+hits them alike; each row's speed-up is the median over rounds of its rate / best-before. Every job
 first trains ``--warmup`` steps (for the compiled ones: loading or building the compiled kernels)
 and is then timed over ``--steps`` steps between barriers on rank 0. The first compiled job's
 warm-up is reported as ``compile_s`` (a cold inductor cache: minutes; a warm one: seconds).
@@ -55,6 +56,7 @@ CONFIGS = {  # name: (processes, threads per process, fast path)
     "before[1x1]": (1, 1, False),
     "before[1x2]": (1, 2, False),
     "after[1x1]": (1, 1, True),
+    "after[1x2]": (1, 2, True),
     "after[2x1]": (2, 1, True),
 }
 
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     best_before = [max(a, b) for a, b in zip(rates["before[1x1]"], rates["before[1x2]"], strict=True)]
     machine = describe_machine()
     command = (f"python benchmarks/bench_train_speed.py --rounds {args.rounds} --steps {args.steps} "
-               f"--size {args.size}")
+               f"--size {args.size}" + ("" if args.out == RESULT else f" --out {args.out.name}"))
     rows = []
     for name, (procs, threads, fast) in CONFIGS.items():
         ratios = [a / b for a, b in zip(rates[name], best_before, strict=True)]
