@@ -525,7 +525,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             references[k], reference_names[k] = loaded[path], str(path)
     last = len(cfg.temperatures) - 1
     if last not in references and (bundled := bundled_reference(target, cfg.temperatures[-1])) is not None:
-        references[last], reference_names[last] = bundled  # lj13/dw4 at T = 1: metrics/bundled.py
+        references[last], reference_names[last] = bundled  # lj13/dw4 T = 1, al3/aldp-pita 300 K
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg), to_dict(type(cfg)()))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
