@@ -78,15 +78,11 @@ def _per_run_rows(run: dict, target, seed: int, common: dict) -> list[dict]:
              "max_statistical_inefficiency": run["decor"]["max_statistical_inefficiency"]}
     rows = [dict(common, method=f"remd seed {seed}", metric="mean_energy_kj_mol", value=float(e_kj.mean()),
                  n=n, noise_floor=None, standard_error=se, energy_statistical_inefficiency=g_e, **extra)]
-    phi, psi = P.backbone_dihedrals(run["x"], target.topology)
-    phi, psi = np.degrees(phi), np.degrees(psi)
-    lo, hi = P.BASIN_PSI_EDGES_DEG
-    for r in range(phi.shape[1]):
-        neg = phi[:, r] < 0
-        helix = neg & (psi[:, r] >= lo) & (psi[:, r] < hi)
-        for name, mask in (("c7eq_c5", neg & ~helix), ("alpha_r", helix), ("phi_positive", ~neg)):
+    n_res = P.backbone_dihedrals(run["x"][:1], target.topology)[0].shape[1]
+    for r in range(n_res):
+        for name, value in P.basin_fractions(run["x"], target.topology, residue=r).items():
             rows.append(dict(common, method=f"remd seed {seed}", metric=f"basin_{name}_residue{r + 1}",
-                             value=float(mask.mean()), n=n, noise_floor=None, **extra))
+                             value=value, n=n, noise_floor=None, **extra))
     cis = cis_report(run["x"], target.topology)
     chir = chirality_report(run["x"], target.topology)
     rows.append(dict(common, method=f"remd seed {seed}", metric="cis_peptide_fraction",

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "references"
-#: target → (file, temperature in the target's units, what made it)
+#: target → (file, temperature in the target's units, kind of reference, what made it)
 BUNDLED = {
     "lj13": ("lj13_T1.npy", 1.0, "certified PT reference", "benchmarks/particle_references.py seed 0"),
     "dw4": ("dw4_T1.npy", 1.0, "certified PT reference", "benchmarks/particle_references.py seed 0"),

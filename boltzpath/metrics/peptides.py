@@ -108,11 +108,11 @@ def euclidean_w2(a, b) -> float:
 BASIN_PSI_EDGES_DEG = (-150.0, 50.0)
 
 
-def basin_fractions(x, topology: Any) -> dict[str, float]:
-    """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of the
-    first residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``); the three sum to 1."""
+def basin_fractions(x, topology: Any, residue: int = 0) -> dict[str, float]:
+    """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of one
+    residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``; default the first); the three sum to 1."""
     phi, psi = backbone_dihedrals(x, topology)
-    phi, psi = np.degrees(phi[:, 0]), np.degrees(psi[:, 0])
+    phi, psi = np.degrees(phi[:, residue]), np.degrees(psi[:, residue])
     lo, hi = BASIN_PSI_EDGES_DEG
     neg = phi < 0
     helix = neg & (psi >= lo) & (psi < hi)
