@@ -8,7 +8,7 @@ velocities and exchange draws; the same start structure, minimised) at 300 K:
         --replicas 4 --t-max 600 --platform CPU --seed 0        # and --seed 1 into DIR_s1
 
 (4 replicas on a geometric 300–600 K ladder, 0.5 ps of 1-fs Langevin MD per exchange, 100
-iterations discarded: 1.9 ns kept per replica). The certificate is their agreement:
+iterations discarded: 0.95 ns kept per replica for 2000 iterations). The certificate is their agreement:
 
 * every peptide metric of seed 1 against seed 0 (``metrics.peptide_suite``: energy W1/W2,
   Ramachandran KL per residue, torsion KL, torus W2, TICA-W2) next to its noise floor (two
@@ -16,7 +16,9 @@ iterations discarded: 1.9 ns kept per replica). The certificate is their agreeme
   optimistic and an agreement "at the floor" is the strong form);
 * the mean energy of each run with its standard error from the statistical inefficiency of the
   energy series (``decorrelation.json``), and their difference in units of the combined error;
-* per residue: the C7eq/C5, αR and φ > 0 fractions, the cis-peptide and mirrored fractions.
+* per residue: the C7eq/C5, αR and φ > 0 fractions, each with a binomial standard error from the
+  run's smallest effective sample size, and the between-run difference in units of the combined
+  error; the cis-peptide and mirrored fractions.
 
 ``--ship`` writes the seed-0 frames, every k-th in time order (TICA needs the order), at most
 ``--ship-n`` of them, to ``boltzpath/data/references/<target>_300K.npy`` (float32, nm, (n, dim)),
@@ -52,8 +54,9 @@ DATA = ROOT.parent / "boltzpath" / "data" / "references"
 BETWEEN = ("energy_w1_kj_mol", "energy_w2_kj_mol", "energy_w1", "ramachandran_kl", "kl_phi", "kl_psi",
            "torus_w2", "tica_w2")
 DESCRIPTION = (
-    "Peptide references by REMD (boltzpath reference: 4 replicas 300-600 K, 2000 x 0.5 ps exchanges, "
-    "100 discarded), two independent seeds per target. 'between runs': seed 1 against seed 0 with the "
+    "Peptide references by REMD (boltzpath reference: 4 replicas 300-600 K, 0.5 ps between exchanges, "
+    "100 iterations discarded; each run's length in its 'iterations' and 'simulated_ns_per_replica'), "
+    "two independent seeds per target. 'between runs': seed 1 against seed 0 with the "
     "noise floor of two random halves of seed 0 at the same n (optimistic for correlated frames). "
     "Mean energies with standard errors from the statistical inefficiency of the energy series.")
 
@@ -75,14 +78,18 @@ def _per_run_rows(run: dict, target, seed: int, common: dict) -> list[dict]:
     se = float(e_kj.std(ddof=1) * np.sqrt(g_e / n))
     extra = {"seed": seed, "run": run["path"], "energy_evaluations": run["metrics"].get("energy_evaluations"),
              "wall_time_s": run["metrics"].get("wall_time_s"), "n_effective": run["decor"]["n_effective"],
+             "iterations": run["metrics"].get("iterations"),
+             "simulated_ns_per_replica": run["metrics"].get("simulated_ns_per_replica"),
              "max_statistical_inefficiency": run["decor"]["max_statistical_inefficiency"]}
     rows = [dict(common, method=f"remd seed {seed}", metric="mean_energy_kj_mol", value=float(e_kj.mean()),
                  n=n, noise_floor=None, standard_error=se, energy_statistical_inefficiency=g_e, **extra)]
     n_res = P.backbone_dihedrals(run["x"][:1], target.topology)[0].shape[1]
     for r in range(n_res):
         for name, value in P.basin_fractions(run["x"], target.topology, residue=r).items():
+            # binomial error with the run's smallest effective sample size (the slowest observable)
+            se_b = float(np.sqrt(value * (1 - value) / max(run["decor"]["n_effective"], 1.0)))
             rows.append(dict(common, method=f"remd seed {seed}", metric=f"basin_{name}_residue{r + 1}",
-                             value=value, n=n, noise_floor=None, **extra))
+                             value=value, n=n, noise_floor=None, standard_error=se_b, **extra))
     cis = cis_report(run["x"], target.topology)
     chir = chirality_report(run["x"], target.topology)
     rows.append(dict(common, method=f"remd seed {seed}", metric="cis_peptide_fraction",
@@ -110,6 +117,13 @@ def certify(name: str, runs: list[Path], seed: int = 0) -> tuple[list[dict], dic
             m = rep[key]
             rows.append(dict(common, method="between runs (seed 1 vs seed 0)", metric=key, value=m["value"],
                              n=m["n"], noise_floor=m["noise_floor"], noise_floor_n=m["noise_floor_n"]))
+    for key in sorted({r["metric"] for r in rows if r["metric"].startswith("basin_")}):
+        pair = [r for r in rows if r["metric"] == key]
+        se = float(np.hypot(pair[0]["standard_error"], pair[1]["standard_error"]))
+        diff = pair[1]["value"] - pair[0]["value"]
+        rows.append(dict(common, method="between runs (seed 1 vs seed 0)", metric=f"{key}_difference_z",
+                         value=float(diff / se) if se > 0 else None, n=pair[1]["n"], noise_floor=None,
+                         difference=float(diff)))
     mean = [r for r in rows if r["metric"] == "mean_energy_kj_mol"]
     diff = mean[1]["value"] - mean[0]["value"]
     z = diff / float(np.hypot(mean[0]["standard_error"], mean[1]["standard_error"]))
@@ -146,8 +160,10 @@ def main(argv=None) -> int:
     rows = [r for r in old if r["target"] != args.target] + rows
     atomic_write_json(args.out, {"benchmark": "peptide_references", "description": DESCRIPTION, "rows": rows})
     for r in rows:
-        if r["target"] == args.target and not r["metric"].startswith("basin"):
-            print(f"{r['method']:32s} {r['metric']:26s} {r['value']:10.4g} floor {r.get('noise_floor')}")
+        if r["target"] == args.target:
+            tail = "".join(f" {k} {r[k]:.3g}" for k in ("noise_floor", "standard_error", "difference")
+                           if r.get(k) is not None)
+            print(f"{r['method']:32s} {r['metric']:34s} {r['value']:10.4g}{tail}")
     if args.ship:
         print(f"wrote {ship(args.target, data['x'], args.ship_n)}", file=sys.stderr)
     return 0

@@ -89,6 +89,40 @@ def test_bundled_reference_mean_energy_agrees_with_an_independent_set(name):
     assert abs(e_ref.mean() - e_held.mean()) < 4 * se, (e_ref.mean(), e_held.mean(), se)
 
 
+PEPTIDE_REFERENCES = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+PEPTIDE_REFERENCES = PEPTIDE_REFERENCES / "peptide_references.json"
+
+
+@pytest.mark.parametrize("name", ["al3"])  # aldp-pita: one REMD seed so far, not shipped
+def test_shipped_peptide_reference_is_the_right_molecule_and_agrees_with_an_independent_run(name):
+    from boltzpath.metrics.amides import cis_report
+    from boltzpath.metrics.chirality import chirality_report
+
+    target = make_target(name)
+    got = bundled_reference(target)
+    assert got is not None, f"boltzpath/data/references/{name}_300K.npy is not shipped"
+    x, desc = got
+    assert x.shape[1] == target.dim and x.shape[0] >= 1000 and "REMD" in desc
+    # only at 300 K; options that only choose how E is computed do not matter
+    assert bundled_reference(target.at_temperature(600.0)) is None
+    assert bundled_reference(make_target(name, dtype="float32")) is not None
+    # the molecule the target means: every peptide bond trans, every centre L (docs/molecules.md)
+    assert cis_report(x, target.topology)["cis_fraction"] == 0.0
+    chir = chirality_report(x, target.topology)
+    assert chir["mirrored_fraction"] == 0.0 and chir["mixed_fraction"] == 0.0
+    # the mean energy of the shipped frames (seed-0 REMD) against the independent seed-1 run's, as
+    # benchmarks/peptide_references.py recorded it. Tolerance: 4 standard errors of the difference,
+    # each from its run's statistical inefficiency of the energy series (the shipped frames are
+    # every k-th of seed 0, so seed 0's own error applies)
+    rows = [r for r in json.loads(PEPTIDE_REFERENCES.read_text())["rows"]
+            if r["target"] == name and r["metric"] == "mean_energy_kj_mol"]
+    seed0 = next(r for r in rows if r["method"] == "remd seed 0")
+    seed1 = next(r for r in rows if r["method"] == "remd seed 1")
+    e = target.energy_kj_mol(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    se = float(np.hypot(seed0["standard_error"], seed1["standard_error"]))
+    assert abs(e.mean() - seed1["value"]) < 4 * se, (e.mean(), seed1["value"], se)
+
+
 def test_compare_refuses_an_unfinished_folder(tmp_path):
     from boltzpath.errors import BadInput
     from boltzpath.methods.compare import compare_with_pt

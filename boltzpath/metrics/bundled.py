@@ -11,8 +11,10 @@ other temperature or option gives None: a reference of the wrong distribution is
 Peptides without a held-out set (``al3``, ``aldp-pita``) get the same treatment at 300 K:
 ``<target>_300K.npy`` (float32 nm, (n, 3·n_atoms), every k-th frame of the seed-0 REMD run of
 ``benchmarks/peptide_references.py`` in time order, which TICA needs), certified by an independent
-seed-1 run (BENCHMARKS.md, peptide_references). Options that only choose how the energy is computed
-(OpenMM platform, dtype, device) do not change the distribution and are ignored.
+seed-1 run (BENCHMARKS.md, peptide_references) — a weaker certificate than the particles' (AL3: 78
+effective samples, basin fractions to about ±0.06; its description says so). Options that only
+choose how the energy is computed (OpenMM platform, dtype, device) do not change the distribution
+and are ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "references"
 BUNDLED = {
     "lj13": ("lj13_T1.npy", 1.0, "certified PT reference", "benchmarks/particle_references.py seed 0"),
     "dw4": ("dw4_T1.npy", 1.0, "certified PT reference", "benchmarks/particle_references.py seed 0"),
-    "al3": ("al3_300K.npy", 300.0, "certified REMD reference", "benchmarks/peptide_references.py seed 0"),
+    "al3": ("al3_300K.npy", 300.0, "two-seed REMD reference (n_eff 78)",
+            "benchmarks/peptide_references.py seed 0"),
     "aldp-pita": ("aldp-pita_300K.npy", 300.0, "certified REMD reference",
                   "benchmarks/peptide_references.py seed 0"),
 }
