@@ -1,5 +1,9 @@
-"""PITA ladders on ``aldp-fab`` against the held-out 300 K set, next to Langevin (BAOAB) and MALA at
-the same energy evaluations (issue 11 benchmark).
+"""PITA ladders on the peptides against a 300 K reference, next to Langevin (BAOAB) and MALA at the
+same energy evaluations (issue 11 benchmark).
+
+The reference: for ``aldp-fab`` the held-out 300 K set; for ``al3`` (and ``aldp-pita`` once one is
+shipped) the project's REMD reference shipped in ``boltzpath/data/references`` (``metrics.bundled``;
+docs/reference-data.md states its length and effective samples).
 
 The ladders are run beforehand with ``boltzpath run pita`` (commands in docs/pita.md, "Peptides");
 this script reads their run folders (``--runs label=DIR`` — the label names the row's method, e.g.
@@ -11,10 +15,12 @@ and wall time from the run's ``metrics.json``. Then it runs each ``--baselines``
 peptide defaults (docs/molecules.md) for the same n and the first run's total evaluations, split and
 thinned as in ``bench_peptide_samplers.py`` (16 chains, half warm-up), scored by the same code.
 
-    python benchmarks/bench_pita_peptides.py --runs pita=runs/aldp_long --runs scaling=runs/aldp_abl \
-        [--baselines langevin,mala] [--out FILE]
+    python benchmarks/bench_pita_peptides.py [--target aldp-fab|al3|aldp-pita] --runs pita=runs/aldp_long \
+        --runs scaling=runs/aldp_abl [--baselines langevin,mala] [--out FILE]
 
-Writes ``benchmarks/results/pita_peptides.json``. The held-out set is for evaluation only.
+Writes ``benchmarks/results/pita_peptides.json`` (``aldp-fab``) or ``pita_peptides_<target>.json``.
+Basin fractions are per residue (``basin_<name>_residue<r>``) on the tripeptide. The held-out set is
+for evaluation only.
 """
 
 from __future__ import annotations
@@ -32,13 +38,31 @@ from boltzpath import make_target
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
+from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.metrics.peptide_suite import peptide_metrics
-from boltzpath.metrics.peptides import basin_fractions
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pita_peptides.json"
-TARGET = "aldp-fab"
+TARGETS = ("aldp-fab", "al3", "aldp-pita")
 METRICS = ("energy_w1", "energy_w2", "torus_w2", "ramachandran_kl", "kl_phi", "kl_psi", "tica_w2",
            "phi_positive_fraction", "cis_peptide_fraction", "high_energy_fraction")
+
+
+def residue_basins(x: np.ndarray, target) -> dict:
+    """Basin fractions keyed as the rows name them: ``name`` (one residue) or ``name_residue<r>``."""
+    n_res = backbone_dihedrals(x[:1], target.topology)[0].shape[1]
+    out = {}
+    for r in range(n_res):
+        for name, value in basin_fractions(x, target.topology, residue=r).items():
+            out[name if n_res == 1 else f"{name}_residue{r + 1}"] = value
+    return out
+
+
+def load_reference_for(target) -> tuple[np.ndarray, str] | None:
+    """The 300 K reference of ``target``: the held-out set (aldp-fab) or the shipped REMD frames."""
+    if target.name == "aldp-fab":
+        return (np.load(HOLDOUT).reshape(-1, target.dim), str(HOLDOUT)) if HOLDOUT.is_file() else None
+    return bundled_reference(target)
 
 
 def score(samples: Samples, target, reference: np.ndarray, ref_basins: dict, seed: int) -> list[tuple]:
@@ -49,7 +73,7 @@ def score(samples: Samples, target, reference: np.ndarray, ref_basins: dict, see
         if name in metrics:
             m = metrics[name]
             out.append((name, m["value"], m["n"], m["noise_floor"], {}))
-    for name, value in basin_fractions(samples.x.numpy(), target.topology).items():
+    for name, value in residue_basins(samples.x.numpy(), target).items():
         out.append((f"basin_{name}", value, samples.n, None, {"reference_value": ref_basins[name]}))
     out.append(("mean_energy_kt", float(samples.energy.double().mean()), samples.n, None, {}))
     return out
@@ -57,14 +81,21 @@ def score(samples: Samples, target, reference: np.ndarray, ref_basins: dict, see
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", default="aldp-fab", choices=TARGETS)
     parser.add_argument("--runs", action="append", default=[], help="label=run folder (repeatable)")
     parser.add_argument("--baselines", default="langevin,mala", help="comma list ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    if not HOLDOUT.is_file():
-        print(f"{HOLDOUT} absent: nothing to compare with, skipped", file=sys.stderr)
+    out = args.out or str(RESULTS if args.target == "aldp-fab"
+                          else RESULTS.with_name(f"pita_peptides_{args.target}.json"))
+    target = make_target(args.target)
+    found = load_reference_for(target)
+    if found is None:
+        print(f"no 300 K reference for {args.target} (held-out set absent or none shipped): skipped",
+              file=sys.stderr)
         return 0
+    reference, reference_name = found
     runs = []
     for item in args.runs:
         label, sep, folder = item.partition("=")
@@ -72,20 +103,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--runs {item}: expected label=DIR of a finished run", file=sys.stderr)
             return 2
         runs.append((label, Path(folder)))
-    command = "python benchmarks/bench_pita_peptides.py " + " ".join(f"--runs {r}" for r in args.runs)
+    command = f"python benchmarks/bench_pita_peptides.py --target {args.target} "
+    command += " ".join(f"--runs {r}" for r in args.runs)
     command += f" --baselines {args.baselines}"
     machine = describe_machine()
-    target = make_target(TARGET)
-    reference = np.load(HOLDOUT).reshape(-1, target.dim)
-    ref_basins = basin_fractions(reference, target.topology)
+    ref_basins = residue_basins(reference, target)
     rows: list[dict] = []
 
     def add(method, results, evals, wall, **extra):
         for metric, value, n, floor, more in results:
-            rows.append({"benchmark": "pita_peptides", "method": method, "target": TARGET,
+            rows.append({"benchmark": "pita_peptides", "method": method, "target": args.target,
                          "metric": metric, "value": float(value), "n": int(n), "noise_floor": floor,
                          "energy_evaluations": evals, "wall_time_s": wall, "machine": machine,
-                         "command": command, **more, **extra})
+                         "command": command, "reference": reference_name, **more, **extra})
 
     budget, n = None, None
     for label, folder in runs:
@@ -103,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         evals = int(samples.info["energy_evaluations"])
         add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts)
         print(f"{method}: {evals:,} evaluations, {wall} s", file=sys.stderr)
-        atomic_write_json(args.out, {"rows": rows})
-    atomic_write_json(args.out, {"rows": rows})
+        atomic_write_json(out, {"rows": rows})
+    atomic_write_json(out, {"rows": rows})
     return 0
 
 
