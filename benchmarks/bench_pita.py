@@ -106,15 +106,27 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
     return res, [{**r, "seed": seed} for r in rows]
 
 
-def _pt_same_budget(target_name, budget, n, ref, command, seed=0):
+def _pt_same_budget(target_name, budget, n, ref, command, seed=0, save: Path | None = None):
+    """PT given ``budget`` evaluations; its samples (with evaluations and wall time) are kept in
+    ``save`` (an .npz) and reused from there when present, so a rerun rescores without resampling."""
+    from boltzpath.io.samples import Samples
     from boltzpath.methods.compare import pt_at_budget
 
     target = make_target(target_name)
-    t0 = time.perf_counter()
-    s, _ = pt_at_budget(target, budget, n, seed, t_max=4.0)
-    wall = time.perf_counter() - t0
+    if save is not None and save.is_file():
+        s = Samples.load(save)
+        spent, wall = int(s.info["energy_evaluations"]), float(s.info["wall_time_s"])
+    else:
+        t0 = time.perf_counter()
+        s, _ = pt_at_budget(target, budget, n, seed, t_max=4.0)
+        wall = time.perf_counter() - t0
+        spent = target.counter.count
+        if save is not None:
+            s.info.update(energy_evaluations=int(spent), wall_time_s=wall)
+            save.parent.mkdir(parents=True, exist_ok=True)
+            s.save(save)
     ev = evaluate(s, target, reference=ref, generator=torch.Generator().manual_seed(1), max_n=2000)
-    rows = _rows("pt-same-budget", target_name, ev, target.counter.count, wall, command, s.n)
+    rows = _rows("pt-same-budget", target_name, ev, spent, wall, command, s.n)
     return [{**r, "seed": seed} for r in rows], s
 
 
@@ -126,6 +138,51 @@ def _certified_rows(method, target_name, samples, cert, n_evals, wall, command, 
                   generator=torch.Generator().manual_seed(1), max_n=2000)
     return [{**x, "method": f"{method} vs certified PT", "seed": seed}
             for x in _rows(method, target_name, ev, n_evals, wall, command, samples.n)]
+
+
+SUBSETS = 10
+
+
+def _subset_rows(method, target_name, samples, references: Path, n_evals, wall, command, seed):
+    """Energy and distance W2 of the final samples against ``SUBSETS`` random subsets (the samples'
+    n) of the certified T = 1 reference, as mean ± s.d.; the floor the same way, seed-1 subsets
+    against seed-0 subsets. One subset draw moves distance W2 on DW-4 by several times its floor
+    (0.015-0.108 for one sample set, 2026-12-04), so rankings use these rows."""
+    from boltzpath.metrics.distributions import energy_w
+    from boltzpath.metrics.particles import distance_w2
+
+    f0, f1 = (references / f"{target_name}_T1_seed{s}.npy" for s in (0, 1))
+    if not f0.is_file():
+        return []
+    target = make_target(target_name)  # evaluation only
+    x = samples.x.float()
+    n = x.shape[0]
+    r0 = torch.as_tensor(np.load(f0)).float()
+    r1 = torch.as_tensor(np.load(f1)).float() if f1.is_file() else None
+    e = target.energy(x).double()
+    vals = {"energy_w2": [], "distance_w2": []}
+    floors = {"energy_w2": [], "distance_w2": []}
+    for k in range(SUBSETS):
+        gen = torch.Generator().manual_seed(1000 + k)
+        a = r0[torch.randperm(r0.shape[0], generator=gen)[:n]]
+        ea = target.energy(a).double()
+        vals["energy_w2"].append(energy_w(e, ea, 2))
+        vals["distance_w2"].append(distance_w2(x, a, target))
+        if r1 is not None:
+            b = r1[torch.randperm(r1.shape[0], generator=gen)[:n]]
+            floors["energy_w2"].append(energy_w(target.energy(b).double(), ea, 2))
+            floors["distance_w2"].append(distance_w2(b, a, target))
+    rows = []
+    for metric, v in vals.items():
+        fl = floors[metric]
+        rows.append({"benchmark": "pita", "method": f"{method} vs certified PT", "target": target_name,
+                     "metric": f"{metric} (mean of {SUBSETS} reference subsets)", "value": float(np.mean(v)),
+                     "std_over_subsets": float(np.std(v, ddof=1)), "n": n,
+                     "noise_floor": float(np.mean(fl)) if fl else None,
+                     "noise_floor_std": float(np.std(fl, ddof=1)) if fl else None,
+                     "energy_evaluations": n_evals, "wall_time_s": wall, "machine": describe_machine(),
+                     "command": command, "seed": seed})
+    return rows
 
 
 def _stage_rows(method, target_name, folder, temperatures, references: Path, seed, command):
@@ -306,6 +363,8 @@ def main(argv=None):
                 rows += _certified_rows(method, target, res.samples, cert, m["energy_evaluations"]["total"],
                                         m["wall_time_s"], command, seed)
                 if refs is not None:
+                    rows += _subset_rows(method, target, res.samples, refs, m["energy_evaluations"]["total"],
+                                         m["wall_time_s"], command, seed)
                     rows += _stage_rows(method, target, _folder(runs, target, preset, seed, use_weights,
                                                                 matched),
                                         temps, refs, seed, command)
@@ -315,10 +374,14 @@ def main(argv=None):
                 if not (done.parent / "COMPLETE").is_file():
                     p.error(f"PT at the same budget needs the finished PITA run: {done.parent} is incomplete")
                 fk = json.loads(done.read_text())
-                r, s = _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command, seed)
+                r, s = _pt_same_budget(target, fk["energy_evaluations"]["total"], fk["n"], ref, command, seed,
+                                       save=runs / f"{target}_{preset}_s{seed}_pt" / "samples.npz")
                 rows += r
                 rows += _certified_rows("pt-same-budget", target, s, cert, r[0]["energy_evaluations"],
                                         r[0]["wall_time_s"], command, seed)
+                if refs is not None:
+                    rows += _subset_rows("pt-same-budget", target, s, refs, r[0]["energy_evaluations"],
+                                         r[0]["wall_time_s"], command, seed)
                 save()
     for r in save():
         print(f"{r['target']:6s} {r['method']:32s} {r['metric']:45s} {r['value']} (n={r['n']}, "
