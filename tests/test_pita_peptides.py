@@ -238,6 +238,12 @@ def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(t
     assert mc["n"] == 64 and mc["in_range_fraction"] < 0.5 and mc["median_energy"] > mc["buffer_q99_energy"]
     assert st0["energy_evaluations"]["model_check"] == 64 and "cis_peptide_fraction" in mc
     assert "WARNING stage 0: the trained model does not reproduce its own training data" in log
+    # a stage whose samples hold cis amides says so (another isomer; nothing downstream undoes it),
+    # and one without says nothing
+    for k in range(2):
+        cis = json.loads((d / f"stage_{k}" / "metrics.json").read_text())["evaluation"]["metrics"][
+            "cis_peptide_fraction"]["value"]
+        assert (f"WARNING stage {k}: {cis:.0%} of the samples at T=" in log) == (cis > 0), (k, cis)
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
     assert ev["initial_data"] > 0 and ev["relaxation"] > 0 and ev["training_buffers"] == 64 + 32

@@ -261,6 +261,11 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             cfg.eval_max_n, sdir, cfg.eval_noise_floors, cfg.stage_plots)
         if k in reference_names:
             metrics["evaluation"]["reference_file"] = reference_names[k]
+        cis = metrics["evaluation"].get("metrics", {}).get("cis_peptide_fraction", {}).get("value")
+        if cis:  # a cis amide is another isomer: ~80 kJ/mol from trans, no relaxation here crosses it
+            run.log(f"WARNING stage {k}: {cis:.0%} of the samples at T={temp:g} have a cis peptide bond "
+                    f"(another isomer than the target's all-trans molecule; the relaxation cannot undo it) — "
+                    "the model's samples are not yet valid molecules: train longer or use a larger model")
         if k > 0:
             metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
