@@ -18,7 +18,6 @@ read them with ``--set reference=...`` (final stage) or the per-stage evaluation
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from boltzpath.io.atomic import atomic_write_bytes, atomic_write_json
+from boltzpath.io.atomic import atomic_save_npy, atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.tempering import PTConfig, run_pt
 from boltzpath.metrics.distributions import energy_w
@@ -55,9 +54,7 @@ def macrostates(x: np.ndarray, target) -> dict:
 
 
 def _save(path: Path, x: torch.Tensor) -> None:
-    buf = io.BytesIO()
-    np.save(buf, x.detach().float().numpy())
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_npy(path, x.detach().float().numpy())
 
 
 def run(target_name: str, seeds: list[int], n: int, size: str, out_dir: Path) -> dict:

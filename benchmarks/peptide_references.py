@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from boltzpath import make_target
-from boltzpath.io.atomic import atomic_write_bytes, atomic_write_json
+from boltzpath.io.atomic import atomic_save_npy, atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.metrics import peptides as P
@@ -135,13 +135,7 @@ def certify(name: str, runs: list[Path], seed: int = 0) -> tuple[list[dict], dic
 def ship(name: str, x: np.ndarray, max_n: int) -> Path:
     """Every k-th seed-0 frame (time order kept), at most ``max_n``, as float32 (n, dim) nm."""
     step = max(1, int(np.ceil(x.shape[0] / max_n)))
-    out = DATA / f"{name}_300K.npy"
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(x[::step], dtype=np.float32))
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return atomic_save_npy(DATA / f"{name}_300K.npy", np.ascontiguousarray(x[::step], dtype=np.float32))
 
 
 def main(argv=None) -> int:

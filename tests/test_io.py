@@ -41,6 +41,17 @@ def test_a_failed_write_keeps_the_old_file_and_reports_disk_full(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
+def test_atomic_save_npy_round_trips_without_pickle_and_leaves_no_temporaries(tmp_path):
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    out = atomic.atomic_save_npy(tmp_path / "a.npy", x)
+    y = np.load(out, allow_pickle=False)
+    assert y.dtype == np.float32 and np.array_equal(x, y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+    with pytest.raises(ValueError):  # object arrays would need pickle: refused
+        atomic.atomic_save_npy(tmp_path / "b.npy", np.array([{"a": 1}], dtype=object))
+    assert not (tmp_path / "b.npy").exists()
+
+
 def test_samples_round_trip_and_dtypes(tmp_path):
     x = torch.randn(7, 4, dtype=torch.float64)
     s = Samples(x=x, energy=torch.arange(7.0), log_weights=torch.zeros(7), info={"method": "m", "n": 7})

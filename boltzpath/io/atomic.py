@@ -77,6 +77,13 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> Path:
+    """One array as ``.npy`` (readable with ``np.load(..., allow_pickle=False)``), written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     import torch
 
