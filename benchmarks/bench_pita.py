@@ -274,7 +274,9 @@ def _describe(preset: str, methods: str, seeds, sets) -> str:
             f"({methods}): `pita` is the FK-weighted ladder, `pita-score-scaling` the same ladder without "
             "weights (reusing its stage 0), `pt-same-budget` parallel tempering given the PITA run's total "
             "energy evaluations; rows `... vs certified PT` use the project's certified PT reference "
-            "instead of the held-out set; `pita-stage` rows compare each stage with the certified "
+            "instead of the held-out set, and those `(mean of 10 reference subsets)` average over 10 random "
+            "subsets of it (s.d. in `std_over_subsets`; floor: seed-1 subsets against seed-0 subsets); "
+            "`pita-stage` rows compare each stage with the certified "
             "reference at its own temperature; `-mean` rows are mean ± s.d. over seeds; `pita-profile` "
             "rows are steps/s of one training step and one SMC step.")
 
