@@ -40,7 +40,7 @@ from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.metrics.peptide_suite import peptide_metrics
-from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions
+from boltzpath.metrics.peptides import residue_basin_fractions
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pita_peptides.json"
 TARGETS = ("aldp-fab", "al3", "aldp-pita")
@@ -50,12 +50,10 @@ METRICS = ("energy_w1", "energy_w2", "torus_w2", "ramachandran_kl", "kl_phi", "k
 
 def residue_basins(x: np.ndarray, target) -> dict:
     """Basin fractions keyed as the rows name them: ``name`` (one residue) or ``name_residue<r>``."""
-    n_res = backbone_dihedrals(x[:1], target.topology)[0].shape[1]
-    out = {}
-    for r in range(n_res):
-        for name, value in basin_fractions(x, target.topology, residue=r).items():
-            out[name if n_res == 1 else f"{name}_residue{r + 1}"] = value
-    return out
+    per_residue = residue_basin_fractions(x, target.topology)
+    one = len(per_residue) == 1
+    return {(name if one else f"{name}_residue{r + 1}"): value
+            for r, fractions in enumerate(per_residue) for name, value in fractions.items()}
 
 
 def load_reference_for(target) -> tuple[np.ndarray, str] | None:

@@ -83,9 +83,8 @@ def _per_run_rows(run: dict, target, seed: int, common: dict) -> list[dict]:
              "max_statistical_inefficiency": run["decor"]["max_statistical_inefficiency"]}
     rows = [dict(common, method=f"remd seed {seed}", metric="mean_energy_kj_mol", value=float(e_kj.mean()),
                  n=n, noise_floor=None, standard_error=se, energy_statistical_inefficiency=g_e, **extra)]
-    n_res = P.backbone_dihedrals(run["x"][:1], target.topology)[0].shape[1]
-    for r in range(n_res):
-        for name, value in P.basin_fractions(run["x"], target.topology, residue=r).items():
+    for r, fractions in enumerate(P.residue_basin_fractions(run["x"], target.topology)):
+        for name, value in fractions.items():
             # binomial error with the run's smallest effective sample size (the slowest observable)
             se_b = float(np.sqrt(value * (1 - value) / max(run["decor"]["n_effective"], 1.0)))
             rows.append(dict(common, method=f"remd seed {seed}", metric=f"basin_{name}_residue{r + 1}",

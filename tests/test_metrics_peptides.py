@@ -181,3 +181,21 @@ def test_reference_free_metrics_without_a_reference(holdout_frames):
                       "cis_peptide_fraction"}
     assert m["mirrored_fraction"]["value"] == 0.0
     assert m["cis_peptide_fraction"]["value"] == 0.0 and m["cis_peptide_fraction"]["per_bond"] == [0.0, 0.0]
+
+
+def test_basin_fractions_per_residue_of_the_shipped_al3_reference():
+    # AL3 has two (φ, ψ) pairs; the per-residue helper must equal basin_fractions residue by residue,
+    # and on the shipped REMD frames reproduce the fractions docs/reference-data.md states
+    # (peptide_references.json: residue 1 C7eq/C5 0.5432, residue 2 αR 0.4163, exact counts of 1900)
+    pytest.importorskip("openmm")
+    from boltzpath import make_target
+    from boltzpath.metrics.bundled import bundled_reference
+    from boltzpath.metrics.peptides import basin_fractions, residue_basin_fractions
+
+    target = make_target("al3")
+    x, _ = bundled_reference(target)
+    per_residue = residue_basin_fractions(x, target.topology)
+    assert per_residue == [basin_fractions(x, target.topology, residue=r) for r in (0, 1)]
+    assert per_residue[0]["c7eq_c5"] == pytest.approx(1032 / 1900)
+    assert per_residue[1]["alpha_r"] == pytest.approx(791 / 1900)
+    assert all(abs(sum(f.values()) - 1.0) < 1e-12 for f in per_residue)

@@ -108,16 +108,27 @@ def euclidean_w2(a, b) -> float:
 BASIN_PSI_EDGES_DEG = (-150.0, 50.0)
 
 
-def basin_fractions(x, topology: Any, residue: int = 0) -> dict[str, float]:
-    """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of one
-    residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``; default the first); the three sum to 1."""
-    phi, psi = backbone_dihedrals(x, topology)
-    phi, psi = np.degrees(phi[:, residue]), np.degrees(psi[:, residue])
+def _basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+    """Basin fractions of one residue's (φ, ψ) in radians (``BASIN_PSI_EDGES_DEG``)."""
+    phi, psi = np.degrees(phi), np.degrees(psi)
     lo, hi = BASIN_PSI_EDGES_DEG
     neg = phi < 0
     helix = neg & (psi >= lo) & (psi < hi)
     return {"c7eq_c5": float(np.mean(neg & ~helix)), "alpha_r": float(np.mean(helix)),
             "phi_positive": float(np.mean(~neg))}
+
+
+def basin_fractions(x, topology: Any, residue: int = 0) -> dict[str, float]:
+    """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of one
+    residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``; default the first); the three sum to 1."""
+    phi, psi = backbone_dihedrals(x, topology)
+    return _basins(phi[:, residue], psi[:, residue])
+
+
+def residue_basin_fractions(x, topology: Any) -> list[dict[str, float]]:
+    """``basin_fractions`` of every residue, in order (the dihedrals computed once)."""
+    phi, psi = backbone_dihedrals(x, topology)
+    return [_basins(phi[:, r], psi[:, r]) for r in range(phi.shape[1])]
 
 
 def _subsample(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
