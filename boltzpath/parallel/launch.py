@@ -2,17 +2,26 @@
 
 ``spawn_local(fn, nprocs, *args)`` runs ``fn(*args)`` in ``nprocs`` fresh processes
 (``torch.multiprocessing`` spawn) with ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``/``MASTER_ADDR``/
-``MASTER_PORT`` set (a free local port) and ``OMP_NUM_THREADS=1`` unless given, so
-``dist.init_from_env()`` inside ``fn`` joins a gloo (CPU) or NCCL (CUDA) group. ``fn`` must be a
-module-level function; it reports results through files (e.g. under a temporary folder).
+``MASTER_PORT`` set and ``OMP_NUM_THREADS=1`` unless given, so ``dist.init_from_env()`` inside
+``fn`` joins a gloo (CPU) or NCCL (CUDA) group. ``fn`` must be a module-level function; it reports
+results through files (e.g. under a temporary folder).
+
+As under ``torchrun``, the rendezvous store is hosted by the launching process, already listening
+on a port the OS picked, before any worker starts (``TORCHELASTIC_USE_AGENT_STORE``: every rank is
+a client). Letting rank 0 bind a port that was merely free a moment ago races with rank 1's
+connection attempts: on a loaded machine rank 1 retries for seconds, one retry can draw that very
+port as its own ephemeral source port (a TCP self-connect on 127.0.0.1), and rank 0's store then
+fails to bind and aborts the process (seen as a SIGABRT about once in 20 runs under load).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import socket
 from collections.abc import Callable
 
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
@@ -26,13 +35,20 @@ def free_port() -> int:
 def _entry(rank: int, fn: Callable, nprocs: int, port: int, threads: int, args: tuple) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nprocs),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                       "OMP_NUM_THREADS": str(threads)})
+                       "TORCHELASTIC_USE_AGENT_STORE": "True", "OMP_NUM_THREADS": str(threads)})
     import torch
 
     torch.set_num_threads(threads)
     fn(*args)
 
 
-def spawn_local(fn: Callable, nprocs: int, *args, threads: int = 1) -> None:
+def spawn_local(fn: Callable, nprocs: int, *args, threads: int = 1, timeout_s: float = 600.0) -> None:
     """Run ``fn(*args)`` in ``nprocs`` processes forming one job; raises if any of them fails."""
-    mp.spawn(_entry, args=(fn, int(nprocs), free_port(), int(threads), args), nprocs=int(nprocs), join=True)
+    # port 0: the OS binds a free port and the store listens on it before the workers exist
+    store = dist.TCPStore("127.0.0.1", 0, world_size=int(nprocs), is_master=True,
+                          timeout=_dt.timedelta(seconds=timeout_s), wait_for_workers=False)
+    try:
+        mp.spawn(_entry, args=(fn, int(nprocs), int(store.port), int(threads), args), nprocs=int(nprocs),
+                 join=True)
+    finally:
+        del store
