@@ -106,6 +106,16 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
     return res, [{**r, "seed": seed} for r in rows]
 
 
+def _same_budget(info: dict, budget: int) -> bool:
+    """Whether kept PT samples were drawn for ``budget`` evaluations: the recorded request, or (files
+    kept before it was recorded) a spend within the budget and within 1 % of it (PT stops short of
+    the budget by less than one sweep of its chains)."""
+    if "budget" in info:
+        return int(info["budget"]) == int(budget)
+    spent = int(info["energy_evaluations"])
+    return spent <= budget and spent >= 0.99 * budget
+
+
 def _pt_same_budget(target_name, budget, n, ref, command, seed=0, save: Path | None = None):
     """PT given ``budget`` evaluations; its samples (with evaluations and wall time) are kept in
     ``save`` (an .npz) and reused from there when present, so a rerun rescores without resampling."""
@@ -113,8 +123,13 @@ def _pt_same_budget(target_name, budget, n, ref, command, seed=0, save: Path | N
     from boltzpath.methods.compare import pt_at_budget
 
     target = make_target(target_name)
-    if save is not None and save.is_file():
-        s = Samples.load(save)
+    kept = Samples.load(save) if save is not None and save.is_file() else None
+    if kept is not None and not _same_budget(kept.info, budget):
+        print(f"[bench_pita] {save}: kept PT samples were drawn for another budget "
+              f"({kept.info.get('budget', kept.info['energy_evaluations'])} vs {budget}); resampling")
+        kept = None
+    if kept is not None:
+        s = kept
         spent, wall = int(s.info["energy_evaluations"]), float(s.info["wall_time_s"])
     else:
         t0 = time.perf_counter()
@@ -122,7 +137,7 @@ def _pt_same_budget(target_name, budget, n, ref, command, seed=0, save: Path | N
         wall = time.perf_counter() - t0
         spent = target.counter.count
         if save is not None:
-            s.info.update(energy_evaluations=int(spent), wall_time_s=wall)
+            s.info.update(energy_evaluations=int(spent), wall_time_s=wall, budget=int(budget))
             save.parent.mkdir(parents=True, exist_ok=True)
             s.save(save)
     ev = evaluate(s, target, reference=ref, generator=torch.Generator().manual_seed(1), max_n=2000)
