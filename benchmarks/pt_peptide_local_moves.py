@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -23,18 +22,13 @@ import torch
 VARIANTS = {
     "pt mala, 8 replicas to 3000 K (old default)": {"local": "mala", "burn_in": 2000, "thin": 10,
                                                    "step_size": 1e-6},
-    "pt hmc5, 8 replicas to 3000 K (default)": {"local": "hmc", "n_leapfrog": 5, "step_size": 1e-3,
-                                                "burn_in": 400, "thin": 2},
+    # {}: the peptide defaults themselves (PEPTIDE_SAMPLER_DEFAULTS["pt"], HMC with 5 leapfrog steps)
+    "pt hmc5, 8 replicas to 3000 K (default)": {},
     "pt hmc5, 4 replicas to 600 K": {"local": "hmc", "n_leapfrog": 5, "step_size": 1e-3, "n_replicas": 4,
                                      "t_max": 600.0, "burn_in": 800, "thin": 4},
     "pt mala, 4 replicas to 600 K": {"local": "mala", "step_size": 1e-6, "n_replicas": 4, "t_max": 600.0,
                                      "burn_in": 4000, "thin": 20},
 }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
 
 
 def rows_for(record: dict, command: str, machine_name: str) -> list[dict]:
@@ -53,6 +47,7 @@ def rows_for(record: dict, command: str, machine_name: str) -> list[dict]:
 
 def main() -> None:
     from boltzpath import make_target
+    from boltzpath.io.machine import describe_machine
     from boltzpath.mcmc.registry import method_config, run_method
     from boltzpath.metrics.peptides import basin_fractions
 
@@ -76,7 +71,7 @@ def main() -> None:
                       "mean_E_kT": float(s.energy.double().mean()),
                       **{k: float(v) for k, v in frac.items()}}
             print(json.dumps(record), flush=True)
-            rows += rows_for(record, command, machine())
+            rows += rows_for(record, command, describe_machine())
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
 
 

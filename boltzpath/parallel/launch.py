@@ -47,8 +47,4 @@ def spawn_local(fn: Callable, nprocs: int, *args, threads: int = 1, timeout_s: f
     # port 0: the OS binds a free port and the store listens on it before the workers exist
     store = dist.TCPStore("127.0.0.1", 0, world_size=int(nprocs), is_master=True,
                           timeout=_dt.timedelta(seconds=timeout_s), wait_for_workers=False)
-    try:
-        mp.spawn(_entry, args=(fn, int(nprocs), int(store.port), int(threads), args), nprocs=int(nprocs),
-                 join=True)
-    finally:
-        del store
+    mp.spawn(_entry, args=(fn, int(nprocs), store.port, int(threads), args), nprocs=int(nprocs), join=True)
