@@ -118,7 +118,7 @@ def run_samples(run: SampleRun, config: dict, target: Target, cfg, progress: Pro
     """Run the sampler (no files); diagnostics are added to ``samples.info``. ``ctx``: the torchrun
     context (``parallel.dist``; None: one process on the CPU). The chains are split over its ranks —
     with one process ``sample_shard`` is ``run_method`` with the generator seeded by ``run.seed``."""
-    from boltzpath.metrics.convergence import samples_diagnostics
+    from boltzpath.metrics.convergence import next_step, samples_diagnostics
     from boltzpath.parallel.dist import DistContext
     from boltzpath.parallel.sharded_mcmc import sample_shard
 
@@ -132,8 +132,8 @@ def run_samples(run: SampleRun, config: dict, target: Target, cfg, progress: Pro
     if diag is not None:
         if diag.get("warning"):
             sc = config["sampler"]
-            diag["warning"] += (f" (now n={run.n}, burn_in={sc.get('burn_in')}, thin={sc.get('thin')}, "
-                                f"chains={sc.get('chains')})")
+            diag["warning"] += (f", {next_step(run.method)} (now n={run.n}, burn_in={sc.get('burn_in')}, "
+                                f"thin={sc.get('thin')}, chains={sc.get('chains')})")
         samples.info["diagnostics"] = diag
     return samples
 

@@ -73,3 +73,11 @@ def test_smc_warning_reads_the_final_ess_fraction(frac, flagged):
     assert staged is not None and "stage 1" in staged and "corr 0.41" in staged
     # a failed gate with healthy weights is not called a collapse (the ESS was 80 %)
     assert "collapsed" not in staged and "quality gate" in staged
+
+
+def test_the_warning_does_not_send_a_multimodal_sampler_to_itself():
+    from boltzpath.metrics.convergence import next_step
+
+    assert "pt/digs" in next_step("mala") and "pt/digs" in next_step("hmc")
+    for method in ("pt", "digs"):
+        assert "pt/digs" not in next_step(method) and "sampler." in next_step(method)

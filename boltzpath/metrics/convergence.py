@@ -122,8 +122,21 @@ def _mcmc_warning(d: dict, per: dict) -> str | None:
     if not problems:
         return None
     return ("not converged: " + ", ".join(problems) + " — the chains disagree or are too short; raise "
-            "sampler.burn_in and the number of samples (or sampler.thin), or use pt/digs for multimodal "
-            "targets")
+            "sampler.burn_in and the number of samples (or sampler.thin)")
+
+
+# what else to try when a sampler's chains have not converged (appended to the warning by method)
+NEXT_STEP = {
+    "pt": "or more replicas and a hotter top (sampler.n_replicas, sampler.t_max)",
+    "digs": "or more Gibbs sweeps between draws (sampler.thin)",
+}
+NEXT_STEP_DEFAULT = "or use pt/digs for multimodal targets"
+
+
+def next_step(method: str | None) -> str:
+    """The last clause of a non-convergence warning for ``method`` (pt/digs are the multimodal
+    samplers, so they are not suggested to themselves)."""
+    return NEXT_STEP.get(str(method), NEXT_STEP_DEFAULT)
 
 
 def samples_diagnostics(samples, target=None) -> dict[str, Any] | None:
