@@ -39,7 +39,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def loopback_interface() -> str | None:
+    """The name of this machine's loopback interface ("lo" on Linux, "lo0" on macOS), if found."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except (AttributeError, OSError):
+        return None
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
 def _entry(rank: int, fn: Callable, nprocs: int, port: int, threads: int, args: tuple) -> None:
+    lo = loopback_interface()
+    if lo is not None and "GLOO_SOCKET_IFNAME" not in os.environ:
+        # gloo's pairs on the loopback too (by default gloo binds whatever the hostname resolves to,
+        # which in a container can be an outside interface while the store is on 127.0.0.1)
+        os.environ["GLOO_SOCKET_IFNAME"] = lo
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nprocs),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                        "TORCHELASTIC_USE_AGENT_STORE": "True", "OMP_NUM_THREADS": str(threads)})
