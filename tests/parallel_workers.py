@@ -190,3 +190,21 @@ def bridge_worker(out: str) -> None:
              "final_ess_fraction": info["final_ess_fraction"]}
     (Path(out) / f"bridge{ctx.rank}.json").write_text(json.dumps({"rows": rows, "fixed": fixed}))
     shutdown(ctx)
+
+
+# ------------------------------------------------------------------ the launcher itself
+def exit_worker(out: str) -> None:
+    """No process group: rank 0 writes a file and returns; rank 1 raises (spawn_local must report it)."""
+    import os
+    import time
+
+    rank = int(os.environ["RANK"])
+    done = Path(out, "rank0.json")
+    if rank == 1:
+        deadline = time.monotonic() + 120.0  # fail only after rank 0 is done (spawn then kills the rest)
+        while not done.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise ValueError("rank 1 fails on purpose")
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"rank": rank, "gloo_ifname": os.environ.get("GLOO_SOCKET_IFNAME")}))
+    tmp.replace(done)
