@@ -14,6 +14,37 @@ import torch
 
 from boltzpath.parallel.dist import init_from_env, shutdown
 
+
+# ------------------------------------------------------------------ running a job
+def run_job(fn, out: Path, nprocs: int = 2) -> Path:
+    """``spawn_local(fn, nprocs, folder)`` in a fresh folder under ``out``; returns that folder.
+
+    One retry, in a new folder, when a rank died of SIGABRT: CI has twice seen rank 0 of the
+    training job abort in gloo/C++ ("terminate called without an active exception") before any
+    result existed, which 45 local runs under load did not reproduce (boltzpath/parallel/launch.py).
+    That is a crash of the process, not a wrong result: every assertion on the results is unchanged,
+    a Python exception or a non-zero exit is never retried, and the retry is reported as a warning.
+    """
+    import warnings
+
+    import torch.multiprocessing as mp
+
+    from boltzpath.parallel.launch import spawn_local
+
+    for attempt in (1, 2):
+        folder = Path(out) / f"attempt{attempt}"
+        folder.mkdir(parents=True)
+        try:
+            spawn_local(fn, nprocs, str(folder))
+            return folder
+        except mp.ProcessExitedException as exc:
+            if attempt == 2 or exc.signal_name != "SIGABRT":
+                raise
+            warnings.warn(f"{fn.__name__}: {exc} (a crash, not a result); running the job once more",
+                          RuntimeWarning, stacklevel=2)
+    raise AssertionError("unreachable")
+
+
 # ------------------------------------------------------------------ data-parallel training
 TRAIN_STEPS, GLOBAL_BATCH = 6, 16
 
@@ -208,3 +239,13 @@ def exit_worker(out: str) -> None:
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps({"rank": rank, "gloo_ifname": os.environ.get("GLOO_SOCKET_IFNAME")}))
     tmp.replace(done)
+
+
+def abort_once_worker(out: str) -> None:
+    """Rank 0 aborts (SIGABRT, like the CI crash) in the first attempt's folder; otherwise a file."""
+    import os
+
+    rank = int(os.environ["RANK"])
+    if rank == 0 and Path(out).name == "attempt1":
+        os.abort()
+    Path(out, f"ok{rank}").write_text("ok")

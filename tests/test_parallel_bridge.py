@@ -9,11 +9,17 @@ import math
 
 import pytest
 import torch
-from parallel_workers import BRIDGE_MOVES, BRIDGE_PARTICLES, BRIDGE_REPLICAS, BRIDGE_UNEVEN, bridge_worker
+from parallel_workers import (
+    BRIDGE_MOVES,
+    BRIDGE_PARTICLES,
+    BRIDGE_REPLICAS,
+    BRIDGE_UNEVEN,
+    bridge_worker,
+    run_job,
+)
 from test_smc_bridge import GAMMA, GRID, MIX, PerturbedMixture, _exact_draws, _Model, _p_positive, _Target
 
 from boltzpath.parallel.dist import DistContext
-from boltzpath.parallel.launch import spawn_local
 from boltzpath.parallel.sharded_smc import ShardedPopulation
 from boltzpath.smc.bridge import BridgeSettings, bridge, check_same_beta
 
@@ -21,8 +27,7 @@ from boltzpath.smc.bridge import BridgeSettings, bridge, check_same_beta
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Both ranks' results of ``parallel_workers.bridge_worker`` (one 2-process job for the module)."""
-    out = tmp_path_factory.mktemp("bridge")
-    spawn_local(bridge_worker, 2, str(out))
+    out = run_job(bridge_worker, tmp_path_factory.mktemp("bridge"))
     return [json.loads((out / f"bridge{r}.json").read_text()) for r in range(2)]
 
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-from parallel_workers import SMC_PARTICLES, SMC_REPLICAS, smc_mixtures, smc_worker
+from parallel_workers import SMC_PARTICLES, SMC_REPLICAS, run_job, smc_mixtures, smc_worker
 
 from boltzpath.parallel.dist import DistContext
-from boltzpath.parallel.launch import spawn_local
 from boltzpath.parallel.sharded_smc import sharded_anneal
 from boltzpath.smc.annealing import AnnealConfig, anneal
 
@@ -47,8 +46,8 @@ def test_one_process_sharded_anneal_is_anneal_bit_for_bit():
 
 
 def test_two_rank_smc_reproduces_p_gamma_and_log_z(tmp_path):
-    spawn_local(smc_worker, 2, str(tmp_path))
-    r0, r1 = (torch.load(tmp_path / f"smc{r}.pt", weights_only=True) for r in range(2))
+    out = run_job(smc_worker, tmp_path)
+    r0, r1 = (torch.load(out / f"smc{r}.pt", weights_only=True) for r in range(2))
     schedule, mix, gauss = smc_mixtures()
     # global quantities are computed from the same gathered weights: identical on both ranks
     for key in ("p_pos", "log_z", "ess", "resampled"):

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from parallel_workers import GLOBAL_BATCH, TRAIN_STEPS, dw4_problem, flat_params, train_worker
+from parallel_workers import GLOBAL_BATCH, TRAIN_STEPS, dw4_problem, flat_params, run_job, train_worker
 
 from boltzpath.diffusion.ema import Ema
 from boltzpath.diffusion.train import _step_losses, train
 from boltzpath.parallel.ddp_train import DataParallel, rank_seed
 from boltzpath.parallel.dist import DistContext
-from boltzpath.parallel.launch import spawn_local
 
 
 def _union_batch_reference(seed: int = 5, world: int = 2):
@@ -60,8 +59,8 @@ def _union_batch_gradient(seed: int = 11, world: int = 2) -> torch.Tensor:
 
 
 def test_two_process_training_equals_union_batch_training(tmp_path):
-    spawn_local(train_worker, 2, str(tmp_path))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    out = run_job(train_worker, tmp_path)
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     ref_params, ref_ema = _union_batch_reference()
     # float32 round-off only (different summation order of the two half-batch gradients through 6
     # Adam steps): 1e-5 relative. A rank that skipped the all-reduce, used the full batch, or the
@@ -83,9 +82,9 @@ def test_two_process_training_equals_union_batch_training(tmp_path):
         assert torch.equal(ranks[r]["resumed"]["params"], ranks[r]["full"]["params"])
         assert torch.equal(ranks[r]["resumed"]["ema"], ranks[r]["full"]["ema"])
     # the checkpoint holds both ranks' generator states; resuming it with ONE process runs on
-    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    ckpt = torch.load(out / "model.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and len(ckpt["rank_generators"]) == 2 and ckpt["step"] == TRAIN_STEPS
     _, buffer, models, cfg = dw4_problem(init_seed=3)
     res = train(models, buffer, replace(cfg, steps=TRAIN_STEPS + 2), torch.Generator().manual_seed(5),
-                checkpoint_path=tmp_path / "model.pt", hooks=DataParallel(DistContext()))
+                checkpoint_path=out / "model.pt", hooks=DataParallel(DistContext()))
     assert res.step == TRAIN_STEPS + 2 and torch.isfinite(flat_params(res.models.modules().values())).all()
