@@ -1,6 +1,8 @@
 """End-to-end CUDA checks: sampling, targets, training, checkpoints across devices, annealing,
-relaxation, the peptide torch force field and NCCL. Skipped (with the reason) where no GPU exists —
-as on the machine this was written on, so these have NOT been run there (docs/scaling.md)."""
+relaxation, the peptide torch force field and NCCL. Skipped (with the reason) where no GPU exists, as
+on the development machine. Run on an NVIDIA H200 on 2026-12-04: 9 passed, the peptide check skipped
+(no OpenMM there), after fixing GMM40's prior, which drew on the CPU with a CUDA generator
+(docs/scaling.md, "Measured on one GPU")."""
 
 from __future__ import annotations
 

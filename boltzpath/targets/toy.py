@@ -70,9 +70,10 @@ class GaussianMixture(Target):
     def exact_sample(self, n: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
         if self.temperature != self.reference_temperature:
             raise BadInput(f"{self.name}: exact sampler only at T = {self.reference_temperature}")
-        idx = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        return (self.means[idx] + self.std * eps).to(dtype)
+        dev = generator.device  # draws on the generator's device (a CUDA generator: CUDA tensors)
+        idx = torch.multinomial(self.weights.to(dev), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=dev)
+        return (self.means.to(dev)[idx] + self.std * eps).to(dtype)
 
     def log_z(self) -> float:
         if self.temperature == self.reference_temperature:
@@ -80,8 +81,9 @@ class GaussianMixture(Target):
         raise BadInput(f"{self.name}: log Z known only at T = {self.reference_temperature}")
 
     def prior_sample(self, n, generator, dtype=torch.float32):
-        lo, hi = self.means.min(0).values, self.means.max(0).values
-        u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64)
+        u = torch.rand(n, self.dim, generator=generator, dtype=torch.float64, device=generator.device)
+        means = self.means.to(u.device)
+        lo, hi = means.min(0).values, means.max(0).values
         return (lo + u * (hi - lo)).to(dtype)
 
     def options(self):
