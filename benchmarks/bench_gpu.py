@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parent
 CUDA = torch.device("cuda", 0)
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.cpu_threads)
     cpu = torch.device("cpu")
     common = {"benchmark": "gpu", "target": "lj13", "gpu": torch.cuda.get_device_name(0),
-              "torch": torch.__version__, "cpu_threads": args.cpu_threads,
+              "torch": torch.__version__, "cpu_threads": args.cpu_threads, "machine": describe_machine(),
               "command": "python benchmarks/bench_gpu.py "
                          + " ".join(argv if argv is not None else sys.argv[1:])}
     train_sizes = {"cpu": (48, 3, 32, 128), "paper": (128, 5, 64, 512)}
