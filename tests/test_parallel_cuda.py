@@ -1,7 +1,7 @@
 """End-to-end CUDA checks: sampling, targets, training, checkpoints across devices, annealing,
 relaxation, the peptide torch force field and NCCL. Skipped (with the reason) where no GPU exists, as
-on the development machine. Run on an NVIDIA H200 on 2026-12-04: 9 passed, the peptide check skipped
-(no OpenMM there), after fixing GMM40's prior, which drew on the CPU with a CUDA generator
+on the development machine. Run on an NVIDIA H200 on 2026-12-04: 10 passed, the peptide check
+skipped (no OpenMM there), after fixing GMM40's prior, which drew on the CPU with a CUDA generator
 (docs/scaling.md, "Measured on one GPU")."""
 
 from __future__ import annotations
@@ -100,3 +100,29 @@ def test_tiny_pita_ladder_on_the_gpu(tmp_path):
     res = run_pita(from_dict(PITAConfig, TINY), tmp_path / "p", device="cuda")
     assert res.run.is_complete and res.samples.n == 128
     assert res.metrics["energy_evaluations"]["total"] > 0
+
+
+def test_fk_annealing_on_the_gpu_reproduces_p_gamma():
+    """The statistical check of tests/test_smc_annealing.py on the GPU (same tolerance and origin:
+    4 standard errors over 8 replicas + 0.01 discretisation allowance): weighted SMC to γ = 2 on the
+    closed-form 1-D mixture, every tensor and generator on CUDA, hits quadrature's P(x > 0)."""
+    import copy
+    import math
+
+    from test_smc_annealing import MIX_1D, SCHEDULE, _quadrature
+
+    from boltzpath.smc.weights import weighted_mean
+
+    mix = copy.copy(MIX_1D)
+    for name in ("weights", "means", "stds"):
+        setattr(mix, name, getattr(MIX_1D, name).to(CUDA))
+    p = []
+    for r in range(8):
+        cfg = AnnealConfig(n_steps=100, gamma=2.0, dtype="float64", ess_threshold=0.5, stop_resampling_t=0.1,
+                           tail="fk")
+        res = anneal(mix, 1000, SCHEDULE, cfg, torch.Generator(device=CUDA).manual_seed(100 + r))
+        assert res.x.device.type == CUDA.type
+        p.append(float(weighted_mean((res.x[:, 0] > 0).double(), res.log_weights)))
+    p_gpu = torch.tensor(p, dtype=torch.float64)
+    p_true, _ = _quadrature(2.0)
+    assert abs(float(p_gpu.mean()) - p_true) < 4 * float(p_gpu.std()) / math.sqrt(len(p)) + 0.01
