@@ -158,27 +158,19 @@ def _certified_rows(method, target_name, samples, cert, n_evals, wall, command, 
 SUBSETS = 10
 
 
-def _subset_rows(method, target_name, samples, references: Path, n_evals, wall, command, seed):
-    """Energy and distance W2 of the final samples against ``SUBSETS`` random subsets (the samples'
-    n) of the certified T = 1 reference, as mean ± s.d.; the floor the same way, seed-1 subsets
-    against seed-0 subsets. One subset draw moves distance W2 on DW-4 by several times its floor
-    (0.015-0.108 for one sample set, 2026-12-04), so rankings use these rows."""
+def _subset_scores(x, target, r0, r1, base_seed: int) -> tuple[dict, dict]:
+    """Energy W2 (E/kT of ``target``) and distance W2 of ``x`` against ``SUBSETS`` random subsets of
+    the reference ``r0`` (``x``'s n each), and the floor the same way: subsets of ``r1`` (another
+    reference run) against those of ``r0``. Random subsets: PT files are chain-interleaved."""
     from boltzpath.metrics.distributions import energy_w
     from boltzpath.metrics.particles import distance_w2
 
-    f0, f1 = (references / f"{target_name}_T1_seed{s}.npy" for s in (0, 1))
-    if not f0.is_file():
-        return []
-    target = make_target(target_name)  # evaluation only
-    x = samples.x.float()
     n = x.shape[0]
-    r0 = torch.as_tensor(np.load(f0)).float()
-    r1 = torch.as_tensor(np.load(f1)).float() if f1.is_file() else None
     e = target.energy(x).double()
     vals = {"energy_w2": [], "distance_w2": []}
     floors = {"energy_w2": [], "distance_w2": []}
     for k in range(SUBSETS):
-        gen = torch.Generator().manual_seed(1000 + k)
+        gen = torch.Generator().manual_seed(base_seed + k)
         a = r0[torch.randperm(r0.shape[0], generator=gen)[:n]]
         ea = target.energy(a).double()
         vals["energy_w2"].append(energy_w(e, ea, 2))
@@ -187,12 +179,28 @@ def _subset_rows(method, target_name, samples, references: Path, n_evals, wall, 
             b = r1[torch.randperm(r1.shape[0], generator=gen)[:n]]
             floors["energy_w2"].append(energy_w(target.energy(b).double(), ea, 2))
             floors["distance_w2"].append(distance_w2(b, a, target))
+    return vals, floors
+
+
+def _subset_rows(method, target_name, samples, references: Path, n_evals, wall, command, seed):
+    """Energy and distance W2 of the final samples against ``SUBSETS`` random subsets (the samples'
+    n) of the certified T = 1 reference, as mean ± s.d.; the floor the same way, seed-1 subsets
+    against seed-0 subsets. One subset draw moves distance W2 on DW-4 by several times its floor
+    (0.015-0.108 for one sample set, 2026-12-04), so rankings use these rows."""
+    f0, f1 = (references / f"{target_name}_T1_seed{s}.npy" for s in (0, 1))
+    if not f0.is_file():
+        return []
+    target = make_target(target_name)  # evaluation only
+    x = samples.x.float()
+    r0 = torch.as_tensor(np.load(f0)).float()
+    r1 = torch.as_tensor(np.load(f1)).float() if f1.is_file() else None
+    vals, floors = _subset_scores(x, target, r0, r1, 1000)
     rows = []
     for metric, v in vals.items():
         fl = floors[metric]
         rows.append({"benchmark": "pita", "method": f"{method} vs certified PT", "target": target_name,
                      "metric": f"{metric} (mean of {SUBSETS} reference subsets)", "value": float(np.mean(v)),
-                     "std_over_subsets": float(np.std(v, ddof=1)), "n": n,
+                     "std_over_subsets": float(np.std(v, ddof=1)), "n": x.shape[0],
                      "noise_floor": float(np.mean(fl)) if fl else None,
                      "noise_floor_std": float(np.std(fl, ddof=1)) if fl else None,
                      "energy_evaluations": n_evals, "wall_time_s": wall, "machine": describe_machine(),
@@ -201,10 +209,9 @@ def _subset_rows(method, target_name, samples, references: Path, n_evals, wall, 
 
 
 def _stage_rows(method, target_name, folder, temperatures, references: Path, seed, command):
-    """Each stage's samples vs the certified reference at its own temperature (``references``)."""
+    """Each stage's samples vs the certified reference at its own temperature (``references``):
+    energy and distance W2 as the mean over ``SUBSETS`` reference subsets (``_subset_scores``)."""
     from boltzpath.io.samples import Samples
-    from boltzpath.metrics.distributions import energy_w
-    from boltzpath.metrics.particles import distance_w2
 
     sys.path.insert(0, str(ROOT))
     from particle_references import macrostates
@@ -218,26 +225,20 @@ def _stage_rows(method, target_name, folder, temperatures, references: Path, see
         samples = Samples.load(folder / f"stage_{k}" / "samples.npz")
         x = samples.x.float()
         n = x.shape[0]
-        tk = target.at_temperature(temp)
-        gen = torch.Generator().manual_seed(k)  # random subsets: PT files are chain-interleaved
-        refs = []
-        for f in (f0, f1):
-            if f.is_file():
-                r = torch.as_tensor(np.load(f)).float()
-                refs.append(r[torch.randperm(r.shape[0], generator=gen)[:n]])
-        e_refs = [tk.energy(r).double() for r in refs]
-        e = tk.energy(x).double()
-        values = {"energy_w2": (energy_w(e, e_refs[0], 2), energy_w(e_refs[1], e_refs[0], 2) if len(refs) > 1
-                                else None),
-                  "distance_w2": (distance_w2(x, refs[0], target), distance_w2(refs[1], refs[0], target)
-                                  if len(refs) > 1 else None)}
-        for metric, (v, floor) in values.items():
+        r0 = torch.as_tensor(np.load(f0)).float()
+        r1 = torch.as_tensor(np.load(f1)).float() if f1.is_file() else None
+        vals, floors = _subset_scores(x, target.at_temperature(temp), r0, r1, 100 * k)
+        for metric, v in vals.items():
+            fl = floors[metric]
             rows.append({"benchmark": "pita-stage", "method": method, "target": target_name,
-                         "metric": f"stage {k} (T={temp:g}) {metric} vs certified PT", "value": v, "n": n,
-                         "noise_floor": floor, "energy_evaluations": None, "wall_time_s": None,
-                         "machine": describe_machine(), "command": command, "seed": seed})
+                         "metric": f"stage {k} (T={temp:g}) {metric} vs certified PT "
+                                   f"(mean of {SUBSETS} subsets)",
+                         "value": float(np.mean(v)), "std_over_subsets": float(np.std(v, ddof=1)), "n": n,
+                         "noise_floor": float(np.mean(fl)) if fl else None, "energy_evaluations": None,
+                         "wall_time_s": None, "machine": describe_machine(), "command": command,
+                         "seed": seed})
         if target_name == "dw4":
-            ms, mr = macrostates(x.numpy(), target), macrostates(refs[0].numpy(), target)
+            ms, mr = macrostates(x.numpy(), target), macrostates(r0.numpy(), target)
             rows.append({"benchmark": "pita-stage", "method": method, "target": target_name,
                          "metric": f"stage {k} (T={temp:g}) two-short/four-short fraction (ref "
                                    f"{mr['two_short']:.2f}/{mr['four_short']:.2f})",
