@@ -5,8 +5,10 @@ Rows (``benchmark: dikl_speed``, target lj13), for each generator size (``--size
 
 * ``draw_1000_seconds`` — median over ``--reps`` warm repetitions of drawing 1,000 samples with
   ``Generator.sample`` under ``no_grad`` (method ``dikl reference``, the path before issue 12),
-  ``FastGenerator`` (``dikl fast``) and, for the sizes in ``--compile``, its ``torch.compile``d
-  forward (``dikl fast compiled``). The paths are timed interleaved in one process (A, B, C, A, B, C, …) so
+  ``FastGenerator`` (``dikl fast``), ``FastGenerator(precision="bfloat16")`` (``dikl fast bf16
+  edges``: the edge MLPs in bfloat16; its ``max_abs_diff_vs_reference`` is bfloat16's, not float32
+  round-off) and, for the sizes in ``--compile``, the compiled float32 forward (``dikl fast
+  compiled``). The paths are timed interleaved in one process (A, B, C, A, B, C, …) so
   that changes in machine load hit all of them; ``speedup_median_of_ratios`` is the median over
   repetitions of reference/fast. Each row has the 1-minute load average before and after.
 * ``compile_seconds`` — compiling the per-chunk forward plus its first call, with an empty inductor
@@ -137,7 +139,9 @@ def bench_size(size: str, args, tmp: Path, common: dict) -> list[dict]:
     rng = torch.Generator().manual_seed(0)
     z = gen.latent(N, rng)
     fast = FastGenerator(gen)
-    paths = {"dikl reference": lambda: gen(z), "dikl fast": lambda: fast(z)}
+    fast_bf16 = FastGenerator(gen, precision="bfloat16")
+    paths = {"dikl reference": lambda: gen(z), "dikl fast": lambda: fast(z),
+             "dikl fast bf16 edges": lambda: fast_bf16(z)}
     compile_row = None
     if size in args.compile.split(","):
         fc = FastGenerator(gen, compile=True)
@@ -164,6 +168,7 @@ def bench_size(size: str, args, tmp: Path, common: dict) -> list[dict]:
                 times[key].append(time.perf_counter() - t0)
     load1 = _load()
     fast.close()
+    fast_bf16.close()
     if "dikl fast compiled" in paths:
         fc.close()
     base = times["dikl reference"]

@@ -236,17 +236,18 @@ def dikl(target: Any, preset: str = "quick", seed: int | None = None, *, dim: in
 
 def dikl_sample(run_dir: str | Path, n: int = 1000, seed: int = 1, *, out: str | Path | None = None,
                 overwrite: bool = False, metrics: bool = True, device: str = "auto",
-                target: Any = None) -> Samples:
+                target: Any = None, precision: str = "float32") -> Samples:
     """``n`` fresh samples from the trained DiKL generator in run folder ``run_dir`` (one generator
     pass, zero energy evaluations, no training). With ``out=`` a run folder is written as
     ``boltzpath run dikl-sample`` writes it (``metrics``: evaluate and plot the samples there).
-    ``target``: pass the energy again when the run used a callable that cannot be re-imported."""
+    ``target``: pass the energy again when the run used a callable that cannot be re-imported.
+    ``precision="bfloat16"``: the EGNN generator's edge MLPs in bfloat16 (faster, not bit-equal)."""
     from boltzpath.methods.dikl.sampling import draw_from_run, sample_from_run
 
     t = None if target is None else as_target(target)
     if out is not None:
-        return sample_from_run(run_dir, int(n), out, int(seed), metrics, overwrite, device, t)[1]
-    return draw_from_run(run_dir, int(n), int(seed), device, t)[0]
+        return sample_from_run(run_dir, int(n), out, int(seed), metrics, overwrite, device, t, precision)[1]
+    return draw_from_run(run_dir, int(n), int(seed), device, t, precision)[0]
 
 
 def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: str | None,

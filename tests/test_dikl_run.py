@@ -164,7 +164,11 @@ def test_cli_end_to_end_and_fresh_samples(tmp_path):
     assert res.exit_code == 0, res.output
     fresh = Samples.load(tmp_path / "fresh" / "samples.npz")
     m = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
-    assert fresh.x.shape == (300, 2) and m["energy_evaluations"] == 0
+    assert fresh.x.shape == (300, 2) and m["energy_evaluations"] == 0 and m["precision"] == "float32"
+    res = runner.invoke(cli, ["run", "dikl-sample", "--from", str(out), "--n", "30",
+                              "--out", str(tmp_path / "bf"), "--no-metrics", "--precision", "bfloat16"])
+    assert res.exit_code == 0, res.output  # an MLP generator has no edge MLPs: it draws in float32
+    assert json.loads((tmp_path / "bf" / "metrics.json").read_text())["precision"] == "float32"
     same = ["run", "dikl-sample", "--from", str(out), "--n", "3", "--out", str(out), "--overwrite"]
     res = runner.invoke(cli, same)
     assert res.exit_code == 2 and (out / "COMPLETE").is_file()  # the source run is never overwritten

@@ -48,9 +48,12 @@ def dikl(target, preset, out, seed, overwrite, resume, overrides, quiet, device)
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="evaluate and plot the samples")
 @click.option("--overwrite", is_flag=True, help="replace an existing run folder")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:i")
+@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True,
+              help="the EGNN generator's edge MLPs in bfloat16: faster on CPUs with AVX512-BF16/AMX and on "
+                   "GPUs, samples within bfloat16 resolution of float32's (docs/dikl.md)")
 @one_line_errors
-def dikl_sample(source, n, out, seed, metrics, overwrite, device):
+def dikl_sample(source, n, out, seed, metrics, overwrite, device, precision):
     """Draw fresh samples from a trained DiKL generator (zero energy evaluations, no training)."""
-    rd, samples = sample_from_run(source, n, out, seed, metrics, overwrite, device)
+    rd, samples = sample_from_run(source, n, out, seed, metrics, overwrite, device, precision=precision)
     click.echo(f"wrote {rd.path} ({n} samples in {samples.info['sampling_time_s']:.3g} s, "
                "0 energy evaluations)")

@@ -15,7 +15,12 @@ under ``torch.inference_mode``):
   rows on the CPU, the whole batch on a GPU) and whose buffers are allocated once and reused;
 * the last layer skips the node update (its h is never read);
 * optionally (``compile=True``) the per-chunk forward goes through ``torch.compile``; when that
-  fails (no compiler, unsupported platform) the eager path is used and ``compiled`` says so.
+  fails (no compiler, unsupported platform) the eager path is used and ``compiled`` says so;
+* optionally (``precision="bfloat16"``) the edge MLPs — the (rows·n², H) matrices that take most of
+  the time — run in bfloat16 (CPUs with AVX512-BF16 or AMX, GPUs), with the distances, the node
+  updates, the sums over edges and the coordinates kept in float32. This is not the same function
+  to float rounding: the samples move by about bfloat16's resolution (tested against float32 with a
+  stated tolerance); the default stays float32.
 
 The slow reference is ``Generator.sample`` (kept: ``benchmarks/bench_dikl_speed.py`` times both).
 Later changes to the source generator's weights are not seen by a FastGenerator made before them.
@@ -47,14 +52,15 @@ def _silu_linear(bias: torch.Tensor, x: torch.Tensor, w_t: torch.Tensor, out: to
 class _LayerWeights:
     """One ``EGNNLayer``'s weights, split and transposed for addmm/mm (see nets/egnn.py)."""
 
-    def __init__(self, layer) -> None:
+    def __init__(self, layer, edge_dtype: torch.dtype = torch.float32) -> None:
         hd = layer.hidden
         w = layer.edge_in.weight.detach()
-        self.wa_t, self.wb_t, self.wc = _t(w[:, :hd].T), _t(w[:, hd:2 * hd].T), _t(w[:, 2 * hd])
+        e = lambda t: _t(t).to(edge_dtype)  # noqa: E731  (weights applied to the (rows·n², H) edges)
+        self.wa_t, self.wb_t, self.wc = _t(w[:, :hd].T), _t(w[:, hd:2 * hd].T), e(w[:, 2 * hd])
         self.be = _t(layer.edge_in.bias)
-        self.weo_t, self.beo = _t(layer.edge_out.weight.T), _t(layer.edge_out.bias)
-        self.wch_t, self.bch = _t(layer.coord_hidden.weight.T), _t(layer.coord_hidden.bias)
-        self.wco = _t(layer.coord_out.weight[0])
+        self.weo_t, self.beo = e(layer.edge_out.weight.T), e(layer.edge_out.bias)
+        self.wch_t, self.bch = e(layer.coord_hidden.weight.T), e(layer.coord_hidden.bias)
+        self.wco = e(layer.coord_out.weight[0])
         wn = layer.node_in.weight.detach()
         self.wnh_t, self.wna_t, self.bn = _t(wn[:, :hd].T), _t(wn[:, hd:].T), _t(layer.node_in.bias)
         self.wno_t, self.bno = _t(layer.node_out.weight.T), _t(layer.node_out.bias)
@@ -68,16 +74,18 @@ class _LayerWeights:
 class _EGNNForward:
     """F_θ(z) of ``nets.EGNN`` at c_noise = 0, chunk by chunk (see the module docstring)."""
 
-    def __init__(self, net: EGNN, device: torch.device) -> None:
+    def __init__(self, net: EGNN, device: torch.device, edge_dtype: torch.dtype = torch.float32) -> None:
         n, d = net.n_particles, net.spatial_dim
         self.n, self.d, self.hidden = n, d, net.layers[0].hidden
+        self.edge_dtype = edge_dtype
         with torch.inference_mode():
             c0 = torch.zeros(1, device=device, dtype=net.h_in.weight.dtype)
             self.h0 = _t(net.h_in(net.embedding(c0, None)))  # (1, H): every particle, every row
-        self.layers = [_LayerWeights(layer) for layer in net.layers]
+        self.layers = [_LayerWeights(layer, edge_dtype) for layer in net.layers]
         first = self.layers[0]
         # layer 1: a_i + b_j is one vector for all pairs
-        self.c1 = _t(torch.addmm(first.be[None], self.h0, first.wa_t) + self.h0 @ first.wb_t)[0]
+        c1 = torch.addmm(first.be[None], self.h0, first.wa_t) + self.h0 @ first.wb_t
+        self.c1 = _t(c1)[0].to(edge_dtype)
         iu, ju = torch.triu_indices(n, n, 1, device=device)
         k = iu.numel()
         self.pairs = k
@@ -85,7 +93,7 @@ class _EGNNForward:
         pair_of = torch.zeros(n, n, dtype=torch.long, device=device)
         pair_of[iu, ju] = pair_of[ju, iu] = torch.arange(k, device=device)
         self.pair_of = pair_of.reshape(-1)  # (n²,): (i, j) → its pair (the diagonal is masked later)
-        inc = torch.zeros(n, k, device=device, dtype=self.h0.dtype)
+        inc = torch.zeros(n, k, device=device, dtype=edge_dtype)  # 0/1: exact in bfloat16
         inc[iu, torch.arange(k, device=device)] = 1.0
         inc[ju, torch.arange(k, device=device)] = 1.0
         self.incidence = inc  # (n, K): agg_i = Σ_{pairs p ∋ i} m_p
@@ -99,7 +107,7 @@ class _EGNNForward:
         cache = self._local.__dict__.setdefault("buffers", {})
         if rows not in cache:
             n, hd, k = self.n, self.hidden, self.pairs
-            new = lambda *shape: torch.empty(*shape, device=self.h0.device, dtype=self.h0.dtype)  # noqa: E731
+            new = lambda *shape: torch.empty(*shape, device=self.h0.device, dtype=self.edge_dtype)  # noqa: E731
             pre, m, s = new(rows * n * n, hd), new(rows * n * n, hd), new(rows * n * n)
             cache[rows] = {"pre": pre, "m": m, "c": pre, "s": s, "pre1": pre[: rows * k], "m1": m[: rows * k],
                            "c1": pre[: rows * k], "s1": s[: rows * k]}
@@ -121,30 +129,33 @@ class _EGNNForward:
         out = (lambda key: None) if buf is None else buf.__getitem__
         pos0 = z.reshape(rows, n, d)
         first = self.layers[0]
+        ed = self.edge_dtype  # the edge MLPs' dtype; distances, node updates and positions: float32
         # layer 1 on the K unordered pairs (messages symmetric: all particles share h⁰)
         d2 = self._distances(pos0)
-        pre = torch.addcmul(self.c1, d2.reshape(rows, n * n)[:, self.pair_flat].reshape(-1, 1), first.wc,
-                            out=out("pre1"))
+        pair_d2 = d2.reshape(rows, n * n)[:, self.pair_flat].reshape(-1, 1).to(ed)
+        pre = torch.addcmul(self.c1, pair_d2, first.wc, out=out("pre1"))
         m = _silu_linear(first.beo, F.silu(pre, inplace=True), first.weo_t, out("m1"))
         c = _silu_linear(first.bch, m, first.wch_t, out("c1"))
         w = torch.mv(c, first.wco, out=out("s1")).reshape(rows, -1)[:, self.pair_of].reshape(rows, n, n)
-        pos = self._move(pos0, w, d2)
+        pos = self._move(pos0, w.to(pos0.dtype), d2)
         if len(self.layers) == 1:
             return self._output(pos, pos0)
-        agg = torch.matmul(self.incidence, m.reshape(rows, -1, hd)) / (n - 1)
+        agg = torch.matmul(self.incidence, m.reshape(rows, -1, hd)).to(pos0.dtype) / (n - 1)
         h = first.node_update(self.h0.expand(rows * n, hd), agg.reshape(-1, hd))
         for i, lw in enumerate(self.layers[1:], start=2):
             d2 = self._distances(pos)
-            a = torch.addmm(lw.be, h, lw.wa_t).reshape(rows, n, 1, hd)
-            b = (h @ lw.wb_t).reshape(rows, 1, n, hd)
+            a = torch.addmm(lw.be, h, lw.wa_t).to(ed).reshape(rows, n, 1, hd)
+            b = (h @ lw.wb_t).to(ed).reshape(rows, 1, n, hd)
             pre = torch.add(a, b, out=None if buf is None else buf["pre"].view(rows, n, n, hd))
-            pre = pre.addcmul_(d2[..., None], lw.wc).reshape(-1, hd)
+            pre = pre.addcmul_(d2[..., None].to(ed), lw.wc).reshape(-1, hd)
             m = _silu_linear(lw.beo, F.silu(pre, inplace=True), lw.weo_t, out("m"))
             c = _silu_linear(lw.bch, m, lw.wch_t, out("c"))
-            pos = self._move(pos, torch.mv(c, lw.wco, out=out("s")).reshape(rows, n, n), d2)
+            w = torch.mv(c, lw.wco, out=out("s")).reshape(rows, n, n)
+            pos = self._move(pos, w.to(pos.dtype), d2)
             if i < len(self.layers):  # the last layer's h is never read
                 m4 = m.reshape(rows, n, n, hd)
-                agg = (m4.sum(2) - torch.diagonal(m4, dim1=1, dim2=2).transpose(1, 2)) / (n - 1)
+                agg = (m4.sum(2, dtype=pos.dtype)
+                       - torch.diagonal(m4, dim1=1, dim2=2).transpose(1, 2).to(pos.dtype)) / (n - 1)
                 h = lw.node_update(h, agg.reshape(-1, hd))
         return self._output(pos, pos0)
 
@@ -170,21 +181,28 @@ class FastGenerator:
     threads, one core each (None: ``torch.get_num_threads()``; 1: in the calling thread, with its
     intra-op threads). ``compile``: run the per-chunk EGNN forward through ``torch.compile``
     (falls back to eager on failure; ``compiled`` tells which path runs, ``compile_seconds`` what
-    compiling and the first call cost, ``compile_error`` why it fell back).
+    compiling and the first call cost, ``compile_error`` why it fell back). ``precision``:
+    ``"float32"`` (default) or ``"bfloat16"`` for the EGNN's edge MLPs (module docstring).
     """
 
+    PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
     def __init__(self, generator: Generator, chunk: int | None = None, threads: int | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, precision: str = "float32") -> None:
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(self.PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         params = list(generator.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.dim, self.scale, self._project = generator.dim, generator.scale, generator._project
         self._generator = generator
         self.egnn = isinstance(generator.net, EGNN)
-        self._forward = _EGNNForward(generator.net, self.device) if self.egnn else None
+        self._forward = (_EGNNForward(generator.net, self.device, self.PRECISIONS[precision]) if self.egnn
+                         else None)
         cpu = self.device.type == "cpu"
         if chunk is None and cpu and self.egnn:
             n, hd = self._forward.n, self._forward.hidden
-            chunk = max(1, CHUNK_BYTES // (n * n * hd * 4))
+            chunk = max(1, CHUNK_BYTES // (n * n * hd * self._forward.edge_dtype.itemsize))
         if chunk is not None and chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.chunk = chunk

@@ -54,18 +54,22 @@ def _open(cfg: DiKLConfig, out, overwrite: bool, resume: bool) -> RunDir:
     return run
 
 
-def draw(generator, target, n: int, seed: int, block: int = 4096, fast: bool = True) -> tuple[Samples, float]:
+def draw(generator, target, n: int, seed: int, block: int = 4096, fast: bool = True,
+         precision: str = "float32") -> tuple[Samples, float]:
     """n generator samples (no energy evaluation counted) and the seconds the generator took;
     energies for metrics are computed off the books afterwards. The latent z is drawn ``block``
     rows at a time from one seeded generator on the network's device. ``fast``: through
-    ``inference.FastGenerator`` (the same function, inference-only; its set-up is timed too);
+    ``inference.FastGenerator`` (the same function, inference-only; its set-up is timed too;
+    ``precision="bfloat16"``: its edge MLPs in bfloat16, see inference.py);
     False: ``Generator.sample`` under ``torch.no_grad`` (the reference)."""
     from boltzpath.methods.dikl.inference import FastGenerator
 
     device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + 5)
     t0 = time.perf_counter()
-    sampler = FastGenerator(generator) if fast else generator
+    if precision != "float32" and not fast:
+        raise BadInput(f"precision {precision!r} needs the fast sampling path")
+    sampler = FastGenerator(generator, precision=precision) if fast else generator
     try:
         with torch.no_grad():
             x = torch.cat([sampler.sample(min(block, n - s), rng) for s in range(0, n, block)])

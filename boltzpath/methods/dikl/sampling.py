@@ -10,23 +10,30 @@ from pathlib import Path
 from boltzpath.errors import BadInput
 
 
-def draw_from_run(source, n: int, seed: int = 1, device="auto", target=None):
+def draw_from_run(source, n: int, seed: int = 1, device="auto", target=None, precision: str = "float32"):
     """(Samples, config) — ``n`` fresh generator samples of run folder ``source`` (nothing written).
-    ``samples.info`` records the source, the target, 0 energy evaluations and the draw time."""
+    ``samples.info`` records the source, the target, 0 energy evaluations, the draw time and the
+    precision of the generator's edge MLPs (``float32``, or ``bfloat16``: faster, not bit-equal)."""
     from boltzpath.io.samples import Samples
     from boltzpath.methods.dikl.run import draw, load_generator
 
     if n < 1:
         raise BadInput(f"--n must be >= 1, got {n}")
+    if precision not in ("float32", "bfloat16"):
+        raise BadInput(f"--precision must be float32 or bfloat16, got {precision!r}")
+    from boltzpath.nets import EGNN
+
     gen, target, cfg = load_generator(source, device, target)
-    samples, seconds = draw(gen, target, n, seed)
+    precision = precision if isinstance(gen.net, EGNN) else "float32"  # MLP generators: float32 only
+    samples, seconds = draw(gen, target, n, seed, precision=precision)
     info = {"method": "dikl-sample", "source": str(source), "target": target.describe(),
-            "energy_evaluations": 0, "sampling_time_s": seconds, "device": str(next(gen.parameters()).device)}
+            "energy_evaluations": 0, "sampling_time_s": seconds, "device": str(next(gen.parameters()).device),
+            "precision": precision}
     return Samples(samples.x, samples.energy, None, info), cfg
 
 
 def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, overwrite: bool = False,
-                    device="auto", target=None):
+                    device="auto", target=None, precision: str = "float32"):
     """Write ``n`` fresh generator samples of run ``source`` into run folder ``out``; returns
     (RunDir, Samples)."""
     from boltzpath.io.runs import RunDir
@@ -38,12 +45,14 @@ def sample_from_run(source, n: int, out, seed: int = 1, metrics: bool = True, ov
         raise BadInput("--out must not be the --from run folder (it would be overwritten)")
     resolve_device(device)  # a missing GPU is reported before the folder exists
     t0 = time.perf_counter()
-    samples, cfg = draw_from_run(source, n, seed, device, target)
+    samples, cfg = draw_from_run(source, n, seed, device, target, precision)
+    precision = samples.info["precision"]  # what ran (an MLP generator ignores bfloat16)
     rd = RunDir.create(out, overwrite=overwrite)
-    rd.write_config({"method": "dikl-sample", "source": str(Path(source).resolve()), "n": n, "seed": seed})
+    rd.write_config({"method": "dikl-sample", "source": str(Path(source).resolve()), "n": n, "seed": seed,
+                     "precision": precision})
     seconds = samples.info["sampling_time_s"]
     out_metrics = {"method": "dikl-sample", "target": cfg.target, "n": n, "energy_evaluations": 0,
-                   "sampling_time_s": seconds, "device": samples.info["device"],
+                   "sampling_time_s": seconds, "device": samples.info["device"], "precision": precision,
                    "source_energy_evaluations": RunDir(source).read_metrics().get("energy_evaluations")}
     if metrics:
         import torch
