@@ -187,18 +187,24 @@ class FastGenerator:
 
     PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
+    @classmethod
+    def effective_precision(cls, generator: Generator, precision: str) -> str:
+        """The precision a draw with ``precision`` runs in: an MLP generator has no edge MLPs and
+        always runs float32. Raises ``ValueError`` for an unknown precision."""
+        if precision not in cls.PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(cls.PRECISIONS)}, got {precision!r}")
+        return precision if isinstance(generator.net, EGNN) else "float32"
+
     def __init__(self, generator: Generator, chunk: int | None = None, threads: int | None = None,
                  compile: bool = False, precision: str = "float32") -> None:
-        if precision not in self.PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(self.PRECISIONS)}, got {precision!r}")
-        self.precision = precision
+        self.precision = self.effective_precision(generator, precision)
         params = list(generator.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.dim, self.scale, self._project = generator.dim, generator.scale, generator._project
         self._generator = generator
         self.egnn = isinstance(generator.net, EGNN)
-        self._forward = (_EGNNForward(generator.net, self.device, self.PRECISIONS[precision]) if self.egnn
-                         else None)
+        self._forward = (_EGNNForward(generator.net, self.device, self.PRECISIONS[self.precision])
+                         if self.egnn else None)
         cpu = self.device.type == "cpu"
         if chunk is None and cpu and self.egnn:
             n, hd = self._forward.n, self._forward.hidden

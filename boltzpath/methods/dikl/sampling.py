@@ -15,16 +15,15 @@ def draw_from_run(source, n: int, seed: int = 1, device="auto", target=None, pre
     ``samples.info`` records the source, the target, 0 energy evaluations, the draw time and the
     precision of the generator's edge MLPs (``float32``, or ``bfloat16``: faster, not bit-equal)."""
     from boltzpath.io.samples import Samples
+    from boltzpath.methods.dikl.inference import FastGenerator
     from boltzpath.methods.dikl.run import draw, load_generator
 
     if n < 1:
         raise BadInput(f"--n must be >= 1, got {n}")
-    if precision not in ("float32", "bfloat16"):
-        raise BadInput(f"--precision must be float32 or bfloat16, got {precision!r}")
-    from boltzpath.nets import EGNN
-
+    if precision not in FastGenerator.PRECISIONS:
+        raise BadInput(f"--precision must be one of {sorted(FastGenerator.PRECISIONS)}, got {precision!r}")
     gen, target, cfg = load_generator(source, device, target)
-    precision = precision if isinstance(gen.net, EGNN) else "float32"  # MLP generators: float32 only
+    precision = FastGenerator.effective_precision(gen, precision)  # what runs (MLP generators: float32)
     samples, seconds = draw(gen, target, n, seed, precision=precision)
     info = {"method": "dikl-sample", "source": str(source), "target": target.describe(),
             "energy_evaluations": 0, "sampling_time_s": seconds, "device": str(next(gen.parameters()).device),
