@@ -79,17 +79,9 @@ def dikl_draw(device: torch.device, sizes: list[str], reps: int) -> list[dict]:
 
 
 def _train_problem(device, hidden, layers, emb, fast):
-    from boltzpath import make_target
-    from boltzpath.diffusion.buffer import TrainingBuffer
-    from boltzpath.diffusion.train import Models, NetConfig, build_models
+    from lj13_training import lj13_training_problem
 
-    target = make_target("lj13")
-    x = target.project(torch.randn(2048, target.dim, generator=torch.Generator().manual_seed(0)))
-    buffer = TrainingBuffer.from_target(target, x).to(device)
-    net = NetConfig(hidden=hidden, layers=layers, emb_dim=emb, analytic_grad=fast)
-    torch.manual_seed(0)
-    models = Models(*build_models(target, net, device=device), net_config=net)
-    return target, buffer, models
+    return lj13_training_problem(hidden, layers, emb, fast, n_buffer=2048, device=device)
 
 
 def pita_train(device: torch.device, sizes: dict, steps: int, warmup: int) -> list[dict]:

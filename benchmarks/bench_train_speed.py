@@ -67,24 +67,16 @@ def worker(out: str, size: list[int], fast: bool, warmup: int, steps: int) -> No
     import torch
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # inductor's own deprecation notices
-    from boltzpath import make_target
-    from boltzpath.diffusion.buffer import TrainingBuffer
-    from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models, train
+    from lj13_training import lj13_training_problem
+
+    from boltzpath.diffusion.train import TrainConfig, train
     from boltzpath.parallel.ddp_train import DataParallel
     from boltzpath.parallel.dist import barrier, init_from_env, shutdown
 
     hidden, layers, emb, batch = size
     ctx = init_from_env("cpu")
-    target = make_target("lj13")
-    x = target.project(torch.randn(512, target.dim, generator=torch.Generator().manual_seed(0)))
-    buffer = TrainingBuffer.from_target(target, x)
-    net = NetConfig(hidden=hidden, layers=layers, emb_dim=emb, analytic_grad=fast)
-    torch.manual_seed(0)  # the same initial weights in every configuration
-    models = Models(*build_models(target, net), net_config=net)
-    for module in models.modules().values():
-        for m in module.modules():
-            if hasattr(m, "first_layer_pairs"):
-                m.first_layer_pairs = fast
+    # the same initial weights in every configuration; "before" also runs the first layer on n²
+    _, buffer, models = lj13_training_problem(hidden, layers, emb, fast, n_buffer=512, first_layer_pairs=fast)
     hooks = DataParallel(ctx) if ctx.world_size > 1 else None
 
     def run(n: int, seed: int):
