@@ -16,7 +16,7 @@ from fixtures import seeded
 from test_pita import TINY
 
 from boltzpath.config import from_dict
-from boltzpath.diffusion.quality import QualityGate, energy_model_quality, split_holdout
+from boltzpath.diffusion.quality import QualityGate, energy_model_quality, sigma_min_jitter, split_holdout
 from boltzpath.errors import BadInput
 from boltzpath.methods.pita import run_pita
 from boltzpath.methods.pita_config import PITAConfig
@@ -105,3 +105,48 @@ def test_gate_extends_training_until_the_cap(tmp_path):
     run_pita(cfg, tmp_path / "ext")
     gate = json.loads((tmp_path / "ext" / "stage_0" / "metrics.json").read_text())["energy_model_gate"]
     assert [c["step"] for c in gate["checks"]] == [2, 4, 6]
+
+
+class _QuadraticTarget:
+    """E/kT = ½‖x‖² with an identity projection, counting its evaluations."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def project(self, v):
+        return v
+
+    def energy(self, x):
+        self.calls += x.shape[0]
+        return 0.5 * (x.double() ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.3])
+def test_sigma_min_jitter_matches_the_quadratic_formula(sigma):
+    # E(x + σε) − E(x) = σ x·ε + σ²‖ε‖²/2 for E = ½‖x‖²: its variance over ε is σ²‖x‖² + σ⁴d/2 (the
+    # two terms are uncorrelated; Var ‖ε‖²/2 = d/2). 4000 draws: the sample std's relative s.e. is
+    # ≈ 1/√(2·3999) ≈ 1.1 %; tolerance 5 % (≈ 4.5 s.e.). Forgetting σ, or σ², reads 20× or more off.
+    d, a = 6, 3.0
+    x = torch.zeros(5, d)
+    x[:, 0] = a
+    target = _QuadraticTarget()
+    jit = sigma_min_jitter(target, x, sigma, 4000, seeded(7))
+    want = math.sqrt(sigma**2 * a**2 + sigma**4 * d / 2)
+    assert jit["median_std"] == pytest.approx(want, rel=0.05)
+    assert jit["q90_std"] == pytest.approx(want, rel=0.05)
+    assert jit["evaluations"] == target.calls == 5 * 4001
+
+
+def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
+    cfg = copy.deepcopy(TINY)
+    cfg["gate"] = {"jitter_n": 16, "jitter_draws": 4, "max_jitter": 1e-9}  # any jitter warns
+    run_pita(from_dict(PITAConfig, cfg), tmp_path / "run")
+    for k in (0, 1):  # stages that train; the last one does not
+        m = json.loads((tmp_path / "run" / f"stage_{k}" / "metrics.json").read_text())
+        jit = m["sigma_min_check"]
+        assert jit["n"] == 16 and jit["evaluations"] == 16 * 5 and jit["median_std"] > 0
+        assert m["energy_evaluations"]["sigma_min_check"] == 80
+    assert "sigma_min_check" not in json.loads((tmp_path / "run" / "stage_2" / "metrics.json").read_text())
+    assert "lower schedule.sigma_min" in (tmp_path / "run" / "run.log").read_text()
+    with pytest.raises(BadInput, match="jitter_draws"):
+        QualityGate(jitter_draws=1).validate()

@@ -39,7 +39,7 @@ import torch
 
 from boltzpath.config import to_dict
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
-from boltzpath.diffusion.quality import energy_model_quality, split_holdout
+from boltzpath.diffusion.quality import energy_model_quality, sigma_min_jitter, split_holdout
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import Models, build_models, load_models, train
 from boltzpath.errors import BadInput
@@ -57,7 +57,7 @@ from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
 _PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7,
-            "previous-model": 8, "model-check": 9}
+            "previous-model": 8, "model-check": 9, "sigma-min": 10}
 
 
 def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
@@ -302,6 +302,14 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             metrics["energy_evaluations"]["model_check"] = metrics["model_check"]["n"]
             if metrics["model_check"]["in_range_fraction"] < cfg.gate.min_in_range:
                 run.log("WARNING " + _model_check_warning(k, temp, metrics["model_check"]))
+        if cfg.gate.jitter_n and par.is_main:  # can U_η(·, σ_min) be E/kT at all? (quality.sigma_min_jitter)
+            rows = buffer.x[: cfg.gate.jitter_n]
+            jit = sigma_min_jitter(target_k, rows, cfg.schedule.sigma_min, cfg.gate.jitter_draws,
+                                   _generator(cfg.seed, k, "sigma-min", par.device))
+            metrics["sigma_min_check"] = jit
+            metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
+            if jit["median_std"] > cfg.gate.max_jitter:
+                run.log("WARNING " + _jitter_warning(k, temp, jit))
         sdir.write_metrics(metrics)
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
@@ -460,6 +468,13 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
         out["cis_peptide_fraction"] = cis_report(x, target.topology)["cis_fraction"]
         out["mirrored_fraction"] = chirality_report(x, target.topology)["mirrored_fraction"]
     return out
+
+
+def _jitter_warning(k: int, temp: float, jit: dict) -> str:
+    return (f"stage {k}: noise of size sigma_min={jit['sigma']:g} moves E/kT by {jit['median_std']:.3g} nats "
+            f"(median std over {jit['n']} samples at T={temp:g}), so U_eta(., sigma_min) — the smoothed "
+            "density's energy — cannot match E/kT to the fraction of a nat the weights need; lower "
+            "schedule.sigma_min")
 
 
 def _model_check_warning(k: int, temp: float, check: dict) -> str:
