@@ -147,6 +147,6 @@ def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
         assert jit["n"] == 16 and jit["evaluations"] == 16 * 5 and jit["median_std"] > 0
         assert m["energy_evaluations"]["sigma_min_check"] == 80
     assert "sigma_min_check" not in json.loads((tmp_path / "run" / "stage_2" / "metrics.json").read_text())
-    assert "lower schedule.sigma_min" in (tmp_path / "run" / "run.log").read_text()
+    assert "a smaller schedule.sigma_min narrows it" in (tmp_path / "run" / "run.log").read_text()
     with pytest.raises(BadInput, match="jitter_draws"):
         QualityGate(jitter_draws=1).validate()

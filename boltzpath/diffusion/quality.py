@@ -24,7 +24,8 @@ density smoothed by that noise, and log p_{σ_min} − log p varies from sample 
 of this jitter. When the jitter is several kT (LJ-13 at T = 1.5 with σ_min = 0.05: median 4.1 kT over
 64 buffer samples, 8 draws each; 0.39 kT at σ_min = 0.01 — measured, docs/pita.md),
 U_η(·, σ_min) cannot match E/kT to the fraction of a nat the weights need however well it is trained:
-pinning and score matching then pull U_η apart, and the residual has a floor. Lower σ_min.
+pinning and score matching then pull U_η apart, and the residual has a floor; a smaller σ_min
+narrows it (and asks the network for the stiffer, less smoothed energy).
 
 ``QualityGate`` turns this into a decision: ``passes(report)`` when the reweighting ESS fraction
 and the correlation reach their thresholds. PITA trains a stage for its configured steps s, then,

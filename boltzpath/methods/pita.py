@@ -472,9 +472,10 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
 
 def _jitter_warning(k: int, temp: float, jit: dict) -> str:
     return (f"stage {k}: noise of size sigma_min={jit['sigma']:g} moves E/kT by {jit['median_std']:.3g} nats "
-            f"(median std over {jit['n']} samples at T={temp:g}), so U_eta(., sigma_min) — the smoothed "
-            "density's energy — cannot match E/kT to the fraction of a nat the weights need; lower "
-            "schedule.sigma_min")
+            f"(median std over {jit['n']} samples at T={temp:g}); U_eta(., sigma_min) is the energy of the "
+            "density smoothed by that noise, so it cannot match E/kT much better than that, and the gate and "
+            "the FK weights inherit the gap — a smaller schedule.sigma_min narrows it (docs/pita.md, "
+            "'The sigma_min check')")
 
 
 def _model_check_warning(k: int, temp: float, check: dict) -> str:
