@@ -39,17 +39,18 @@ class Progress:
             return lambda it, total, info: None
         if self.tty:
             return self._bar(desc)
-        state = {"last": time.perf_counter(), "start": time.perf_counter(), "announced": False}
+        state = {"last": time.perf_counter(), "start": time.perf_counter(), "announced": False, "first": 0}
 
         def callback(it: int, total: int, info: dict) -> None:
             now = time.perf_counter()
             if not state["announced"]:
-                state["announced"] = True
+                # the rate counts only the steps reported from here on (a resumed run starts late)
+                state["announced"], state["first"] = True, it
                 state["start"] = state["last"] = now
                 self._line(f"{desc}: started ({total} steps)")
             if it >= total or now - state["last"] >= self.interval:
                 state["last"] = now
-                rate = it / max(now - state["start"], 1e-9)
+                rate = (it - state["first"]) / max(now - state["start"], 1e-9)
                 eta = (total - it) / rate if rate > 0 else float("nan")
                 extra = " ".join(f"{k}={v:.3g}" for k, v in (info or {}).items() if isinstance(v, float))
                 self._line(f"{desc}: {it}/{total} ({100 * it / max(total, 1):.0f} %, eta {eta:.0f} s) {extra}"
@@ -65,7 +66,8 @@ class Progress:
         def callback(it: int, total: int, info: dict) -> None:
             bar = state.get("bar")
             if bar is None:
-                bar = state["bar"] = tqdm(total=total, desc=desc, unit="step", leave=False, file=self.stream)
+                bar = state["bar"] = tqdm(total=total, initial=max(it - 1, 0), desc=desc, unit="step",
+                                          leave=False, file=self.stream)  # initial: a resumed run's steps
             bar.update(it - bar.n)
             if info and it % 50 == 0:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in info.items() if isinstance(v, float)},

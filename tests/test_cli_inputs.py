@@ -183,6 +183,25 @@ def test_progress_is_periodic_lines_when_stderr_is_not_a_terminal():
     assert len(lines) == 2 and "started" in lines[0] and "10000/10000" in lines[1]  # no bar redraws
 
 
+def test_progress_eta_after_a_resume_counts_only_this_sessions_steps(monkeypatch):
+    """Resumed at step 2000 of 4000, 100 steps in 10 s: the ETA is 1900 steps at 10 steps/s = 190 s
+    (counting the 2000 earlier steps as done in these 10 s would say 9 s)."""
+    import io
+
+    from boltzpath import progress as progress_mod
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(progress_mod.time, "perf_counter", lambda: clock["now"])
+    buf = io.StringIO()
+    cb = progress_mod.Progress(stream=buf, interval=10.0, tty=False).steps("REMD")
+    for it in range(2001, 2102):
+        clock["now"] = 0.1 * (it - 2001)  # 10 steps per second from the first callback on
+        cb(it, 4000, {})
+    lines = buf.getvalue().splitlines()
+    assert "started (4000 steps)" in lines[0]
+    assert "2101/4000" in lines[1] and "eta 190 s" in lines[1]
+
+
 def test_every_primary_long_option_passes_through_torchrun():
     """torchrun's argparse rejects an option that abbreviates one of its own (``--n`` → --nnodes…)
     even after the module; every command's primary long names must pass through untouched."""
