@@ -146,6 +146,8 @@ def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
         jit = m["sigma_min_check"]
         assert jit["n"] == 16 and jit["evaluations"] == 16 * 5 and jit["median_std"] > 0
         assert m["energy_evaluations"]["sigma_min_check"] == 80
+        # the gate reads score–energy consistency at σ_min too, where the anneal ends
+        assert set(m["energy_model_gate"]["checks"][-1]["score_consistency"]) == {"0.05", "0.1", "0.5", "2.0"}
     assert "sigma_min_check" not in json.loads((tmp_path / "run" / "stage_2" / "metrics.json").read_text())
     assert "a smaller schedule.sigma_min narrows it" in (tmp_path / "run" / "run.log").read_text()
     with pytest.raises(BadInput, match="jitter_draws"):

@@ -427,7 +427,8 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
             continue
         q = energy_model_quality(result.ema.score, result.ema.energy, hold.x, hold.energy,
                                  cfg.gamma(k + 1), cfg.schedule.sigma_min,
-                                 _generator(cfg.seed, k, "quality", par.device), gcfg.sigmas,
+                                 _generator(cfg.seed, k, "quality", par.device),
+                                 sorted({float(cfg.schedule.sigma_min), *map(float, gcfg.sigmas)}),
                                  hold.temperature, tcfg.pin_mask_above)
         checks.append({"step": result.step, **q})
         passed = gcfg.passes(q)
