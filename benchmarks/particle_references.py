@@ -11,11 +11,11 @@ macrostate fractions (configurations with 2 vs 4 pair distances below 4) are rep
     python benchmarks/particle_references.py --target dw4 [--quick] [--seeds 0,1] [--n 10000]
         [--out-dir runs/references] [--results benchmarks/results/particle_references_dw4.json]
 
-**Known defect (2026-12-04):** for LJ-13 the samples above T = 1 are biased hot by 0.5–5 kT in mean
-E/kT (both seeds alike, so their agreement does not certify them); long MALA at each temperature
-from these frames and from independent samples meets well below them (docs/reference-data.md). The
-T = 1 samples and DW-4 pass that check. Do not score LJ-13 stages above T = 1 with this output
-until the cause is found.
+**LJ-13 above T = 1 (2026-12-04):** with 4.0 as the ladder's top rung, both seeds came out 0.5–5 kT
+too hot above T = 1 (T = 4: E/kT 21.5 against 16.6 from long MALA) — chains from the prior stayed in a
+slow hot state that nothing hotter could swap them out of — and their agreement certified nothing.
+The ladder now runs on to 8.0; long-MALA checks of its output are in docs/reference-data.md. Check
+any new ladder the same way.
 
 Samples go to ``<out-dir>/<target>_T<T>_seed<s>.npy`` (float32, (n, dim), CoM-free); PITA runs
 read them with ``--set reference=...`` (final stage) or the per-stage evaluation in bench_pita.
@@ -44,7 +44,8 @@ HOLDOUT = ROOT.parent.parent / "shared" / "holdout"
 # every PITA temperature (quick and cpu presets) plus fill-ins so that neighbours swap well
 LADDERS = {
     "dw4": [1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0],
-    "lj13": [1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0],
+    # rungs above 4: with 4 the top, chains from the prior stayed in a hot slow state (docstring)
+    "lj13": [1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.5, 8.0],
 }
 PITA_TEMPERATURES = {"dw4": [1.0, 1.2, 1.5, 2.0, 3.0], "lj13": [1.0, 1.2, 1.5, 2.0, 3.0, 4.0]}
 SIZES = {  # chains per replica, burn-in and thinning (MALA iterations)
