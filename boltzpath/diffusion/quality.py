@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from boltzpath.diffusion.losses import noise_like
 from boltzpath.errors import BadInput
 from boltzpath.smc.weights import effective_sample_size
 
@@ -61,7 +62,7 @@ class QualityGate:
     # buffer samples, ``jitter_draws`` each (counted evaluations); 0 samples: off
     jitter_n: int = 64
     jitter_draws: int = 8
-    max_jitter: float = 1.0  # above this median std of ΔE/kT (nats): WARNING, lower schedule.sigma_min
+    max_jitter: float = 1.0  # above this median std of ΔE/kT (nats): WARNING in the run log
     min_in_range: float = 0.5  # below this share of samples within the buffer's energy range: WARNING
 
     def validate(self) -> None:
@@ -143,14 +144,13 @@ def sigma_min_jitter(target, x: torch.Tensor, sigma: float, draws: int, generato
     stage's temperature; reported as the median and 90th percentile over the rows. Costs
     len(x)·(draws + 1) counted evaluations."""
     x = x.to(torch.float32)
-    n, dim = x.shape
-    eps = torch.randn(n * draws, dim, generator=generator, device=x.device)
-    eps = target.project(eps) if hasattr(target, "project") else eps
+    n = x.shape[0]
+    rows = x.repeat_interleave(draws, 0)
     e0 = target.energy(x).double()
-    e = target.energy(x.repeat_interleave(draws, 0) + float(sigma) * eps).double().view(n, draws)
-    d = e - e0[:, None]
-    d = torch.where(torch.isfinite(d), d, torch.full_like(d, float("inf")))
-    std = d.std(dim=1)
+    noised = rows + float(sigma) * noise_like(rows, generator, target.project)
+    e = target.energy(noised).double().view(n, draws)
+    std = (e - e0[:, None]).std(dim=1)
+    # a row with a non-finite energy (an overlap) has a NaN or infinite std: read it as infinite jitter
     std = torch.where(torch.isfinite(std), std, torch.full_like(std, float("inf")))
     return {"sigma": float(sigma), "n": n, "draws": draws, "evaluations": n * (draws + 1),
             "median_std": float(std.median()), "q90_std": float(torch.quantile(std, 0.9))}
