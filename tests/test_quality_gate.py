@@ -9,6 +9,7 @@ as failing, and ``gate.action: refuse`` must stop the ladder with a clear messag
 import copy
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -149,6 +150,13 @@ def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
         # the gate reads score–energy consistency at σ_min too, where the anneal ends
         assert set(m["energy_model_gate"]["checks"][-1]["score_consistency"]) == {"0.05", "0.1", "0.5", "2.0"}
     assert "sigma_min_check" not in json.loads((tmp_path / "run" / "stage_2" / "metrics.json").read_text())
-    assert "a smaller schedule.sigma_min narrows it" in (tmp_path / "run" / "run.log").read_text()
+    # how much of the training law lies below σ_min, in the metrics and the warning
+    pcfg = from_dict(PITAConfig, cfg)
+    below = statistics.NormalDist(pcfg.train.p_mean, pcfg.train.p_std).cdf(math.log(pcfg.schedule.sigma_min))
+    jit0 = json.loads((tmp_path / "run" / "stage_0" / "metrics.json").read_text())["sigma_min_check"]
+    assert jit0["training_draws_below"] == pytest.approx(below, rel=1e-9)
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "A smaller schedule.sigma_min narrows it only if training sees" in log
+    assert f"{100 * below:.1f} % of this stage's training draws" in log
     with pytest.raises(BadInput, match="jitter_draws"):
         QualityGate(jitter_draws=1).validate()

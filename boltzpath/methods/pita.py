@@ -306,6 +306,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             rows = buffer.x[: cfg.gate.jitter_n]
             jit = sigma_min_jitter(target_k, rows, cfg.schedule.sigma_min, cfg.gate.jitter_draws,
                                    _generator(cfg.seed, k, "sigma-min", par.device))
+            tcfg = cfg.train if k == 0 else cfg.finetune  # how often did training see noise this small?
+            jit["training_draws_below"] = _lognormal_below(cfg.schedule.sigma_min, tcfg.p_mean, tcfg.p_std)
             metrics["sigma_min_check"] = jit
             metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
             if jit["median_std"] > cfg.gate.max_jitter:
@@ -471,12 +473,19 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
     return out
 
 
+def _lognormal_below(sigma: float, p_mean: float, p_std: float) -> float:
+    """P(σ < sigma) for the training law ln σ ~ N(p_mean, p_std²)."""
+    return 0.5 * math.erfc(-(math.log(sigma) - p_mean) / (p_std * math.sqrt(2.0)))
+
+
 def _jitter_warning(k: int, temp: float, jit: dict) -> str:
     return (f"stage {k}: noise of size sigma_min={jit['sigma']:g} moves E/kT by {jit['median_std']:.3g} nats "
             f"(median std over {jit['n']} samples at T={temp:g}); U_eta(., sigma_min) is the energy of the "
             "density smoothed by that noise, so it cannot match E/kT much better than that, and the gate and "
-            "the FK weights inherit the gap — a smaller schedule.sigma_min narrows it (docs/pita.md, "
-            "'The sigma_min check')")
+            "the FK weights inherit the gap. A smaller schedule.sigma_min narrows it only if training sees "
+            f"noise that small: {100 * jit['training_draws_below']:.1f} % of this stage's training draws are "
+            "below sigma_min now; lower p_mean or raise p_std with it (LJ-13 cpu: sigma_min 0.01 with 0.2 % "
+            "broke stage 1) (docs/pita.md, 'The sigma_min check')")
 
 
 def _model_check_warning(k: int, temp: float, check: dict) -> str:
