@@ -95,6 +95,20 @@ def test_true_energy_tail_removes_the_model_error_that_plain_fk_weights_keep():
     assert err_fk > max(3 * tol_fk, 0.05)  # the perturbation is visible without the correction
 
 
+def test_bridge_from_stop_stops_the_increments_where_the_released_tail_does():
+    # anneal() itself differs between the tails only in where increments stop: with
+    # bridge_from_stop the bridge starts from the released protocol's weights, without it from the
+    # increments accumulated to t = 0
+    def log_w(**kw):
+        cfg = AnnealConfig(n_steps=40, gamma=GAMMA, dtype="float64", stop_resampling_t=0.1, **kw)
+        return anneal(MIX, 200, SCHEDULE, cfg, torch.Generator().manual_seed(7)).log_weights
+
+    released = log_w(tail="released")
+    assert torch.equal(log_w(tail="bridge", bridge_from_stop=True), released)
+    assert not torch.allclose(log_w(tail="bridge"), released)
+    assert AnnealConfig(tail="true_energy", bridge_from_stop=True).weights_stop_t == 0.0  # bridge only
+
+
 @pytest.mark.parametrize("bad", [{"tail": "sometimes"}, {"clamp_quantile": 0.0}, {"clamp_quantile": 1.5},
                                  {"score_from": "both"}])
 def test_tail_options_are_validated(bad):
