@@ -90,6 +90,11 @@ class KarrasSchedule:
         return torch.exp(p_mean + p_std * z)
 
     @staticmethod
+    def training_sigma_cdf(sigma: float, p_mean: float = -1.2, p_std: float = 1.2) -> float:
+        """P(σ < ``sigma``) under the training law ln σ ~ N(p_mean, p_std²)."""
+        return 0.5 * math.erfc(-(math.log(sigma) - p_mean) / (p_std * math.sqrt(2.0)))
+
+    @staticmethod
     def sample_training_sigma_below(
         n: int,
         generator: torch.Generator,
@@ -105,7 +110,7 @@ class KarrasSchedule:
         """
         if not sigma_max > 0:
             raise BadInput(f"sigma_max must be > 0, got {sigma_max}")
-        cdf_max = 0.5 * math.erfc(-(math.log(sigma_max) - p_mean) / (p_std * math.sqrt(2.0)))
+        cdf_max = KarrasSchedule.training_sigma_cdf(sigma_max, p_mean, p_std)
         u = torch.rand(int(n), generator=generator, dtype=torch.float64, device=device) * cdf_max
         u = u.clamp_min(1e-300)
         log_sigma = p_mean + p_std * torch.special.ndtri(u)

@@ -306,8 +306,9 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             rows = buffer.x[: cfg.gate.jitter_n]
             jit = sigma_min_jitter(target_k, rows, cfg.schedule.sigma_min, cfg.gate.jitter_draws,
                                    _generator(cfg.seed, k, "sigma-min", par.device))
-            tcfg = cfg.train if k == 0 else cfg.finetune  # how often did training see noise this small?
-            jit["training_draws_below"] = _lognormal_below(cfg.schedule.sigma_min, tcfg.p_mean, tcfg.p_std)
+            # how often did this stage's training (tcfg, above) see noise this small?
+            jit["training_draws_below"] = KarrasSchedule.training_sigma_cdf(cfg.schedule.sigma_min,
+                                                                             tcfg.p_mean, tcfg.p_std)
             metrics["sigma_min_check"] = jit
             metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
             if jit["median_std"] > cfg.gate.max_jitter:
@@ -471,11 +472,6 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
         out["cis_peptide_fraction"] = cis_report(x, target.topology)["cis_fraction"]
         out["mirrored_fraction"] = chirality_report(x, target.topology)["mirrored_fraction"]
     return out
-
-
-def _lognormal_below(sigma: float, p_mean: float, p_std: float) -> float:
-    """P(σ < sigma) for the training law ln σ ~ N(p_mean, p_std²)."""
-    return 0.5 * math.erfc(-(math.log(sigma) - p_mean) / (p_std * math.sqrt(2.0)))
 
 
 def _jitter_warning(k: int, temp: float, jit: dict) -> str:
