@@ -215,3 +215,42 @@ def test_model_check_compares_the_models_own_samples_with_its_buffer(monkeypatch
         else:
             assert check["in_range_fraction"] == 0.0
             assert "0% of 64 model samples" in pita_mod._model_check_warning(0, 1.0, check)
+
+
+def test_references_folder_scores_every_stage_that_has_a_file(tmp_path):
+    # --references DIR: each ladder temperature with a <target>_T<T:g>_seed0.npy (the names
+    # benchmarks/particle_references.py writes) is scored against it; a reference named by --set
+    # keeps precedence, and a folder without any matching file is refused with one line
+    import torch
+
+    from boltzpath import make_target
+    from boltzpath.methods.pita_config import add_references
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    target = make_target("gmm40")
+    for temp in (2.0, 1.0):  # none at T = 4; a stray file at a temperature off the ladder is ignored
+        x = target.exact_sample(256, torch.Generator().manual_seed(0)).float().numpy()
+        np.save(refs / f"gmm40_T{temp:g}_seed0.npy", x)
+    np.save(refs / "gmm40_T3_seed0.npy", x)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(pita, ["--preset", str(preset), "--out", str(out), "--quiet",
+                                  "--references", str(refs)])
+    assert r.exit_code == 0, r.output
+    files = [json.loads((out / f"stage_{k}" / "metrics.json").read_text())["evaluation"].get("reference_file")
+             for k in range(3)]
+    assert files[0] is None
+    assert files[1].endswith("gmm40_T2_seed0.npy") and files[2].endswith("gmm40_T1_seed0.npy")
+    assert yaml.safe_load((out / "config.yaml").read_text())["stage_references"] == {
+        "2": str((refs / "gmm40_T2_seed0.npy").resolve()), "1": str((refs / "gmm40_T1_seed0.npy").resolve())}
+    # references the config names itself win over the folder's files at their temperatures
+    cfg = resolve_config(None, str(preset), None, ("reference=held.npy", "stage_references={'2.0': t2.npy}"))
+    add_references(cfg, refs)
+    assert cfg.stage_references == {"2.0": "t2.npy"} and cfg.reference == "held.npy"
+    for args, msg in (([str(tmp_path / "nope")], "is not a folder"), ([str(tmp_path)], "gmm40_T4_seed0.npy")):
+        r = CliRunner().invoke(pita, ["--preset", str(preset), "--out", str(tmp_path / "x"), "--quiet",
+                                      "--references", *args])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "x").exists()

@@ -19,7 +19,7 @@ import click
 from boltzpath.cli import interrupted, one_line_errors, threads_option
 from boltzpath.config import load_yaml
 from boltzpath.errors import BadInput
-from boltzpath.methods.pita_config import resolve_config
+from boltzpath.methods.pita_config import add_references, resolve_config
 
 
 @click.command("pita")
@@ -39,13 +39,17 @@ from boltzpath.methods.pita_config import resolve_config
                    "instead of the preset's stage-0 sampler")
 @click.option("--stage0-evaluations", "stage0_evaluations", type=int, default=None,
               help="energy evaluations the --stage0-data file cost (recorded as user supplied; default 0)")
+@click.option("--references", "references", default=None, type=click.Path(file_okay=False),
+              help="folder of per-temperature references (<target>_T<T>_seed0.npy, as "
+                   "benchmarks/particle_references.py writes them): every stage with a file at its "
+                   "temperature is scored against it, and the ladder plot shows W2 stage by stage")
 @click.option("--compare", type=click.Choice(["none", "pt"]), default="none", show_default=True,
               help="pt: afterwards, run parallel tempering with the same energy evaluations and compare "
                    "both with the same metrics (comparison.json)")
 @threads_option
 @one_line_errors
 def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device, stage0_data,
-         stage0_evaluations, compare):
+         stage0_evaluations, references, compare):
     """Progressive inference-time annealing (PITA) of diffusion models down a temperature ladder."""
     from boltzpath.api import run_pita_config
     from boltzpath.metrics.convergence import smc_warning
@@ -63,6 +67,8 @@ def pita(target, preset, out, seed, overwrite, resume, overrides, quiet, device,
             raise BadInput("--stage0-evaluations needs --stage0-data")
         extra.setdefault("stage0", {})["data_evaluations"] = stage0_evaluations
     cfg = resolve_config(target, preset, seed, overrides, extra)
+    if references is not None:  # references named by --set keep precedence
+        add_references(cfg, references)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the warning is printed below, once

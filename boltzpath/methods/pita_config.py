@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from boltzpath.config import resolve_preset
@@ -131,6 +132,29 @@ class PITAConfig:
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""
         return self.temperatures[stage - 1] / self.temperatures[stage]
+
+
+def add_references(cfg: PITAConfig, folder: str | Path) -> None:
+    """Fill ``cfg.stage_references`` from a folder of per-temperature references, named as
+    ``benchmarks/particle_references.py`` writes them: ``<target>_T<T:g>_seed0.npy`` (absolute paths,
+    keyed by the ladder's temperatures; temperatures without a file are left out). References the
+    config already names (``stage_references``, or ``reference`` for the last stage) keep precedence.
+    A missing folder, or one that holds a file for none of the temperatures, is a ``BadInput`` naming
+    what was looked for."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"--references: {folder} is not a folder")
+    names = {f"{float(t):g}": f"{cfg.target}_T{float(t):g}_seed0.npy" for t in cfg.temperatures}
+    found = {t: str((folder / name).resolve()) for t, name in names.items() if (folder / name).is_file()}
+    if not found:
+        raise BadInput(f"--references: {folder} holds none of {', '.join(names.values())} "
+                       f"(python benchmarks/particle_references.py --target {cfg.target} writes them)")
+    named = [float(t) for t in cfg.stage_references]
+    named += [cfg.temperatures[-1]] if cfg.reference else []
+    cfg.stage_references = {**{t: p for t, p in found.items()
+                               if not any(math.isclose(float(t), x, rel_tol=1e-6) for x in named)},
+                            **cfg.stage_references}
+    cfg.validate()
 
 
 def resolve_config(target: str | None, preset: str, seed: int | None, overrides: tuple[str, ...] = (),
