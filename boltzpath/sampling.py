@@ -166,7 +166,7 @@ def sample_to_folder(
         sample_shard(run.method, target.to(ctx.device), run.n, run.seed, cfg, ctx, device=ctx.device)
         return None
     # --- end parallel hook
-    reference = load_reference(run.reference, target.dim) if run.reference else None
+    reference, reference_name = reference_or_bundled(run.reference, target)
     probe_target(target)
     rd = RunDir.create(out, overwrite=overwrite, resume=resume)
     hint = f"rerun with --resume to continue (or --overwrite to start again) into {rd.path}"
@@ -205,7 +205,7 @@ def sample_to_folder(
                         if k not in ("target", "config", "diagnostics")},
             "diagnostics": samples.info.get("diagnostics"),
         }
-        metrics.update(compute_metrics(samples, target, reference, run.reference, run.seed, progress))
+        metrics.update(compute_metrics(samples, target, reference, reference_name, run.seed, progress))
         timings["metrics"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         progress.note("plots: drawing")
@@ -259,6 +259,19 @@ def _method_report(method: str, rd: RunDir, samples: Samples, target: Target, cf
         rd.log(f"wrote {Path(path).name}")
 
 
+def reference_or_bundled(path: str | Path | None, target: Target) -> tuple[np.ndarray | None, str | None]:
+    """(reference samples, their name) for the metrics: the user's file when one is given, else the
+    certified set shipped for this target at its temperature (``metrics/bundled.py``: LJ-13 and DW-4
+    at T = 1, AL3 and aldp-pita at 300 K — what ``run pita`` scores its last stage against), else
+    (None, None)."""
+    if path:
+        return load_reference(path, target.dim), str(path)
+    from boltzpath.metrics.bundled import bundled_reference
+
+    bundled = bundled_reference(target)
+    return bundled if bundled is not None else (None, None)
+
+
 def folder_target(config: dict[str, Any]) -> Target:
     """The target a run folder's config names (sample configs: a mapping; PITA: name + options)."""
     spec = config["target"]
@@ -282,13 +295,12 @@ def evaluate_folder(run_dir: str | Path, reference: str | Path | None, seed: int
     samples = rd.read_samples()
     if samples.dim != target.dim:
         raise BadInput(f"samples have dimension {samples.dim}, the target {target.dim}")
-    ref = load_reference(reference, target.dim) if reference else None
+    ref, name = reference_or_bundled(reference, target)
     metrics = rd.read_metrics()
-    metrics.update(compute_metrics(samples, target, ref, str(reference) if reference else None, seed,
-                                   progress))
+    metrics.update(compute_metrics(samples, target, ref, name, seed, progress))
     rd.write_metrics(metrics)
     write_plots(rd, samples, target, ref)
-    rd.log(f"evaluated against {reference}")
+    rd.log(f"evaluated against {name}")
     return metrics
 
 
@@ -302,5 +314,5 @@ def run_from_mapping(data: dict[str, Any]) -> SampleRun:
     return from_dict(SampleRun, keep, where="sample config")
 
 
-__all__ = ["SampleRun", "evaluate_folder", "folder_target", "run_from_mapping", "run_samples",
-           "sample_to_folder"]
+__all__ = ["SampleRun", "evaluate_folder", "folder_target", "reference_or_bundled", "run_from_mapping",
+           "run_samples", "sample_to_folder"]

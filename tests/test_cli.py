@@ -65,6 +65,21 @@ def test_saved_config_reruns_the_same_samples(tmp_path):
     assert digest(tmp_path / "a" / "samples.npz") == digest(tmp_path / "b" / "samples.npz")
 
 
+def test_without_a_reference_the_shipped_certified_set_is_used(tmp_path):
+    # DW-4 at T = 1 has a certified reference in the package (metrics/bundled.py): `sample` and
+    # `evaluate` score against it when no --reference is given, as `run pita` does; at another
+    # temperature there is none, and only the reference-free metrics are computed
+    assert sample(tmp_path / "a", target="dw4").exit_code == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["reference"].startswith("bundled certified PT reference")
+    assert metrics["metrics"]["energy_w2"]["n"] == 64 and "distance_w2" in metrics["metrics"]
+    res = invoke("evaluate", tmp_path / "a", "--quiet")
+    assert res.exit_code == 0 and "energy_w2" in res.output, res.output
+    assert sample(tmp_path / "b", "--temperature", "2", target="dw4").exit_code == 0
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["reference"] is None and "energy_w2" not in metrics["metrics"]
+
+
 def test_evaluate_recomputes_metrics_against_a_reference(tmp_path):
     assert sample(tmp_path / "a", target="dw4").exit_code == 0
     ref = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
