@@ -63,3 +63,23 @@ def test_report_renders_in_headless_chromium(report):
     assert check["images"] >= 5 and check["loaded"] == check["images"], check  # naturalWidth > 0
     assert check["errors"] == []
     assert not [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln], proc.stderr
+
+
+def test_a_row_of_panels_is_shown_at_page_width(tmp_path):
+    # PITA's ladder.png is four panels in a row; as a 560-px thumbnail its axes are unreadable
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from boltzpath.report.html import _is_wide
+
+    sizes = {"wide": (14, 3), "square": (5, 4), "just_twice": (8, 4)}
+    for name, size in sizes.items():
+        fig = plt.figure(figsize=size, dpi=50)
+        fig.savefig(tmp_path / f"{name}.png")
+        plt.close(fig)
+    assert _is_wide((tmp_path / "wide.png").read_bytes())
+    assert not _is_wide((tmp_path / "square.png").read_bytes())
+    assert not _is_wide((tmp_path / "just_twice.png").read_bytes())  # exactly 2:1 stays a thumbnail
+    assert not _is_wide(b"not a png at all, but long enough to read")

@@ -33,7 +33,7 @@ th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right;vertical-align:t
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 .warn{color:#a40000}.floor{color:#777;font-size:.85em}
 figure{display:inline-block;margin:.5em;vertical-align:top}figcaption{font-size:.8em;color:#555}
-img{max-width:560px;border:1px solid #eee}
+img{max-width:560px;border:1px solid #eee}img.wide{max-width:100%}
 """
 
 
@@ -85,6 +85,15 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "—"
     return html.escape(str(v))
+
+
+def _is_wide(data: bytes) -> bool:
+    """A PNG more than twice as wide as tall (a row of panels, like PITA's ladder.png): shown at the
+    page's width instead of a thumbnail. Width and height are the IHDR chunk's first two integers."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return height > 0 and width > 2 * height
 
 
 def _png_uri(data: bytes) -> str:
@@ -209,7 +218,9 @@ def figures(runs: list[RunInfo]) -> str:
             continue
         parts.append(f"<h3>{html.escape(r.label)}</h3>")
         for f in r.figures:
-            parts.append(f"<figure><img src=\"{_png_uri(f.read_bytes())}\" alt=\"{html.escape(f.name)}\">"
+            data = f.read_bytes()
+            wide = " class=wide" if _is_wide(data) else ""
+            parts.append(f"<figure><img{wide} src=\"{_png_uri(data)}\" alt=\"{html.escape(f.name)}\">"
                          f"<figcaption>{html.escape(f.name)}</figcaption></figure>")
     return "".join(parts) or "<p>No figures.</p>"
 
