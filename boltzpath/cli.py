@@ -219,7 +219,9 @@ def evaluate_cmd(run_dir, reference, seed, quiet):
     from boltzpath.progress import Progress
 
     metrics = evaluate_run(run_dir, reference, seed=seed, progress=Progress(enabled=not quiet))
-    for name, entry in sorted(metrics.get("metrics", {}).items()):
+    shown = metrics["evaluation"] if isinstance(metrics.get("evaluation"), dict) else metrics  # PITA, DiKL
+    click.echo(f"reference: {shown.get('reference') or 'none (reference-free metrics only)'}")
+    for name, entry in sorted(shown.get("metrics", {}).items()):
         if isinstance(entry, dict) and "value" in entry:
             click.echo(f"{name:32s} {entry['value']!s:>14}  (n={entry.get('n')})")
 

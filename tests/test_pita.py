@@ -7,6 +7,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from boltzpath.cli import cli
 from boltzpath.config import from_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
@@ -245,6 +246,13 @@ def test_references_folder_scores_every_stage_that_has_a_file(tmp_path):
     assert files[1].endswith("gmm40_T2_seed0.npy") and files[2].endswith("gmm40_T1_seed0.npy")
     assert yaml.safe_load((out / "config.yaml").read_text())["stage_references"] == {
         "2": str((refs / "gmm40_T2_seed0.npy").resolve()), "1": str((refs / "gmm40_T1_seed0.npy").resolve())}
+    # `evaluate` rescores the final samples where PITA keeps them ("evaluation", what `report` reads)
+    r = CliRunner().invoke(cli, ["evaluate", str(out), "--reference", str(refs / "gmm40_T3_seed0.npy"),
+                                 "--quiet"])
+    assert r.exit_code == 0 and "gmm40_T3_seed0.npy" in r.output, r.output
+    ev = json.loads((out / "metrics.json").read_text())["evaluation"]
+    assert ev["reference"].endswith("gmm40_T3_seed0.npy") and "reference_file" not in ev
+    assert ev["metrics"]["energy_w2"]["n"] == 128 and np.isfinite(ev["mean_energy"])
     # references the config names itself win over the folder's files at their temperatures
     cfg = resolve_config(None, str(preset), None, ("reference=held.npy", "stage_references={'2.0': t2.npy}"))
     add_references(cfg, refs)
