@@ -75,6 +75,17 @@ def test_smc_warning_reads_the_final_ess_fraction(frac, flagged):
     assert "collapsed" not in staged and "quality gate" in staged
 
 
+def test_smc_warning_names_a_stage_whose_anneal_was_replaced_by_the_repair():
+    # LJ-13 cpu seed 1 with 200 SMC steps (2026-12-05): at stage 1 all 1000 annealed particles
+    # overlapped, the bridge repaired them by descent, and the stage came out 9 kT too cold with a
+    # healthy final ESS (98.6 %) — only the repaired fraction shows it
+    stages = [{"stage": 1, "temperature": 3.0, "final_ess_fraction": 0.986, "repaired_fraction": 1.0},
+              {"stage": 2, "temperature": 2.0, "final_ess_fraction": 0.013}]
+    w = smc_warning({"stages": stages})
+    assert w is not None and "repaired" in w and "stage 1 (T=3.0) 100 %" in w and "stage 2" not in w
+    assert smc_warning({"stages": [{**stages[0], "repaired_fraction": 0.0}]}) is None
+
+
 def test_the_warning_does_not_send_a_multimodal_sampler_to_itself():
     from boltzpath.metrics.convergence import next_step
 

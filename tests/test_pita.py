@@ -179,6 +179,8 @@ def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
     assert info["betas"][-1] == 1.0 and info["levels"] == len(info["betas"]) >= 1
     # one evaluation of every annealed particle, then `moves` per level
     assert st["energy_evaluations"]["final_reweighting"] == 128 * (1 + 2 * info["levels"])
+    # no particle needed the repair fallback (run.log and the run's warning name a stage that did)
+    assert info["repaired_before_bridge"] == 0 and st["repaired_fraction"] == 0
 
 
 def test_model_check_compares_the_models_own_samples_with_its_buffer(monkeypatch):

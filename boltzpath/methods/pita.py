@@ -189,7 +189,11 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     x = torch.cat(xs)[: cfg.buffer_size]
     summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
-               / cfg.n_particles}
+               / cfg.n_particles,
+               # bridge tail: annealed particles above the high-energy flag that had to be moved below
+               # it by steepest descent before the bridge (its approximate fallback; 0 when it ran as is)
+               "repaired_fraction": sum(p.get("bridge", {}).get("repaired_before_bridge", 0) for p in logs)
+               / (cfg.n_particles * len(logs))}
     return x, summary, energy
 
 
@@ -266,6 +270,13 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             run.log(f"WARNING stage {k}: {cis:.0%} of the samples at T={temp:g} have a cis peptide bond "
                     f"(another isomer than the target's all-trans molecule; the relaxation cannot undo it) — "
                     "the model's samples are not yet valid molecules: train longer or use a larger model")
+        if metrics.get("repaired_fraction"):
+            run.log(f"WARNING stage {k}: {metrics['repaired_fraction']:.0%} of the annealed particles "
+                    "overlapped (E/kT above the high-energy flag) and were moved below it by steepest "
+                    "descent before the bridge, so this stage's samples come from that repair, not from the "
+                    f"anneal (they can come out too cold); the stage-{k - 1} model anneals badly at "
+                    f"gamma={cfg.gamma(k):.3g}: train it longer, add a temperature between the two, or "
+                    "change the seed")
         if k > 0:
             metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
@@ -577,6 +588,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         "stages": [{"stage": m["stage"], "temperature": m["temperature"],
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
+                    **({"repaired_fraction": m["repaired_fraction"]} if m.get("repaired_fraction") else {}),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
                     **({"model_check": m["model_check"]} if "model_check" in m else {}),
                     **({"mirrored_fraction": m["chirality"]["mirrored_fraction"],

@@ -161,9 +161,12 @@ def _gate_failure(gate: Any) -> str | None:
 def smc_warning(metrics: dict[str, Any]) -> str | None:
     """A one-line warning for a PITA/SMC run whose weights collapsed (or whose energy model failed
     its gate), from the metrics the run wrote; None when nothing looks wrong."""
-    collapsed, gates = [], []
+    collapsed, gates, repaired = [], [], []
     for stage in metrics.get("stages", []):
         where = f"stage {stage.get('stage')} (T={stage.get('temperature')})"
+        rep = stage.get("repaired_fraction")
+        if isinstance(rep, int | float) and rep > 0:  # the bridge repairs only when < 10 % are below the flag
+            repaired.append(f"{where} {100 * rep:.0f} %")
         frac = stage.get("final_ess_fraction")
         if isinstance(frac, int | float) and frac < SMC_ESS_MIN:
             collapsed.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
@@ -173,6 +176,10 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
     gate = _gate_failure(metrics.get("energy_model_gate"))
     if gate:
         gates.append(f"the run ({gate})")
+    if repaired:  # the anneal itself failed there: its particles overlapped and were replaced by descent
+        return ("annealed particles overlapped and were repaired by descent at " + "; ".join(repaired)
+                + " — those stages' samples come from the repair, not from the anneal (run.log says more); "
+                "raise train.steps, add temperatures to the ladder or change the seed")
     if collapsed:
         gate_part = f"; energy model gate failed at {'; '.join(gates)}" if gates else ""
         return ("weights collapsed: " + "; ".join(collapsed) + gate_part + " — the samples are unreliable; "
