@@ -216,10 +216,11 @@ def sample_cmd(target_name, method, n, seed, out, temperature, reference, config
 def evaluate_cmd(run_dir, reference, seed, quiet):
     """Recompute a run folder's metrics and plots against a reference set."""
     from boltzpath.api import evaluate_run
+    from boltzpath.io.runs import RunDir
     from boltzpath.progress import Progress
 
     metrics = evaluate_run(run_dir, reference, seed=seed, progress=Progress(enabled=not quiet))
-    shown = metrics["evaluation"] if isinstance(metrics.get("evaluation"), dict) else metrics  # PITA, DiKL
+    shown = RunDir.final_evaluation(metrics)
     click.echo(f"reference: {shown.get('reference') or 'none (reference-free metrics only)'}")
     for name, entry in sorted(shown.get("metrics", {}).items()):
         if isinstance(entry, dict) and "value" in entry:

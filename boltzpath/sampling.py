@@ -298,12 +298,10 @@ def evaluate_folder(run_dir: str | Path, reference: str | Path | None, seed: int
     ref, name = reference_or_bundled(reference, target)
     metrics = rd.read_metrics()
     fresh = compute_metrics(samples, target, ref, name, seed, progress)
-    if isinstance(metrics.get("evaluation"), dict):
-        # PITA and DiKL folders keep their final metrics under "evaluation" (what `report` reads); the
-        # old entry, scored against another reference, is replaced whole (per-stage records are kept)
-        metrics["evaluation"] = {"mean_energy": float(samples.energy.double().mean()), **fresh}
-    else:
+    if RunDir.final_evaluation(metrics) is metrics:
         metrics.update(fresh)
+    else:  # PITA, DiKL: the old entry, scored against another reference, is replaced whole (stages kept)
+        metrics["evaluation"] = {"mean_energy": float(samples.energy.double().mean()), **fresh}
     rd.write_metrics(metrics)
     write_plots(rd, samples, target, ref)
     rd.log(f"evaluated against {name}")

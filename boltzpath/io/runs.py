@@ -144,6 +144,13 @@ class RunDir:
             return {}
         return json.loads(f.read_text())
 
+    @staticmethod
+    def final_evaluation(metrics: dict[str, Any]) -> dict[str, Any]:
+        """Where a metrics.json keeps the scores of the final samples: under ``evaluation`` in PITA and
+        DiKL folders, at the top level in ``sample`` folders."""
+        evaluation = metrics.get("evaluation")
+        return evaluation if isinstance(evaluation, dict) else metrics
+
     def log(self, message: str) -> None:
         """Append one timestamped line to ``run.log`` (rewritten atomically)."""
         f = self.path / "run.log"

@@ -32,8 +32,8 @@ import torch
 
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_write_json
-from boltzpath.io.samples import Samples, load_reference
-from boltzpath.metrics.bundled import bundled_reference
+from boltzpath.io.samples import Samples
+from boltzpath.sampling import reference_or_bundled
 
 METRICS = ("energy_w2", "distance_w2", "aligned_w2", "coordinate_w2", "mode_weight_tvd", "mode_coverage",
            "second_moment_rel_error", "high_energy_fraction")
@@ -97,13 +97,11 @@ def compare_with_pt(run_dir: str | Path, seed: int = 0, max_n: int = 2000) -> di
     target = make_target(cfg["target"], **(cfg.get("target_options") or {})).at_temperature(float(temps[-1]))
     samples = Samples.load(rd / "samples.npz")
     budget = int(metrics["energy_evaluations"]["total"])
-    if cfg.get("reference"):
-        reference, ref_name = load_reference(cfg["reference"], target.dim), str(cfg["reference"])
-    elif exact_sampler(target) is not None:
+    if not cfg.get("reference") and exact_sampler(target) is not None:
         reference, ref_name = None, "exact sampler"
-    elif (b := bundled_reference(target)) is not None:
-        reference, ref_name = b
-    else:
+    else:  # the run's own reference, else the certified set shipped for the target
+        reference, ref_name = reference_or_bundled(cfg.get("reference"), target)
+    if ref_name is None:
         raise BadInput(f"no reference to compare on for {cfg['target']} at T = {temps[-1]:g}: "
                        "set reference=PATH in the run's config (--set reference=...)")
     t_max = max(2.0, float(temps[0]) / float(temps[-1]))

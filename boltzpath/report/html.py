@@ -53,7 +53,7 @@ class RunInfo:
         if not self.raw:
             raise BadInput(f"{path} has no metrics.json (an unfinished run? see its run.log)")
         self.complete = rd.is_complete
-        evaluation = self.raw.get("evaluation") if "evaluation" in self.raw else self.raw
+        evaluation = RunDir.final_evaluation(self.raw)
         self.metrics: dict[str, dict] = {k: v for k, v in (evaluation.get("metrics") or {}).items()
                                           if isinstance(v, dict) and "value" in v}
         ev = self.raw.get("energy_evaluations")
