@@ -48,7 +48,7 @@ LADDERS = {
     "lj13": [1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.5, 8.0],
 }
 # the temperatures whose samples are saved; LJ-13 1.75: the extra rung tried in the melting region
-PITA_TEMPERATURES = {"dw4": [1.0, 1.2, 1.5, 2.0, 3.0], "lj13": [1.0, 1.2, 1.5, 1.75, 2.0, 3.0, 4.0]}
+PITA_TEMPERATURES = {"dw4": [1.0, 1.2, 1.5, 2.0, 3.0], "lj13": [1.0, 1.2, 1.5, 1.75, 2.0, 3.0, 3.5, 4.0]}
 SIZES = {  # chains per replica, burn-in and thinning (MALA iterations)
     "full": {"chains": 256, "burn_in": 4000, "thin": 40},
     "quick": {"chains": 64, "burn_in": 500, "thin": 10},
