@@ -181,6 +181,10 @@ def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
     assert st["energy_evaluations"]["final_reweighting"] == 128 * (1 + 2 * info["levels"])
     # no particle needed the repair fallback (run.log and the run's warning name a stage that did)
     assert info["repaired_before_bridge"] == 0 and st["repaired_fraction"] == 0
+    # the annealed particles that were above the flag (left out of the bridge), as a fraction
+    assert st["overlap_fraction"] == info["excluded_high_energy"] / 128
+    final = json.loads((tmp_path / "bridge" / "metrics.json").read_text())
+    assert final["stages"][1]["overlap_fraction"] == st["overlap_fraction"]
 
 
 def test_model_check_compares_the_models_own_samples_with_its_buffer(monkeypatch):

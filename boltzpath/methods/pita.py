@@ -194,6 +194,9 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
                # it by steepest descent before the bridge (its approximate fallback; 0 when it ran as is)
                "repaired_fraction": sum(p.get("bridge", {}).get("repaired_before_bridge", 0) for p in logs)
                / (cfg.n_particles * len(logs))}
+    if any("bridge" in p for p in logs):  # annealed particles above the flag, left out or repaired
+        summary["overlap_fraction"] = (sum(p["bridge"]["excluded_high_energy"] for p in logs)
+                                       / (cfg.n_particles * len(logs)))
     return x, summary, energy
 
 
@@ -589,6 +592,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
                     **({"repaired_fraction": m["repaired_fraction"]} if m.get("repaired_fraction") else {}),
+                    **({"overlap_fraction": m["overlap_fraction"]} if "overlap_fraction" in m else {}),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),
                     **({"model_check": m["model_check"]} if "model_check" in m else {}),
                     **({"mirrored_fraction": m["chirality"]["mirrored_fraction"],
