@@ -108,6 +108,39 @@ def test_gate_extends_training_until_the_cap(tmp_path):
     assert [c["step"] for c in gate["checks"]] == [2, 4, 6]
 
 
+def test_generator_criterion_extends_training_on_the_model_check(tmp_path):
+    # gate.criteria [generator]: training goes on while the model's own samples (model check) are
+    # out of the buffer's energy range. A two-step network samples far outside (0 % in range), so
+    # with min_in_range 0.99 it trains to the cap, checking after each segment; each check's
+    # evaluations are counted. The energy criterion is not asked for here, so it cannot be the cause.
+    cfg = _undertrained(tmp_path, "warn")
+    cfg.gate.criteria, cfg.gate.min_in_range, cfg.gate.max_factor = ["generator"], 0.99, 3
+    cfg.gate.model_check_n = 16
+    run_pita(cfg, tmp_path / "gen")
+    st0 = json.loads((tmp_path / "gen" / "stage_0" / "metrics.json").read_text())
+    gate = st0["energy_model_gate"]
+    assert [c["step"] for c in gate["checks"]] == [2, 4, 6]
+    assert all(c["model_check"]["in_range_fraction"] < 0.99 for c in gate["checks"])
+    assert gate["passed"] is False and len(gate["failing"]) == 1 and "own samples" in gate["failing"][0]
+    assert st0["model_check"] == gate["checks"][-1]["model_check"]  # reused, not drawn again
+    assert st0["energy_evaluations"]["model_check"] == 3 * 16
+    assert "own samples in the buffer's energy range" in (tmp_path / "gen" / "run.log").read_text()
+    # the same network passes a generator criterion that asks for nothing, on the first check,
+    # although its energy figures would fail
+    cfg.gate.min_in_range = 0.0
+    run_pita(cfg, tmp_path / "pass")
+    gate = json.loads((tmp_path / "pass" / "stage_0" / "metrics.json").read_text())["energy_model_gate"]
+    assert gate["passed"] is True and [c["step"] for c in gate["checks"]] == [2]
+    assert gate["checks"][0]["corr"] < 0.9
+
+
+@pytest.mark.parametrize("gate", [{"criteria": ["fast"]}, {"criteria": []},
+                                  {"criteria": ["generator"], "model_check_n": 0}])
+def test_gate_criteria_are_checked(gate):
+    with pytest.raises(BadInput, match="gate.criteria"):
+        from_dict(PITAConfig, {**TINY, "gate": gate}).validate()
+
+
 class _QuadraticTarget:
     """E/kT = ½‖x‖² with an identity projection, counting its evaluations."""
 

@@ -64,6 +64,12 @@ class QualityGate:
     jitter_draws: int = 8
     max_jitter: float = 1.0  # above this median std of ΔE/kT (nats): WARNING in the run log
     min_in_range: float = 0.5  # below this share of samples within the buffer's energy range: WARNING
+    # what must pass before training stops (up to max_factor): "energy" — the held-out reweighting
+    # ESS and correlation of U_η(·, σ_min); "generator" — the model check's in-range share (needs
+    # model_check_n > 0). LJ-13 at T = 4 → 3: the generator check separated an undertrained stage-0
+    # model (72 % in range; 37 % of its annealed particles overlapping) from one trained twice as long
+    # (92 %; 4 %), where the energy figures could not (docs/pita.md, 2026-12-05 (day)).
+    criteria: list[str] = field(default_factory=lambda: ["energy"])
 
     def validate(self) -> None:
         if not 0 < self.holdout_fraction < 0.5:
@@ -80,10 +86,31 @@ class QualityGate:
             raise BadInput("gate.jitter_n must be >= 0, gate.jitter_draws >= 2 and gate.max_jitter > 0")
         if self.model_check_n < 0 or not 0 <= self.min_in_range <= 1:
             raise BadInput("gate.model_check_n must be >= 0 and gate.min_in_range in [0, 1]")
+        unknown = [c for c in self.criteria if c not in ("energy", "generator")]
+        if unknown or not self.criteria:
+            raise BadInput(f"gate.criteria must be a non-empty list of 'energy' and 'generator', got {self.criteria}")
+        if "generator" in self.criteria and self.model_check_n < 1:
+            raise BadInput("gate.criteria 'generator' needs the model check: gate.model_check_n >= 1")
 
-    def passes(self, report: dict) -> bool:
-        return (report["reweight_ess_fraction"] >= self.min_reweight_ess
-                and report["corr"] >= self.min_corr)
+    def passes(self, report: dict, model_check: dict | None = None) -> bool:
+        """Whether every criterion in ``criteria`` passes: the energy report's reweighting ESS and
+        correlation, and (``generator``) the model check's share of samples in the buffer's range."""
+        return not self.failing(report, model_check)
+
+    def failing(self, report: dict, model_check: dict | None = None) -> list[str]:
+        """The criteria that fail, each as a short phrase for the run log (empty: the gate passes)."""
+        out = []
+        if "energy" in self.criteria and not (report["reweight_ess_fraction"] >= self.min_reweight_ess
+                                              and report["corr"] >= self.min_corr):
+            out.append(f"held-out reweighting ESS {report['reweight_ess_fraction']:.2f} "
+                       f"(needs {self.min_reweight_ess}), corr {report['corr']:.2f} (needs {self.min_corr})")
+        if "generator" in self.criteria:
+            if model_check is None:
+                raise ValueError("the generator criterion needs the model check's report")
+            if not model_check["in_range_fraction"] >= self.min_in_range:
+                out.append(f"{model_check['in_range_fraction']:.0%} of the model's own samples in the buffer's "
+                           f"energy range (needs {self.min_in_range:.0%})")
+        return out
 
 
 def split_holdout(n: int, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -306,14 +306,18 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         earlier = [_labelled(TrainingBuffer.load(run.path / f"stage_{j}" / "buffer.npz").to(par.device),
                              cfg.temperatures[j]) for j in range(k)] if cfg.train_on_all_buffers else []
         models = Models(score, energy, cfg.net)
-        result, gate, n_train = _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback, par)
+        result, gate, n_train, check = _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback,
+                                                        par, target, schedule)
         metrics["training"] = {"steps": result.step, "wall_time_s": time.perf_counter() - t0,
                                "n_train": n_train,
                                "final_loss": result.history[-1]["loss"] if result.history else None}
         metrics["energy_model_gate"] = gate
         if cfg.gate.model_check_n and par.is_main:  # can the model make its own training data?
-            metrics["model_check"] = _model_check(cfg, k, result.ema, target, buffer, schedule, par)
-            metrics["energy_evaluations"]["model_check"] = metrics["model_check"]["n"]
+            metrics["model_check"] = check or _model_check(cfg, k, result.ema, target, buffer, schedule, par)
+            # the gate's generator checks ran on every process, one per training segment
+            gated = [c["model_check"]["n"] for c in (gate or {}).get("checks", []) if "model_check" in c]
+            metrics["energy_evaluations"]["model_check"] = (sum(gated) * par.ctx.world_size if gated
+                                                            else metrics["model_check"]["n"])
             if metrics["model_check"]["in_range_fraction"] < cfg.gate.min_in_range:
                 run.log("WARNING " + _model_check_warning(k, temp, metrics["model_check"]))
         if cfg.gate.jitter_n and par.is_main:  # can U_η(·, σ_min) be E/kT at all? (quality.sigma_min_jitter)
@@ -331,9 +335,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
             last_q = gate["checks"][-1]
-            msg = (f"stage {k}: the energy model is too poor for gamma={last_q['gamma']:.3g} "
-                   f"(held-out reweighting ESS {last_q['reweight_ess_fraction']:.2f} < "
-                   f"{cfg.gate.min_reweight_ess}, corr {last_q['corr']:.2f}); "
+            msg = (f"stage {k}: the energy model is too poor for gamma={last_q['gamma']:.3g} after "
+                   f"{result.step} steps ({'; '.join(gate['failing'])}); "
                    "raise the training steps or gate.max_factor")
             run.log("WARNING " + msg)
             if cfg.gate.action == "refuse":
@@ -411,12 +414,15 @@ def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
                           buffer.n_particles, buffer.spatial_dim)
 
 
-def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback, par: PitaParallel):
+def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback, par: PitaParallel,
+                     target=None, schedule=None):
     """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
     model's quality for γ = T_k/T_{k+1} on it, and extend training by the stage's steps at a time up
-    to ``gate.max_factor`` times them until the gate passes (``diffusion.quality``). ``earlier``: labelled
-    buffers of stages < k trained on too (``train_on_all_buffers``).
-    Returns (TrainResult, gate report or None, number of training samples)."""
+    to ``gate.max_factor`` times them until the gate passes (``diffusion.quality``; with the
+    ``generator`` criterion the model check, ``_model_check`` on the whole buffer, must pass too: it
+    runs on every process from the same generator, so all agree). ``earlier``: labelled buffers of
+    stages < k trained on too (``train_on_all_buffers``).
+    Returns (TrainResult, gate report or None, number of training samples, last model check or None)."""
     gcfg = cfg.gate
     temp_k = cfg.temperatures[k] if cfg.train_on_all_buffers else None
     if temp_k is not None:
@@ -438,7 +444,7 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
                        checkpoint_path=sdir.file("model.pt"), resume=True,
                        pin_sigma_default=cfg.schedule.sigma_min, hooks=par.hooks())
         if hold is None:
-            return result, None, len(train_buf)
+            return result, None, len(train_buf), None
         if result.step > steps:  # resumed past this check: it had failed (training went on), skip it
             steps = min(steps + tcfg.steps, cap)
             continue
@@ -447,11 +453,15 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
                                  _generator(cfg.seed, k, "quality", par.device),
                                  sorted({float(cfg.schedule.sigma_min), *map(float, gcfg.sigmas)}),
                                  hold.temperature, tcfg.pin_mask_above)
-        checks.append({"step": result.step, **q})
-        passed = gcfg.passes(q)
-        if passed or steps >= cap:
-            return result, {"passed": passed, "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
-                            "min_corr": gcfg.min_corr}, len(train_buf)
+        mc = None
+        if "generator" in gcfg.criteria:
+            mc = _model_check(cfg, k, result.ema, target, buffer, schedule, par)
+        checks.append({"step": result.step, **q, **({"model_check": mc} if mc else {})})
+        failing = gcfg.failing(q, mc)
+        if not failing or steps >= cap:
+            return result, {"passed": not failing, "failing": failing, "criteria": list(gcfg.criteria),
+                            "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
+                            "min_corr": gcfg.min_corr, "min_in_range": gcfg.min_in_range}, len(train_buf), mc
         steps = min(steps + tcfg.steps, cap)
 
 
