@@ -88,7 +88,8 @@ class QualityGate:
             raise BadInput("gate.model_check_n must be >= 0 and gate.min_in_range in [0, 1]")
         unknown = [c for c in self.criteria if c not in ("energy", "generator")]
         if unknown or not self.criteria:
-            raise BadInput(f"gate.criteria must be a non-empty list of 'energy' and 'generator', got {self.criteria}")
+            raise BadInput("gate.criteria must be a non-empty list of 'energy' and 'generator', "
+                           f"got {self.criteria}")
         if "generator" in self.criteria and self.model_check_n < 1:
             raise BadInput("gate.criteria 'generator' needs the model check: gate.model_check_n >= 1")
 
@@ -108,8 +109,8 @@ class QualityGate:
             if model_check is None:
                 raise ValueError("the generator criterion needs the model check's report")
             if not model_check["in_range_fraction"] >= self.min_in_range:
-                out.append(f"{model_check['in_range_fraction']:.0%} of the model's own samples in the buffer's "
-                           f"energy range (needs {self.min_in_range:.0%})")
+                out.append(f"{model_check['in_range_fraction']:.0%} of the model's own samples in the "
+                           f"buffer's energy range (needs {self.min_in_range:.0%})")
         return out
 
 
