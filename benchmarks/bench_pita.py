@@ -93,7 +93,8 @@ def _pita(target, preset, ref_path, runs, use_weights, command, seed=0, sets=(),
     if matched and not use_weights:
         fk = json.loads((_folder(runs, target, preset, seed, True) / "metrics.json").read_text())
         cfg.relax.n_steps = matched_relax_steps(fk, cfg.relax.n_steps, cfg.buffer_size)
-    cfg.reference = str(ref_path)
+    if cfg.temperatures[-1] == 1.0:  # the held-out / certified final sets are at T = 1; a ladder cut
+        cfg.reference = str(ref_path)  # short of it (diagnosis runs) must not score its last stage on them
     folder = _folder(runs, target, preset, seed, use_weights, matched)
     stage0 = _folder(runs, target, preset, seed, True) / "stage_0"
     if not folder.exists() and not use_weights and (stage0 / "COMPLETE").is_file():
