@@ -415,7 +415,7 @@ def _labelled(buffer: TrainingBuffer, temperature: float) -> TrainingBuffer:
 
 
 def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Callback, par: PitaParallel,
-                     target=None, schedule=None):
+                     target, schedule):
     """Train stage k's models; with the gate on, hold out part of the buffer, report the energy
     model's quality for γ = T_k/T_{k+1} on it, and extend training by the stage's steps at a time up
     to ``gate.max_factor`` times them until the gate passes (``diffusion.quality``; with the
