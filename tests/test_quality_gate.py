@@ -124,7 +124,12 @@ def test_generator_criterion_extends_training_on_the_model_check(tmp_path):
     assert gate["passed"] is False and len(gate["failing"]) == 1 and "own samples" in gate["failing"][0]
     assert st0["model_check"] == gate["checks"][-1]["model_check"]  # reused, not drawn again
     assert st0["energy_evaluations"]["model_check"] == 3 * 16
-    assert "own samples in the buffer's energy range" in (tmp_path / "gen" / "run.log").read_text()
+    assert gate["failing_criteria"] == ["generator"]
+    log = (tmp_path / "gen" / "run.log").read_text()
+    assert "own samples in the buffer's energy range" in log
+    # the warning names what failed: the generator, not the energy model (not asked for here)
+    assert "WARNING stage 0: the generator's own samples leave" in log
+    assert "energy model is too poor" not in log
     # the same network passes a generator criterion that asks for nothing, on the first check,
     # although its energy figures would fail
     cfg.gate.min_in_range = 0.0

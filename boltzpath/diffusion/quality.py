@@ -98,19 +98,20 @@ class QualityGate:
         correlation, and (``generator``) the model check's share of samples in the buffer's range."""
         return not self.failing(report, model_check)
 
-    def failing(self, report: dict, model_check: dict | None = None) -> list[str]:
-        """The criteria that fail, each as a short phrase for the run log (empty: the gate passes)."""
-        out = []
+    def failing(self, report: dict, model_check: dict | None = None) -> dict[str, str]:
+        """The criteria that fail, each (``energy``/``generator``) with a short phrase for the run log
+        (empty: the gate passes)."""
+        out = {}
         if "energy" in self.criteria and not (report["reweight_ess_fraction"] >= self.min_reweight_ess
                                               and report["corr"] >= self.min_corr):
-            out.append(f"held-out reweighting ESS {report['reweight_ess_fraction']:.2f} "
+            out["energy"] = (f"held-out reweighting ESS {report['reweight_ess_fraction']:.2f} "
                        f"(needs {self.min_reweight_ess}), corr {report['corr']:.2f} (needs {self.min_corr})")
         if "generator" in self.criteria:
             if model_check is None:
                 raise ValueError("the generator criterion needs the model check's report")
             if not model_check["in_range_fraction"] >= self.min_in_range:
-                out.append(f"{model_check['in_range_fraction']:.0%} of the model's own samples in the "
-                           f"buffer's energy range (needs {self.min_in_range:.0%})")
+                out["generator"] = (f"{model_check['in_range_fraction']:.0%} of the model's own samples "
+                                    f"in the buffer's energy range (needs {self.min_in_range:.0%})")
         return out
 
 

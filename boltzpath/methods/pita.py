@@ -335,8 +335,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
             last_q = gate["checks"][-1]
-            msg = (f"stage {k}: the energy model is too poor for gamma={last_q['gamma']:.3g} after "
-                   f"{result.step} steps ({'; '.join(gate['failing'])}); "
+            msg = (f"stage {k}: {_gate_subject(gate.get('failing_criteria', ['energy']), last_q['gamma'])}"
+                   f" after {result.step} steps ({'; '.join(gate['failing'])}); "
                    "raise the training steps or gate.max_factor")
             run.log("WARNING " + msg)
             if cfg.gate.action == "refuse":
@@ -345,6 +345,17 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
     par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _gate_subject(criteria: list[str], gamma: float) -> str:
+    """What the failed gate says is wrong: the energy model (its weights at ``gamma``), the generator
+    (the score model's own samples), or both."""
+    parts = []
+    if "energy" in criteria:
+        parts.append(f"the energy model is too poor for gamma={gamma:.3g}")
+    if "generator" in criteria:
+        parts.append("the generator's own samples leave the buffer's energy range")
+    return " and ".join(parts)
 
 
 def _chirality_fix(cfg: PITAConfig, k: int, x: torch.Tensor, target, grad: torch.Tensor | None = None):
@@ -459,7 +470,8 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         checks.append({"step": result.step, **q, **({"model_check": mc} if mc else {})})
         failing = gcfg.failing(q, mc)
         if not failing or steps >= cap:
-            return result, {"passed": not failing, "failing": failing, "criteria": list(gcfg.criteria),
+            return result, {"passed": not failing, "failing": list(failing.values()),
+                            "failing_criteria": list(failing), "criteria": list(gcfg.criteria),
                             "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
                             "min_corr": gcfg.min_corr, "min_in_range": gcfg.min_in_range}, len(train_buf), mc
         steps = min(steps + tcfg.steps, cap)
