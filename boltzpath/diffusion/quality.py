@@ -105,7 +105,8 @@ class QualityGate:
         if "energy" in self.criteria and not (report["reweight_ess_fraction"] >= self.min_reweight_ess
                                               and report["corr"] >= self.min_corr):
             out["energy"] = (f"held-out reweighting ESS {report['reweight_ess_fraction']:.2f} "
-                       f"(needs {self.min_reweight_ess}), corr {report['corr']:.2f} (needs {self.min_corr})")
+                             f"(needs {self.min_reweight_ess}), corr {report['corr']:.2f} "
+                             f"(needs {self.min_corr})")
         if "generator" in self.criteria:
             if model_check is None:
                 raise ValueError("the generator criterion needs the model check's report")

@@ -335,7 +335,7 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
             last_q = gate["checks"][-1]
-            msg = (f"stage {k}: {_gate_subject(gate.get('failing_criteria', ['energy']), last_q['gamma'])}"
+            msg = (f"stage {k}: {_gate_subject(gate['failing_criteria'], last_q['gamma'])}"
                    f" after {result.step} steps ({'; '.join(gate['failing'])}); "
                    "raise the training steps or gate.max_factor")
             run.log("WARNING " + msg)
