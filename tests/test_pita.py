@@ -187,6 +187,27 @@ def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
     assert final["stages"][1]["overlap_fraction"] == st["overlap_fraction"]
 
 
+
+def test_overshoot_anneals_below_the_stage_temperature_only_where_a_true_energy_tail_returns(tmp_path):
+    # anneal.overshoot: the weighted SMC targets γ·overshoot and the bridge (told that γ) carries the
+    # particles back to T_k (exactness: tests/test_smc_bridge.py); the score-scaling ablation has no
+    # such tail, so it keeps γ; tail "fk" would leave the samples at the colder temperature: refused
+    two = dict(TINY, temperatures=[4.0, 2.0])
+    bridge = {**TINY["anneal"], "tail": "bridge", "bridge_moves": 1, "bridge_step_size": 0.01,
+              "overshoot": 1.25}
+    run_pita(from_dict(PITAConfig, dict(two, anneal=bridge)), tmp := tmp_path / "weighted")
+    st = json.loads((tmp / "stage_1" / "metrics.json").read_text())
+    assert st["gamma"] == pytest.approx(2.0 * 1.25) and st["overshoot"] == pytest.approx(1.25)
+    assert st["temperature"] == 2.0  # the samples are labelled, relaxed and stored at T_k
+    run_pita(from_dict(PITAConfig, dict(two, anneal={**bridge, "use_weights": False})),
+             tmp2 := tmp_path / "ablation")
+    st = json.loads((tmp2 / "stage_1" / "metrics.json").read_text())
+    assert st["gamma"] == pytest.approx(2.0) and st["overshoot"] == pytest.approx(1.0)
+    for bad in ({"tail": "fk", "overshoot": 1.25}, {"overshoot": 0.0}):
+        with pytest.raises(BadInput, match="overshoot"):
+            from_dict(PITAConfig, dict(two, anneal={**TINY["anneal"], **bad})).validate()
+
+
 def test_model_check_compares_the_models_own_samples_with_its_buffer(monkeypatch):
     """The generator check (gate.model_check_n): the samples the anneal returns are scored with the
     true E/kT_k against the buffer's 99th percentile. A "model" that returns its buffer is in range

@@ -128,3 +128,39 @@ def test_bridge_repairs_a_population_that_overlaps_entirely_and_reports_it():
                            BridgeSettings(moves=2, step_size=0.01, high_energy=50.0), gen)
     assert info["repaired_before_bridge"] == 200 and info["betas"][-1] == 1.0
     assert float(GAMMA * MIX.energy(x, 0.0).max()) <= 50.0
+
+
+
+def _variance_left_mode(log_density):
+    """Var[x | x < 0] of a density on GRID: the width (temperature) of the dominant mode at x = −2."""
+    dens = torch.exp(log_density - log_density.max()) * (GRID[:, 0] < 0)
+    m = (dens[:, None] * GRID).sum() / dens.sum()
+    return float((dens * (GRID[:, 0] - m) ** 2).sum() / dens.sum())
+
+
+def test_bridge_from_an_overshot_colder_density_ends_on_the_target():
+    # PITA's anneal.overshoot: the SMC hands the bridge particles from exp(−γ'U'), γ' = 1.5γ — a colder
+    # density than the target's, with the wrong model U' — and tells it γ'. The bridge must still end
+    # on p^γ. Statistic: Var[x | x < 0], the dominant mode's width, 0.0486 under p^γ and 0.0305 at
+    # the start (grid values). Replica mean of 8 (1000 particles each), tolerance 4 standard errors
+    # (≈ 0.0026 at these seeds; mean 0.0472). Telling the bridge γ instead of γ' (the wiring bug this
+    # guards against) ends at 0.0451 ± 0.0003 s.e. and fails it.
+    wrong, over = _Model(PerturbedMixture(MIX)), 1.5
+    v_true = _variance_left_mode(-GAMMA * MIX.energy(GRID, 0.0))
+    v_start = _variance_left_mode(-over * GAMMA * wrong.energy(GRID, 0.0))
+    assert v_true - v_start > 0.01  # the start is visibly colder
+    values = []
+    for r in range(8):
+        gen = torch.Generator().manual_seed(700 + r)
+        logp = -over * GAMMA * wrong.energy(GRID, 0.0)
+        p = torch.exp(logp - logp.max())
+        idx = torch.multinomial(p / p.sum(), 1000, replacement=True, generator=gen)
+        h = float(GRID[1, 0] - GRID[0, 0])
+        x0 = GRID[idx] + h * (torch.rand(1000, 1, generator=gen, dtype=torch.float64) - 0.5)
+        x, _, _, info = bridge(wrong, x0, torch.zeros(1000, dtype=torch.float64), _Target(), over * GAMMA,
+                               BridgeSettings(moves=5, step_size=0.01), gen)
+        assert info["reached_by_moves"]
+        values.append(float(x[x[:, 0] < 0, 0].var()))
+    v = torch.tensor(values, dtype=torch.float64)
+    tol = 4 * float(v.std()) / math.sqrt(len(v))
+    assert abs(float(v.mean()) - v_true) < tol, (float(v.mean()), v_true, v_start, tol)

@@ -164,6 +164,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
         score = None  # s = −∇U_η: drift and weights from one consistent model
     model = _network_model(score, energy, target, schedule, read_at)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": cfg.gamma(k)})
+    if acfg.reweights_on_true_energy:  # overshoot: anneal below T_k, the true-energy tail returns to it
+        acfg.gamma = cfg.gamma(k) * acfg.overshoot
     choice = None
     if acfg.divergence == "auto":  # probes chosen by their measured variance on noised buffer data
         prev = TrainingBuffer.load(Path(models_path).parent / "buffer.npz").x[:128].to(par.device)
@@ -187,7 +189,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
                      "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled,
                      **({"bridge": res.info.tail} if res.info.tail else {})})
     x = torch.cat(xs)[: cfg.buffer_size]
-    summary = {"gamma": acfg.gamma, "tail": acfg.tail, "divergence_choice": choice, "populations": logs,
+    summary = {"gamma": acfg.gamma, "overshoot": acfg.gamma / cfg.gamma(k), "tail": acfg.tail,
+               "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
                / cfg.n_particles,
                # bridge tail: annealed particles above the high-energy flag that had to be moved below

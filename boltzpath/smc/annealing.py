@@ -73,6 +73,12 @@ class AnnealConfig:
     (LJ-13 stage 4 → 5: ~1e-4 per probe at t = 0.67, 1e3–5e4 at t = 0.155), so nearly all of the
     log-weight noise comes from the last steps; exact there and Hutchinson before costs d VJPs on
     those steps only. 0 (default): off.
+    ``overshoot`` (used by PITA): the weighted SMC anneals to γ·overshoot, a temperature T_k/overshoot
+    below the stage's, and the tail — which reweights on the true E/kT_k from the density it was
+    handed, exp(−γ·overshoot·U_η) — brings the particles back to T_k (exactly for ``bridge`` and
+    ``true_energy``). Ignored by the score-scaling ablation (no tail: it anneals to T_k). Motive: at
+    LJ-13's melting rungs the annealed populations come out hot (liquid-like clusters that MALA
+    cannot freeze), while a cold start warms up within a few relaxation steps.
     ``score_from`` (used by callers that hold both networks, e.g. PITA): ``net`` — the score network
     s_θ drives the drift and the divergence; ``energy`` — s = −∇U_η, so score and energy are
     consistent by construction (∇·s = −ΔU_η by double backprop) and the score network only teaches
@@ -98,6 +104,7 @@ class AnnealConfig:
     bridge_cess: float = 0.9
     bridge_step_size: float = 1e-4
     bridge_from_stop: bool = False  # bridge tail: increments stop at stop_resampling_t (not exact)
+    overshoot: float = 1.0  # PITA: anneal to gamma * overshoot; the true-energy tail returns to T_k
 
     def validate(self) -> None:
         if self.n_steps < 1:
@@ -127,6 +134,12 @@ class AnnealConfig:
             raise BadInput("anneal.bridge_moves must be >= 0, bridge_max_levels >= 1, bridge_cess in (0, 1)")
         if not self.bridge_step_size > 0:
             raise BadInput(f"anneal.bridge_step_size must be > 0, got {self.bridge_step_size}")
+        if not self.overshoot > 0:
+            raise BadInput(f"anneal.overshoot must be > 0, got {self.overshoot}")
+        if self.overshoot != 1.0 and self.use_weights and self.tail == "fk":
+            raise BadInput("anneal.overshoot != 1 needs a tail that reweights on the true energy "
+                           "(bridge, true_energy or released); with tail 'fk' the samples would stay "
+                           "at the overshot temperature")
         if self.clamp_quantile is not None and not 0 < self.clamp_quantile <= 1:
             raise BadInput(f"anneal.clamp_quantile must be in (0, 1] or null, got {self.clamp_quantile}")
 
