@@ -92,6 +92,24 @@ def test_particles_with_reference_array_and_symmetric_copy():
     assert m["aligned_w2"]["noise_floor"]["mean"] > 0.1
 
 
+def test_mean_energy_shift_has_the_sign_of_hot_and_cold_samples():
+    # energy W1/W2 are unsigned; mean_energy_shift says which way: samples equal to the reference
+    # give 0 (to float32 storage), samples with a larger mean E/kT a positive shift equal to the
+    # difference of means computed directly
+    t = make_target("dw4")
+    ref = t.prior_sample(200, _gen(6), dtype=torch.float64)
+    same = evaluate(_samples(t, ref[:100]), t, reference=ref[:100], generator=_gen(7), max_n=100,
+                    noise_repeats=2)
+    assert abs(same["metrics"]["mean_energy_shift"]["value"]) < 1e-4
+    e = t.energy(ref).double()
+    hot, cold = ref[e >= e.median()], ref[e < e.median()]
+    res = evaluate(_samples(t, hot), t, reference=cold, generator=_gen(8), max_n=200, noise_repeats=2)
+    shift = res["metrics"]["mean_energy_shift"]
+    assert shift["value"] > 0
+    want = float(t.energy(hot).double().mean() - t.energy(cold).double().mean())
+    assert shift["value"] == pytest.approx(want, rel=1e-4)
+    assert shift["noise_floor"]["mean"] >= 0  # |difference| between reference halves
+
 def test_log_weights_give_ess_and_log_z_error():
     """Importance sampling gmm40 (log Z = 0) from q = N(0, 25² I) with unnormalised log-weights
     log w = −E/kT − log q(x); log mean exp(log w) estimates log Z with delta-method standard error

@@ -289,3 +289,21 @@ def test_references_folder_scores_every_stage_that_has_a_file(tmp_path):
                                       "--references", *args])
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "x").exists()
+
+
+def test_ladder_plot_shows_the_reference_mean_energy_and_the_noise_floors(tmp_path):
+    from boltzpath.methods.pita_report import MEAN_E, _guides, write_ladder_plot
+
+    def stage(t, mean, shift, w2, floor):
+        metrics = {"mean_energy_shift": {"value": shift, "noise_floor": {"mean": 0.1}},
+                   "energy_w2": {"value": w2, "noise_floor": {"mean": floor}}}
+        return {"temperature": t, "final_ess_fraction": 0.5,
+                "evaluation": {"mean_energy": mean, "n": 10, "metrics": metrics}}
+
+    stages = [{"temperature": 4.0, "evaluation": {"mean_energy": 16.0, "n": 10}},  # no reference
+              stage(2.0, 6.0, 2.5, 1.8, 0.6), stage(1.0, -42.0, -0.5, 0.7, 0.6)]
+    g = _guides(stages)
+    assert g[MEAN_E] == [None, 3.5, -41.5]  # the reference's mean: the samples' minus the shift
+    assert g["energy_w2"] == [None, 0.6, 0.6]
+    png = write_ladder_plot(tmp_path / "ladder.png", stages)
+    assert png.is_file() and png.stat().st_size > 1000

@@ -3,8 +3,9 @@
 ``stage_metrics`` runs ``boltzpath.metrics.suite.evaluate`` (against ``reference`` or the target's
 exact sampler where one exists) and ``boltzpath.report.plots.plot_run`` when that module is
 present, and always records the mean E/kT of the stage's samples. ``write_ladder_plot`` draws one
-labelled panel per quantity — mean E/kT, every W2 measured, the FK final ESS fraction — against
-the stages, to ``ladder.png`` (written atomically).
+labelled panel per quantity — mean E/kT (with the reference's where a stage has one), every W2
+measured (with its noise floor), the FK final ESS fraction — against the stages, to ``ladder.png``
+(written atomically).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_write_bytes
 
-HEADLINE = ("energy_w2", "coordinate_w2", "aligned_w2")
+HEADLINE = ("energy_w2", "coordinate_w2", "distance_w2", "aligned_w2")
 
 
 def stage_metrics(samples, target, reference, generator: torch.Generator, max_n: int, sdir,
@@ -51,21 +52,46 @@ def headline(evaluation: dict) -> tuple[str, float]:
     return "mean E/kT", float(evaluation.get("mean_energy", float("nan")))
 
 
+MEAN_E = "mean E/kT of the stage's samples"
+
+
+def _number(v) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def _series(stages: list[dict]) -> dict[str, list[float | None]]:
     """Per-stage values of each plotted quantity (None where a stage lacks it)."""
-    out: dict[str, list[float | None]] = {"mean E/kT of the stage's samples": []}
+    out: dict[str, list[float | None]] = {MEAN_E: []}
     for name in HEADLINE:
         out[name] = []
     out["final FK ESS / n"] = []
     for m in stages:
         ev = m.get("evaluation", {})
-        out["mean E/kT of the stage's samples"].append(ev.get("mean_energy"))
+        out[MEAN_E].append(ev.get("mean_energy"))
         metrics = ev.get("metrics", {})
         for name in HEADLINE:
             v = metrics.get(name, {}).get("value") if isinstance(metrics.get(name), dict) else None
-            out[name].append(float(v) if isinstance(v, int | float) else None)
+            out[name].append(_number(v))
         out["final FK ESS / n"].append(m.get("final_ess_fraction"))
     return {k: v for k, v in out.items() if any(x is not None for x in v)}
+
+
+def _guides(stages: list[dict]) -> dict[str, list[float | None]]:
+    """What each panel is compared with, per stage: the reference's mean E/kT (the samples' mean minus
+    ``mean_energy_shift``) on the energy panel, each W2's noise floor on its panel."""
+    out: dict[str, list[float | None]] = {MEAN_E: [], **{name: [] for name in HEADLINE}}
+    for m in stages:
+        ev = m.get("evaluation", {})
+        metrics = ev.get("metrics", {})
+        shift = metrics.get("mean_energy_shift")
+        shift = shift if isinstance(shift, dict) else {}
+        mean, d = _number(ev.get("mean_energy")), _number(shift.get("value"))
+        out[MEAN_E].append(None if mean is None or d is None else mean - d)
+        for name in HEADLINE:
+            entry = metrics.get(name) if isinstance(metrics.get(name), dict) else {}
+            fl = entry.get("noise_floor") if isinstance(entry.get("noise_floor"), dict) else {}
+            out[name].append(_number(fl.get("mean")))
+    return out
 
 
 def write_ladder_plot(path: Path, stages: list[dict]) -> Path:
@@ -80,7 +106,7 @@ def write_ladder_plot(path: Path, stages: list[dict]) -> Path:
     ns = [m.get("evaluation", {}).get("n") for m in stages]
     labels = [f"{k}\nT={t:g}" + (f"\nn={n}" if n else "")
               for k, (t, n) in enumerate(zip(temps, ns, strict=True))]
-    series = _series(stages)
+    series, guides = _series(stages), _guides(stages)
     fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.4), squeeze=False,
                              layout="constrained")
     for ax, (name, values) in zip(axes[0], series.items(), strict=True):
@@ -89,7 +115,14 @@ def write_ladder_plot(path: Path, stages: list[dict]) -> Path:
             ax.bar(idx, [values[i] for i in idx], color="C1")
             ax.set_ylim(0, 1)
         else:
-            ax.plot(idx, [values[i] for i in idx], "o-")
+            ax.plot(idx, [values[i] for i in idx], "o-", label="samples")
+            ref = guides.get(name, [])
+            gi = [i for i, v in enumerate(ref) if v is not None]
+            if gi:
+                label = "reference" if name == MEAN_E else "noise floor"
+                ax.plot(gi, [ref[i] for i in gi], "s--" if name == MEAN_E else "_", color="0.45",
+                        markersize=8, label=label)
+                ax.legend(fontsize=7)
         ax.set_xticks(range(len(stages)), labels, fontsize=7)
         ax.set_xlabel("stage (temperature, samples)")
         ax.set_ylabel(name)

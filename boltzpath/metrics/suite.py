@@ -9,7 +9,8 @@ Output (JSON-serialisable, plain floats)::
 there is no reference to compare with itself. Which metrics run:
 
 - every target: ``high_energy_fraction``; ``ess``/``ess_fraction``/``log_z_error`` when the
-  samples carry log-weights; with a reference also ``energy_w1``, ``energy_w2``;
+  samples carry log-weights; with a reference also ``energy_w1``, ``energy_w2`` and
+  ``mean_energy_shift`` (signed: > 0 when the samples are hotter than the reference);
 - low-dimensional toys: ``coordinate_w2``, ``mmd`` (≤ ``mmd_max_n`` points), ``second_moment_rel_error``
   (against the exact E‖x‖² where known, else the reference's), and for gmm40/manywell
   ``mode_coverage``, ``mode_weight_tvd`` (+ ``pattern_hit_ratio`` for manywell);
@@ -182,6 +183,13 @@ def _energy_metrics(metrics, notes, e, ref, target, floor, report) -> None:
         metrics[f"energy_w{p}"] = _entry(dist.energy_w(e[finite], e_ref, p=p), n_fin, ENERGY_CONV[p],
                                          floor(ew, n_fin))
         report(f"energy_w{p}")
+    # how hot (> 0) or cold the samples are: the sign W1/W2 do not give; floor: |difference| of halves
+    ref_mean = e_ref[torch.isfinite(e_ref)].double().mean()
+    metrics["mean_energy_shift"] = _entry(
+        float(e[finite].double().mean() - ref_mean), n_fin,
+        "mean E/kT of the (finite) samples minus that of the reference; > 0: hot, < 0: cold",
+        floor(lambda a, b: abs(float(uncounted_energy(target, a).double().mean()
+                                     - uncounted_energy(target, b).double().mean())), n_fin))
 
 
 def _particle_metrics(metrics, x, ref, target, floor, aligned_max_n, gen, report) -> None:
