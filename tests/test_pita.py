@@ -307,3 +307,24 @@ def test_ladder_plot_shows_the_reference_mean_energy_and_the_noise_floors(tmp_pa
     assert g["energy_w2"] == [None, 0.6, 0.6]
     png = write_ladder_plot(tmp_path / "ladder.png", stages)
     assert png.is_file() and png.stat().st_size > 1000
+
+
+def test_anneal_stages_override_the_anneal_options_of_one_stage_only(tmp_path):
+    # anneal_stages: {T_k: {...}} merges over `anneal` for the stage annealing to T_k (e.g. the
+    # increment clamp on the first step only); keys must be temperatures the ladder anneals to
+    cfg = dict(TINY, anneal_stages={2.0: {"n_steps": 4, "clamp_quantile": 0.9}})
+    run_pita(from_dict(PITAConfig, cfg), tmp_path / "run")
+    n_steps = [json.loads((tmp_path / "run" / f"stage_{k}" / "metrics.json").read_text())
+               ["populations"][0]["n_steps"] for k in (1, 2)]
+    assert n_steps == [4, TINY["anneal"]["n_steps"]]
+    c = from_dict(PITAConfig, cfg)
+    assert c.anneal_for(1).clamp_quantile == 0.9 and c.anneal_for(2).clamp_quantile is None
+    assert c.anneal_for(1).gamma == 2.0 and c.anneal.gamma == 1.0
+    # the same from the command line's --set syntax (YAML flow mapping)
+    over = resolve_config("gmm40", "quick", 0, ["temperatures=[4,2,1]", "anneal_stages={2: {n_steps: 4}}"])
+    assert over.anneal_for(1).n_steps == 4
+    for bad, match in (({4.0: {"n_steps": 4}}, "anneals to"), ({3.0: {}}, "anneals to"),
+                       ({2.0: {"gamma": 2.0}}, "gamma"), ({2.0: {"n_stepz": 4}}, "unknown key"),
+                       ({2.0: {"n_steps": 0}}, "n_steps"), ({"hot": {}}, "temperatures")):
+        with pytest.raises(BadInput, match=match):
+            from_dict(PITAConfig, dict(TINY, anneal_stages=bad))

@@ -8,7 +8,9 @@ T_{k−1}/T_k and must be left at 1 in the config); ``relax`` (MALA at T_k); ``n
 population) and ``buffer_size`` (particles per stage, made by ⌈buffer_size / n_particles⌉
 independent populations); ``reference`` (an optional held-out file for the final stage's metrics,
 evaluation only); ``stage_references`` (temperature → file: a reference for the metrics of the stage
-at that temperature, e.g. MD at 555.52 K); ``eval_max_n``/``eval_noise_floors``/``stage_plots``
+at that temperature, e.g. MD at 555.52 K); ``anneal_stages`` (temperature → anneal options for the
+stage that anneals to it, merged over ``anneal``: e.g. the increment clamp on the first step only);
+``eval_max_n``/``eval_noise_floors``/``stage_plots``
 (per-stage metrics and plots — plotting costs seconds per stage); ``gate`` (the energy-model quality
 gate, ``boltzpath.diffusion.quality``: a held-out split of each buffer, the report, and whether
 training is extended until U_η is good enough for the next γ); ``train_on_all_buffers`` (with
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from boltzpath.config import resolve_preset
+from boltzpath.config import from_dict, resolve_preset, to_dict
 from boltzpath.diffusion.quality import QualityGate
 from boltzpath.diffusion.train import NetConfig, TrainConfig
 from boltzpath.errors import BadInput
@@ -88,6 +90,9 @@ class PITAConfig:
     buffer_size: int = 1000
     reference: str | None = None
     stage_references: dict[str, str] = field(default_factory=dict)
+    # per-stage anneal options, keyed by the temperature a stage anneals to (not T0), e.g.
+    # {3.0: {clamp_quantile: 0.9}}: merged over ``anneal`` for that stage only (``anneal_for``)
+    anneal_stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_max_n: int = 2000
     eval_noise_floors: bool = True
     stage_plots: bool = True
@@ -115,6 +120,21 @@ class PITAConfig:
                 raise BadInput(f"stage_references keys are temperatures, got {key!r}") from None
             if not any(math.isclose(t, x, rel_tol=1e-6) for x in temps):
                 raise BadInput(f"stage_references: {key} is not a temperature of the ladder {temps}")
+        stages = {}
+        for key, over in self.anneal_stages.items():
+            try:
+                t = float(key)
+            except (TypeError, ValueError):
+                raise BadInput(f"anneal_stages keys are temperatures, got {key!r}") from None
+            if not any(math.isclose(t, x, rel_tol=1e-6) for x in temps[1:]):
+                raise BadInput(f"anneal_stages: {key} is not a temperature the ladder anneals to {temps[1:]}")
+            if not isinstance(over, dict) or "gamma" in over:
+                raise BadInput(f"anneal_stages.{key} must be a mapping of anneal options "
+                               "(gamma is set per stage)")
+            stages[f"{t:g}"] = dict(over)
+        self.anneal_stages = stages
+        for k in range(1, len(temps)):
+            self.anneal_for(k)  # every stage's merged options are valid (BadInput names the stage)
         self.gate.validate()
         if self.train_on_all_buffers and not self.net.temperature_conditioned:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
@@ -128,6 +148,15 @@ class PITAConfig:
             if math.isclose(float(key), temp, rel_tol=1e-6):
                 return path
         return self.reference if stage == len(self.temperatures) - 1 else None
+
+    def anneal_for(self, stage: int) -> AnnealConfig:
+        """Stage k's anneal options (k ≥ 1): ``anneal`` with ``anneal_stages`` at T_k merged over it
+        and γ = T_{k−1}/T_k. Overshoot is applied by the caller (it needs the tail)."""
+        temp = self.temperatures[stage]
+        over = next((v for key, v in self.anneal_stages.items()
+                     if math.isclose(float(key), temp, rel_tol=1e-6)), {})
+        merged = {**to_dict(self.anneal), **over, "gamma": self.gamma(stage)}
+        return from_dict(AnnealConfig, merged, f"anneal_stages.{temp:g}" if over else "anneal")
 
     def gamma(self, stage: int) -> float:
         """γ of stage k ≥ 1: T_{k−1} / T_k (anneals the stage-(k−1) model to temperature T_k)."""
