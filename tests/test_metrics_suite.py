@@ -110,6 +110,7 @@ def test_mean_energy_shift_has_the_sign_of_hot_and_cold_samples():
     assert shift["value"] == pytest.approx(want, rel=1e-4)
     assert shift["noise_floor"]["mean"] >= 0  # |difference| between reference halves
 
+
 def test_log_weights_give_ess_and_log_z_error():
     """Importance sampling gmm40 (log Z = 0) from q = N(0, 25² I) with unnormalised log-weights
     log w = −E/kT − log q(x); log mean exp(log w) estimates log Z with delta-method standard error

@@ -187,7 +187,6 @@ def test_bridge_tail_runs_in_the_ladder_and_counts_its_moves(tmp_path):
     assert final["stages"][1]["overlap_fraction"] == st["overlap_fraction"]
 
 
-
 def test_overshoot_anneals_below_the_stage_temperature_only_where_a_true_energy_tail_returns(tmp_path):
     # anneal.overshoot: the weighted SMC targets γ·overshoot and the bridge (told that γ) carries the
     # particles back to T_k (exactness: tests/test_smc_bridge.py); the score-scaling ablation has no

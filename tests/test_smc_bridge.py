@@ -55,8 +55,8 @@ def _p_positive(log_density):
     return float(dens[GRID[:, 0] > 0].sum() / dens.sum())
 
 
-def _exact_draws(model, n, gen):
-    logp = -GAMMA * model.energy(GRID, 0.0)
+def _exact_draws(model, n, gen, gamma=GAMMA):
+    logp = -gamma * model.energy(GRID, 0.0)
     p = torch.exp(logp - logp.max())
     idx = torch.multinomial(p / p.sum(), n, replacement=True, generator=gen)
     h = float(GRID[1, 0] - GRID[0, 0])
@@ -130,7 +130,6 @@ def test_bridge_repairs_a_population_that_overlaps_entirely_and_reports_it():
     assert float(GAMMA * MIX.energy(x, 0.0).max()) <= 50.0
 
 
-
 def _variance_left_mode(log_density):
     """Var[x | x < 0] of a density on GRID: the width (temperature) of the dominant mode at x = −2."""
     dens = torch.exp(log_density - log_density.max()) * (GRID[:, 0] < 0)
@@ -152,11 +151,7 @@ def test_bridge_from_an_overshot_colder_density_ends_on_the_target():
     values = []
     for r in range(8):
         gen = torch.Generator().manual_seed(700 + r)
-        logp = -over * GAMMA * wrong.energy(GRID, 0.0)
-        p = torch.exp(logp - logp.max())
-        idx = torch.multinomial(p / p.sum(), 1000, replacement=True, generator=gen)
-        h = float(GRID[1, 0] - GRID[0, 0])
-        x0 = GRID[idx] + h * (torch.rand(1000, 1, generator=gen, dtype=torch.float64) - 0.5)
+        x0 = _exact_draws(wrong, 1000, gen, gamma=over * GAMMA)
         x, _, _, info = bridge(wrong, x0, torch.zeros(1000, dtype=torch.float64), _Target(), over * GAMMA,
                                BridgeSettings(moves=5, step_size=0.01), gen)
         assert info["reached_by_moves"]

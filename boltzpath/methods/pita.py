@@ -160,10 +160,10 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     """
     score, energy = load_models(models_path, target, device=par.device)
     read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
-    if cfg.anneal_for(k).score_from == "energy":
+    acfg = cfg.anneal_for(k)  # anneal with this stage's anneal_stages options merged over it
+    if acfg.score_from == "energy":
         score = None  # s = −∇U_η: drift and weights from one consistent model
     model = _network_model(score, energy, target, schedule, read_at)
-    acfg = cfg.anneal_for(k)  # anneal with this stage's anneal_stages options merged over it
     if acfg.reweights_on_true_energy:  # overshoot: anneal below T_k, the true-energy tail returns to it
         acfg.gamma = cfg.gamma(k) * acfg.overshoot
     choice = None

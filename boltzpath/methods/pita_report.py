@@ -59,6 +59,12 @@ def _number(v) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+def _field(entry, key: str) -> dict:
+    """``entry[key]`` when it is a mapping, else {} (stage metrics may lack a metric or its floor)."""
+    v = entry.get(key) if isinstance(entry, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
 def _series(stages: list[dict]) -> dict[str, list[float | None]]:
     """Per-stage values of each plotted quantity (None where a stage lacks it)."""
     out: dict[str, list[float | None]] = {MEAN_E: []}
@@ -70,8 +76,7 @@ def _series(stages: list[dict]) -> dict[str, list[float | None]]:
         out[MEAN_E].append(ev.get("mean_energy"))
         metrics = ev.get("metrics", {})
         for name in HEADLINE:
-            v = metrics.get(name, {}).get("value") if isinstance(metrics.get(name), dict) else None
-            out[name].append(_number(v))
+            out[name].append(_number(_field(metrics, name).get("value")))
         out["final FK ESS / n"].append(m.get("final_ess_fraction"))
     return {k: v for k, v in out.items() if any(x is not None for x in v)}
 
@@ -83,14 +88,11 @@ def _guides(stages: list[dict]) -> dict[str, list[float | None]]:
     for m in stages:
         ev = m.get("evaluation", {})
         metrics = ev.get("metrics", {})
-        shift = metrics.get("mean_energy_shift")
-        shift = shift if isinstance(shift, dict) else {}
-        mean, d = _number(ev.get("mean_energy")), _number(shift.get("value"))
+        mean = _number(ev.get("mean_energy"))
+        d = _number(_field(metrics, "mean_energy_shift").get("value"))
         out[MEAN_E].append(None if mean is None or d is None else mean - d)
         for name in HEADLINE:
-            entry = metrics.get(name) if isinstance(metrics.get(name), dict) else {}
-            fl = entry.get("noise_floor") if isinstance(entry.get("noise_floor"), dict) else {}
-            out[name].append(_number(fl.get("mean")))
+            out[name].append(_number(_field(_field(metrics, name), "noise_floor").get("mean")))
     return out
 
 

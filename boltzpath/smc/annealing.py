@@ -136,7 +136,7 @@ class AnnealConfig:
             raise BadInput(f"anneal.bridge_step_size must be > 0, got {self.bridge_step_size}")
         if not self.overshoot > 0:
             raise BadInput(f"anneal.overshoot must be > 0, got {self.overshoot}")
-        if self.overshoot != 1.0 and self.use_weights and self.tail == "fk":
+        if self.overshoot != 1.0 and self.use_weights and not self.reweights_on_true_energy:
             raise BadInput("anneal.overshoot != 1 needs a tail that reweights on the true energy "
                            "(bridge, true_energy or released); with tail 'fk' the samples would stay "
                            "at the overshot temperature")
