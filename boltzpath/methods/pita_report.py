@@ -44,14 +44,6 @@ def stage_metrics(samples, target, reference, generator: torch.Generator, max_n:
     return out
 
 
-def headline(evaluation: dict) -> tuple[str, float]:
-    metrics = evaluation.get("metrics", {})
-    for name in HEADLINE:
-        if name in metrics and metrics[name].get("value") is not None:
-            return name, float(metrics[name]["value"])
-    return "mean E/kT", float(evaluation.get("mean_energy", float("nan")))
-
-
 MEAN_E = "mean E/kT of the stage's samples"
 
 
