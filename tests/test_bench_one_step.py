@@ -1,0 +1,71 @@
+"""benchmarks/pita_one_step.py: one PITA step, weighted + bridge vs the ablation at matched evaluations."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boltzpath.config import from_dict
+from boltzpath.errors import BadInput
+from boltzpath.io.samples import Samples
+from boltzpath.methods.pita import run_pita
+from boltzpath.methods.pita_config import PITAConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pita_one_step  # noqa: E402
+
+TINY_DW4 = {
+    "target": "dw4",
+    "temperatures": [2.0, 1.0],
+    "stage0": {"method": "mala", "n_samples": 64, "options": {"chains": 32, "burn_in": 20, "thin": 2}},
+    "net": {"hidden": 8, "layers": 1, "emb_dim": 8},
+    "train": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
+    "finetune": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
+    "anneal": {"n_steps": 5, "divergence": "exact", "tail": "bridge", "bridge_moves": 2,
+               "bridge_step_size": 0.01},
+    "relax": {"n_steps": 4, "adapt_steps": 2, "step_size": 0.01},
+    "n_particles": 32, "buffer_size": 32, "eval_max_n": 32, "eval_noise_floors": False,
+    "stage_plots": False, "gate": {"enabled": False, "model_check_n": 0, "jitter_n": 0},
+}
+
+
+def test_variants_parse_and_bad_ones_are_refused():
+    v = pita_one_step.parse_variants("weighted:10:0.9:500,ablation:matched,ablation:7")
+    assert v == [{"kind": "weighted", "moves": 10, "cess": 0.9, "relax": 500},
+                 {"kind": "ablation", "relax": "matched"}, {"kind": "ablation", "relax": 7}]
+    for bad in ("ablation:matched", "weighted:10:0.9", "weighted:x:0.9:5", "bridge:1", "ablation:many"):
+        with pytest.raises(BadInput):
+            pita_one_step.parse_variants(bad)
+
+
+def test_one_step_matches_the_ablations_evaluations(tmp_path, capsys):
+    run = tmp_path / "run"
+    run_pita(from_dict(PITAConfig, TINY_DW4), run)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    x = Samples.load(run / "stage_1" / "samples.npz").x.numpy()  # stand-in references at T = 1
+    for s in (0, 1):
+        np.save(refs / f"dw4_T1_seed{s}.npy", x)
+    out = tmp_path / "one_step.json"
+    args = ["--run", str(run), "--stage", "0", "--references", str(refs), "--seeds", "3", "--n", "16",
+            "--variants", "weighted:2:0.9:3,ablation:matched,ablation:0", "--out", str(out)]
+    assert pita_one_step.main(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["weighted", "ablation", "ablation"]
+    w, a, a0 = rows
+    # the bridge's evaluations plus the relaxation's (one per particle, then one per step)
+    assert w["energy_evaluations"] == w["bridge_evaluations"] + 16 * 4
+    # the matched ablation spends them all on MALA steps (to within half a step of the population);
+    # repairing its overlapping particles first costs it more, counted: it never gets less
+    assert a["relax_steps"] == round(w["energy_evaluations"] / 16) - 1
+    assert a["energy_evaluations"] >= w["energy_evaluations"] - 8
+    assert a0["energy_evaluations"] == 16  # no relaxation: the buffer's energies only
+    for r in rows:
+        assert np.isfinite(r["energy_w2"]) and np.isfinite(r["distance_w2"]) and r["gamma"] == 2.0
+    # bad input: exit 2 and one line naming it
+    assert pita_one_step.main([*args[:6], "--references", str(tmp_path / "none")]) == 2
+    assert pita_one_step.main(["--run", str(run), "--stage", "1", "--references", str(refs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --stage 1") and "Traceback" not in "".join(err)
