@@ -53,8 +53,10 @@ def test_one_step_matches_the_ablations_evaluations(tmp_path, capsys):
             "--variants", "weighted:2:0.9:3,ablation:matched,ablation:0", "--out", str(out)]
     assert pita_one_step.main(args) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["weighted", "ablation", "ablation"]
-    w, a, a0 = rows
+    assert len(rows) == 9  # energy W2, distance W2, mean E/kT for each variant
+    w, a, a0 = rows[::3]
+    assert w["method"].startswith("pita weighted, bridge 2x0.9 + relax 3")
+    assert a["method"].endswith("(matched)") and a0["method"] == "pita-score-scaling + relax 0"
     # the bridge's evaluations plus the relaxation's (one per particle, then one per step)
     assert w["energy_evaluations"] == w["bridge_evaluations"] + 16 * 4
     # the matched ablation spends them all on MALA steps (to within half a step of the population);
@@ -63,7 +65,8 @@ def test_one_step_matches_the_ablations_evaluations(tmp_path, capsys):
     assert a["energy_evaluations"] >= w["energy_evaluations"] - 8
     assert a0["energy_evaluations"] == 16  # no relaxation: the buffer's energies only
     for r in rows:
-        assert np.isfinite(r["energy_w2"]) and np.isfinite(r["distance_w2"]) and r["gamma"] == 2.0
+        assert np.isfinite(r["value"]) and r["gamma"] == 2.0 and r["target"] == "dw4"
+    assert rows[0]["metric"].startswith("energy_w2 at T=1, one step from stage 0")
     # bad input: exit 2 and one line naming it
     assert pita_one_step.main([*args[:6], "--references", str(tmp_path / "none")]) == 2
     assert pita_one_step.main(["--run", str(run), "--stage", "1", "--references", str(refs)]) == 2
