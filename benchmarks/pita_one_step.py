@@ -118,13 +118,12 @@ def main(argv=None) -> int:
     target = make_target(cfg.target, **cfg.target_options)
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     score, energy = load_models(run / f"stage_{k}" / "model.pt", target)
-    model = _network_model(None if cfg.anneal_for(k + 1).score_from == "energy" else score, energy, target,
-                           schedule)
+    acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)  # the stage's anneal options, at T_{k+1} itself
+    model = _network_model(None if acfg.score_from == "energy" else score, energy, target, schedule)
     tk = target.at_temperature(t_next)
     r0 = torch.as_tensor(np.load(refs[0])).float()
     r1 = torch.as_tensor(np.load(refs[1])).float() if refs[1].is_file() else None
     ref_mean = float(tk.energy(r0.double()).double().mean())
-    acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)
     common = {"run": str(run), "stage": k, "temperature": t_next, "gamma": acfg.gamma, "n": args.n,
               "machine": describe_machine(), "command": "python benchmarks/pita_one_step.py "
               + " ".join(argv if argv is not None else sys.argv[1:])}
@@ -146,11 +145,15 @@ def main(argv=None) -> int:
                          "distinct_after_bridge": int(torch.unique(idx).numel()),
                          "bridge_evaluations": tk.counter.count - c0}
                 steps = v["relax"]
+                name = f"pita weighted, bridge {v['moves']}x{v['cess']:g} + relax {steps}"
             else:
                 x = pops[False].x
                 steps = v["relax"]
+                name = "pita-score-scaling + relax {}"
                 if steps == "matched":  # the evaluations the weighted variant spent, all on relaxation
                     steps = max(round(last_weighted["energy_evaluations"] / args.n) - 1, 0)
+                    name += " (matched)"
+                name = name.format(steps)
             if steps:  # relax evaluates the particles once, then once per MALA step
                 x = relax(tk, x.detach(), torch.Generator().manual_seed(seed + 200),
                           replace(cfg.relax, n_steps=steps)).x
@@ -159,11 +162,6 @@ def main(argv=None) -> int:
             evals = tk.counter.count - c0
             vals, floors = _subset_scores(x.detach().float(), tk, r0, r1, 1000)
             e = tk.energy(x.detach().double()).double()  # scoring, not counted below
-            if v["kind"] == "weighted":
-                name = f"pita weighted, bridge {v['moves']}x{v['cess']:g} + relax {steps}"
-            else:
-                matched = " (matched)" if v["relax"] == "matched" else ""
-                name = f"pita-score-scaling + relax {steps}{matched}"
             mean_e = float(e[torch.isfinite(e)].mean())
             base = {"benchmark": "pita_one_step", "method": name, "target": cfg.target, "n": args.n,
                     "energy_evaluations": evals, "wall_time_s": round(time.perf_counter() - t0, 1),
