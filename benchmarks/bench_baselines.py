@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from boltzpath import make_target
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.registry import run_method
@@ -155,4 +156,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

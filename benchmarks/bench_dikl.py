@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from bench_digs import HOLDOUT, load_holdout, method_options, particle_metrics, toy_metrics
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
@@ -183,10 +184,12 @@ def main(argv=None) -> int:
     parts += [f"--set {s}" for s in args.overrides]
     command = " ".join(parts)
     common = {"machine": describe_machine(), "command": command}
-    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
-    for name in args.targets.split(","):
+    for name in args.targets.split(","):  # unknown targets and a bad --set fail before any training
         if name not in TARGETS:
             parser.error(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+        resolve_config(name, "quick" if args.quick else "cpu", args.seed, tuple(args.overrides))
+    rows = json.loads(out.read_text())["rows"] if out.is_file() else []
+    for name in args.targets.split(","):
         rows = bench_target(name, args, common, rows)
         atomic_write_json(out, {"description": DESCRIPTION, "rows": rows})
     print(f"wrote {out}", file=sys.stderr)
@@ -194,4 +197,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

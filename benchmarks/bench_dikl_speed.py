@@ -53,6 +53,7 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
 import torch  # noqa: E402
 import torch.nn.functional as F
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.registry import run_method
@@ -258,4 +259,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

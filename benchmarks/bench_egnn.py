@@ -41,6 +41,7 @@ from boltzpath import make_target
 from boltzpath.diffusion import Models, NetConfig, TrainConfig, TrainingBuffer, build_models, train
 from boltzpath.diffusion.losses import edm_weight
 from boltzpath.diffusion.precond import edm_coefficients
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 
@@ -276,4 +277,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main))

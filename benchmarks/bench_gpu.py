@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 
@@ -189,4 +190,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main))

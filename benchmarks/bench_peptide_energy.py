@@ -26,6 +26,7 @@ import openmm
 import openmm.unit as unit
 import torch
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.targets.openmm_torch import SystemEnergy
@@ -112,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from boltzpath.config import to_dict
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import load_reference
@@ -343,6 +344,8 @@ def main(argv=None):
     if unknown := methods - {"profile", "pita", "scaling", "pt"}:
         p.error(f"unknown --methods {sorted(unknown)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    for target in args.targets.split(","):  # a bad --set fails here, before any run (exit 2 via run_cli)
+        resolve_config(target, preset, None, tuple(args.sets))
     refs = Path(args.references) if args.references else None
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench_pita_"))
     rows = []
@@ -408,4 +411,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.metrics.distributions import energy_w
@@ -204,4 +205,4 @@ def _lj13(args, variants, argv) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.parallel.launch import spawn_local
@@ -130,4 +131,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

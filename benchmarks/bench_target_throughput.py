@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from boltzpath import make_target
-from boltzpath.errors import BadInput
+from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

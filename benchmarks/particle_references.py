@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_save_npy, atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.mcmc.tempering import PTConfig, run_pt
@@ -167,4 +168,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_cli(main))

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from boltzpath import make_target
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_save_npy, atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
@@ -163,4 +164,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -42,7 +42,7 @@ import torch
 from boltzpath.config import from_dict, load_yaml
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import load_models
-from boltzpath.errors import BadInput
+from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita import _network_model
@@ -184,4 +184,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

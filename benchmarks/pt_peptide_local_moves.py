@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+from boltzpath.errors import run_cli
 
 VARIANTS = {
     "pt mala, 8 replicas to 3000 K (old default)": {"local": "mala", "burn_in": 2000, "thin": 10,
@@ -76,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

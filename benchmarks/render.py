@@ -16,6 +16,8 @@ import math
 import sys
 from pathlib import Path
 
+from boltzpath.errors import run_cli
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 OUT = ROOT.parent / "BENCHMARKS.md"
@@ -109,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -34,6 +34,7 @@ import torch
 
 from boltzpath import make_target
 from boltzpath.diffusion.quality import residual_report
+from boltzpath.errors import run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.smc.weights import effective_sample_size
@@ -110,4 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

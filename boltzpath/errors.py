@@ -3,3 +3,19 @@
 
 class BadInput(ValueError):
     """Malformed input: wrong shapes, unknown names, non-finite values, bad configs."""
+
+
+def run_cli(main) -> int:
+    """Run a script's ``main()``; bad input ends with one ``error:`` line on stderr and status 2.
+
+    For the scripts under ``benchmarks/`` (the package's CLI has its own handler): a malformed
+    ``--set`` or a missing file named on the command line must not end in a traceback.
+    """
+    import sys
+
+    try:
+        return int(main() or 0)
+    except BadInput as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {text}", file=sys.stderr)
+        return 2
