@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     score, energy = load_models(run / f"stage_{k}" / "model.pt", target)
     acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)  # the stage's anneal options, at T_{k+1} itself
-    model = _network_model(None if acfg.score_from == "energy" else score, energy, target, schedule)
+    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
     tk = target.at_temperature(t_next)
     r0 = torch.as_tensor(np.load(refs[0])).float()
     r1 = torch.as_tensor(np.load(refs[1])).float() if refs[1].is_file() else None

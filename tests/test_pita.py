@@ -327,3 +327,27 @@ def test_anneal_stages_override_the_anneal_options_of_one_stage_only(tmp_path):
                        ({2.0: {"n_steps": 0}}, "n_steps"), ({"hot": {}}, "temperatures")):
         with pytest.raises(BadInput, match=match):
             from_dict(PITAConfig, dict(TINY, anneal_stages=bad))
+
+
+def test_score_from_energy_drops_the_score_network_in_one_place():
+    # anneal.score_from=energy: the annealed drift is −∇U_η even when a score network exists (the
+    # anneal, the model check and benchmarks/pita_one_step all build their model through this)
+    import torch
+
+    from boltzpath.diffusion.schedule import KarrasSchedule
+    from boltzpath.diffusion.train import build_models
+    from boltzpath.methods.pita import _network_model
+    from boltzpath.targets.registry import make_target
+
+    torch.manual_seed(0)
+    target, schedule = make_target("dw4"), KarrasSchedule(0.01, 3.0)
+    score, energy = build_models(target)
+    with torch.no_grad():  # a non-zero score read-out, so both drifts differ
+        for p in score.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, t = torch.randn(5, target.dim), 0.5
+    net = _network_model(score, energy, target, schedule)
+    from_energy = _network_model(score, energy, target, schedule, score_from="energy")
+    energy_only = _network_model(None, energy, target, schedule)
+    assert torch.allclose(from_energy.score(x, t), energy_only.score(x, t))
+    assert not torch.allclose(net.score(x, t), energy_only.score(x, t))

@@ -71,7 +71,12 @@ class PITAResult:
     run: RunDir
 
 
-def _network_model(score, energy, target, schedule, temperature: float | None = None) -> NetworkModel:
+def _network_model(score, energy, target, schedule, temperature: float | None = None,
+                   score_from: str = "net") -> NetworkModel:
+    """The annealed model of a stage's networks. ``score_from="energy"`` (``anneal.score_from``) drops the
+    score network: the drift is −∇U_η, so drift and weights come from one consistent model."""
+    if score_from == "energy":
+        score = None
     return NetworkModel.from_diffusion(score, energy, schedule, target.dim, target.project, temperature)
 
 
@@ -161,9 +166,7 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     score, energy = load_models(models_path, target, device=par.device)
     read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
     acfg = cfg.anneal_for(k)  # anneal with this stage's anneal_stages options merged over it
-    if acfg.score_from == "energy":
-        score = None  # s = −∇U_η: drift and weights from one consistent model
-    model = _network_model(score, energy, target, schedule, read_at)
+    model = _network_model(score, energy, target, schedule, read_at, acfg.score_from)
     if acfg.reweights_on_true_energy:  # overshoot: anneal below T_k, the true-energy tail returns to it
         acfg.gamma = cfg.gamma(k) * acfg.overshoot
     choice = None
@@ -488,8 +491,7 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
     A model that cannot make its own training data cannot be annealed to T_{k+1}: the weights and the
     relaxation would have to do all the work. Peptides add the cis-peptide and mirrored fractions."""
     read_at = cfg.temperatures[k] if cfg.train_on_all_buffers else None
-    score = None if cfg.anneal.score_from == "energy" else models.score
-    model = _network_model(score, models.energy, target, schedule, read_at)
+    model = _network_model(models.score, models.energy, target, schedule, read_at, cfg.anneal.score_from)
     acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": 1.0, "use_weights": False,  # weights unused:
                                "divergence": "hutchinson", "n_probes": 1, "exact_below_t": 0.0})  # cheapest
     n = int(cfg.gate.model_check_n)
