@@ -50,7 +50,8 @@ def test_tiny_run_writes_a_complete_folder_and_counts_evaluations(tmp_path):
         assert (d / f).is_file(), f
     m = json.loads((d / "metrics.json").read_text())
     # per iteration: batch · (K + mala_steps) posterior evaluations; drawing the samples costs none
-    assert m["energy_evaluations"] == {"training": 12 * 32 * (4 + 3), "sampling": 0, "total": 12 * 32 * 7}
+    assert m["energy_evaluations"] == {"training": 12 * 32 * (4 + 3), "selection": 0, "sampling": 0,
+                                      "total": 12 * 32 * 7}
     assert m["wall_time_s"] > 0 and m["n"] == 64 and "mode_coverage" in m["evaluation"]["metrics"]
     s = Samples.load(d / "samples.npz")
     assert s.x.shape == (64, 2) and np.isfinite(s.energy.numpy()).all()

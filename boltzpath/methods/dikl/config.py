@@ -3,8 +3,9 @@
 Sections: ``target``/``target_options``; ``generator`` and ``score_net`` (``NetSpec``: backbone kind,
 sizes, output scale c / data scale c_d); ``ddpm`` (the T-level linear-β VP schedule); ``posterior``
 (IS/AIS + MALA of the target-score estimator); ``train`` (EM alternation: ``dsm_steps`` score-model
-steps per generator step); ``n_samples`` drawn at the end; ``reference`` (an optional held-out file
-for metrics, evaluation only); ``eval_*``/``plots`` (final metrics and figures).
+steps per generator step); ``select`` (which generator the run keeps: the last iterate or the
+checkpoint that MALA moves least, ``selection.py``); ``n_samples`` drawn at the end; ``reference``
+(an optional held-out file for metrics, evaluation only); ``eval_*``/``plots`` (final metrics and figures).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from boltzpath.errors import BadInput
 from boltzpath.methods.dikl.networks import NetSpec
 from boltzpath.methods.dikl.posterior import PosteriorConfig
 from boltzpath.methods.dikl.schedule import WEIGHTINGS, DDPMConfig
+from boltzpath.methods.dikl.selection import SelectConfig
 
 
 @dataclass
@@ -62,6 +64,7 @@ class DiKLConfig:
     ddpm: DDPMConfig = field(default_factory=DDPMConfig)
     posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     n_samples: int = 1000
     reference: str | None = None
     eval_max_n: int = 2000
@@ -70,7 +73,7 @@ class DiKLConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        for part in (self.generator, self.score_net, self.ddpm, self.posterior, self.train):
+        for part in (self.generator, self.score_net, self.ddpm, self.posterior, self.train, self.select):
             part.validate()
         if self.n_samples < 1:
             raise BadInput(f"n_samples must be >= 1, got {self.n_samples}")

@@ -7,6 +7,7 @@ Run folder (``io.runs.RunDir``, every file atomic)::
     energy_hist.png / distances.png / density_2d.png … (``report.plots``), COMPLETE
 
 Counting: training evaluates the target only inside the posterior sampler (the target counts);
+generator selection (``select``, off by default) counts its MALA checks apart;
 drawing samples is one generator pass and zero evaluations — the energies stored with the samples
 (and the metrics) come from ``metrics.energies.uncounted_energy``, as for every method's evaluation.
 Resume: the state in ``checkpoint.pt`` (every ``train.checkpoint_every`` iterations) is reloaded and
@@ -32,6 +33,7 @@ from boltzpath.methods.dikl.config import DiKLConfig
 from boltzpath.methods.dikl.networks import build_networks
 from boltzpath.methods.dikl.report import convergence_report, convergence_warning, write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
+from boltzpath.methods.dikl.selection import mala_shift, selection_rng
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.parallel.device import resolve_device
@@ -108,15 +110,39 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
     while state.iteration < total:
         record = iterate(state, target, cfg)
         callback(state.iteration, total, record)
+        due = state.iteration % cfg.select.every == 0 or state.iteration == total
+        if cfg.select.method != "last" and due:
+            check = _select_check(state, target, cfg)
+            run.log(f"selection: iteration {state.iteration}, shift {check['shift']:.4g} kT "
+                    f"(best {state.best['shift']:.4g} at {state.best['iteration']})")
         if state.iteration % cfg.train.checkpoint_every == 0 or state.iteration == total:
             state.save(ckpt, evals(), wall())
             run.log(_progress_line(state.iteration, total, evals(), wall(), record))
     n_evals, train_wall = evals(), wall()
     weights = {k: v.cpu() for k, v in state.generator.state_dict().items()}
+    chosen = state.iteration
+    if cfg.select.method != "last" and state.best is not None:  # the selected checkpoint's generator
+        weights, chosen = state.best["weights"], int(state.best["iteration"])
+        state.generator.load_state_dict(weights)
     atomic_torch_save(run.file("generator.pt"), {"format": GENERATOR_FORMAT, "iterations": state.iteration,
-                                                 "weights": weights})
+                                                 "selected_iteration": chosen, "weights": weights})
     samples, seconds = draw(state.generator, target, cfg.n_samples, cfg.seed)
     return _finish(run, cfg, target.to("cpu"), state, samples, seconds, n_evals, train_wall, reference, dev)
+
+
+def _select_check(state: DiKLState, target, cfg: DiKLConfig) -> dict:
+    """One generator check (``selection.mala_shift``, counted apart); the best one's weights are kept."""
+    c0 = target.counter.count
+    rng = selection_rng(cfg.seed, state.iteration, state.rng.device)
+    with torch.no_grad():
+        x = state.generator.sample(cfg.select.n, rng)
+    check = {"iteration": state.iteration, **mala_shift(target, x, rng, cfg.select)}
+    state.selection_evaluations += target.counter.count - c0
+    state.selection.append(check)
+    if state.best is None or check["shift"] < state.best["shift"]:
+        weights = {k: v.detach().cpu().clone() for k, v in state.generator.state_dict().items()}
+        state.best = {"iteration": state.iteration, "shift": check["shift"], "weights": weights}
+    return check
 
 
 def _progress_line(iteration: int, total: int, evals: int, wall: float, record: dict) -> str:
@@ -138,11 +164,21 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
     last = state.history[-1] if state.history else {}
     convergence = convergence_report(state.history)
     warning = convergence_warning(convergence, state.iteration)
+    n_select = int(state.selection_evaluations)
+    training = {"iterations": state.iteration, "last_logged": last, "convergence": convergence}
+    if cfg.select.method != "last":
+        training["selection"] = {
+            "method": cfg.select.method, "every": cfg.select.every, "n": cfg.select.n,
+            "mala_steps": cfg.select.mala_steps,
+            "selected_iteration": None if state.best is None else int(state.best["iteration"]),
+            "selected_shift": None if state.best is None else float(state.best["shift"]),
+            "checks": state.selection}
     metrics = {
         "method": "dikl", "target": cfg.target, "n": samples.n,
-        "energy_evaluations": {"training": n_evals, "sampling": 0, "total": n_evals},
+        "energy_evaluations": {"training": n_evals - n_select, "selection": n_select, "sampling": 0,
+                               "total": n_evals},
         "wall_time_s": train_wall, "sampling_time_s": seconds, "device": str(device),
-        "training": {"iterations": state.iteration, "last_logged": last, "convergence": convergence},
+        "training": training,
         "warnings": [warning] if warning else [],
         "evaluation": stage_metrics(samples, target, reference, torch.Generator().manual_seed(cfg.seed + 3),
                                     cfg.eval_max_n, run, cfg.eval_noise_floors, cfg.plots),
@@ -153,6 +189,9 @@ def _finish(run, cfg, target, state: DiKLState, samples, seconds, n_evals, train
         write_training_plot(run.file("training.png"), state.history)
     if warning:
         run.log(f"WARNING {warning}")
+    if cfg.select.method != "last" and state.best is not None:
+        run.log(f"selected the generator of iteration {state.best['iteration']} (shift "
+                f"{state.best['shift']:.4g} kT; {n_select} evaluations in {len(state.selection)} checks)")
     run.log(f"dikl finished: {state.iteration} iterations, {n_evals} energy evaluations, {train_wall:.1f} s")
     run.mark_complete()
     return DiKLResult(samples, metrics, run)

@@ -51,6 +51,11 @@ class DiKLState:
     evaluations: int = 0  # target evaluations of previous invocations (resume)
     wall_time_s: float = 0.0
     history: list[dict] = field(default_factory=list)
+    # generator selection (``selection.py``): one record per check, the best check's generator
+    # weights (CPU) with its iteration and shift, and the evaluations the checks took
+    selection: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    selection_evaluations: int = 0
 
     def checkpoint(self, evaluations: int, wall_time_s: float) -> dict:
         return {"format": CHECKPOINT_FORMAT, "iteration": self.iteration,
@@ -58,7 +63,9 @@ class DiKLState:
                 "opt_generator": self.opt_generator.state_dict(), "opt_score": self.opt_score.state_dict(),
                 "log_steps": self.log_steps.clone(), "rng": self.rng.get_state(),
                 "device": self.rng.device.type, "evaluations": int(evaluations),
-                "wall_time_s": float(wall_time_s), "history": self.history}
+                "wall_time_s": float(wall_time_s), "history": self.history,
+                "selection": self.selection, "best": self.best,
+                "selection_evaluations": int(self.selection_evaluations)}
 
     def save(self, path, evaluations: int, wall_time_s: float) -> None:
         atomic_torch_save(path, self.checkpoint(evaluations, wall_time_s))
@@ -77,6 +84,9 @@ class DiKLState:
         self.rng.set_state(ckpt["rng"])
         self.iteration, self.evaluations = int(ckpt["iteration"]), int(ckpt["evaluations"])
         self.wall_time_s, self.history = float(ckpt["wall_time_s"]), list(ckpt["history"])
+        # checkpoints written before generator selection existed have none of it
+        self.selection, self.best = list(ckpt.get("selection", [])), ckpt.get("best")
+        self.selection_evaluations = int(ckpt.get("selection_evaluations", 0))
 
 
 def read_checkpoint(path) -> dict:
