@@ -18,6 +18,8 @@ bench_digs' ``toy_metrics`` / ``particle_metrics`` (each with its noise floor):
   the particle targets are skipped when it is absent); the same metrics for DiKL's released samples
   (``dikl_model_samples_{dw4,lj13}.npy``, method ``dikl-released``), and for both DiKL sample sets
   again with configurations above 1000 E/kT dropped (``… (E<1000)``, as SPEC §9 quotes them);
+* a run with generator selection (``--set select.method=mala_shift``): the same metrics for the
+  run's last iterate (``dikl (last iterate)``, same n, same draw seed) beside the selected one;
 * lj13: the time to draw 1,000 samples from the trained generator through ``FastGenerator`` (median
   of 5, after one warm-up; before/after and the floor: ``bench_dikl_speed.py``).
 
@@ -48,6 +50,7 @@ from boltzpath.mcmc.registry import run_method
 from boltzpath.methods.dikl import draw, load_generator, run_dikl
 from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
+from boltzpath.methods.dikl.trainer import read_checkpoint
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.targets.registry import make_target
 
@@ -133,8 +136,17 @@ def bench_target(name, args, common, rows):
         samples, seconds = draw(gen, target_g, n, args.seed + 11)
         extra = {"train_wall_time_s": round(train_wall, 1), "sampling_time_s": seconds,
                  "preset": "quick" if quick else "cpu", "run_dir": str(run_dir)}
+        selection = res.metrics["training"].get("selection")
+        if selection is not None:  # the kept generator is a selected checkpoint: say which, and score
+            extra["selected_iteration"] = selection["selected_iteration"]  # the last iterate beside it
+            extra["selection_evaluations"] = int(res.metrics["energy_evaluations"]["selection"])
         rows += _rows("dikl", name, _metrics(samples, target, reference, args.seed + 1), budget, train_wall,
                       extra, common)
+        if selection is not None:
+            gen.load_state_dict(read_checkpoint(run_dir / "checkpoint.pt")["generator"])
+            last, _ = draw(gen, target_g, n, args.seed + 11)
+            rows += _rows("dikl (last iterate)", name, _metrics(last, target, reference, args.seed + 1),
+                          budget, train_wall, {"iteration": res.metrics["training"]["iterations"]}, common)
         if reference is not None:
             clean, dropped = _without_clashes(samples)
             rows += _rows("dikl (E<1000)", name, _metrics(clean, target, reference, args.seed + 1), budget,

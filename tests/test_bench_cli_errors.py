@@ -41,3 +41,28 @@ def test_malformed_set_is_one_line_before_any_run(tmp_path, script, args):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert not out.exists()
+
+
+def test_bench_dikl_scores_the_last_iterate_beside_a_selected_generator(tmp_path):
+    # a tiny gmm40 run with generator selection: rows for the kept generator (naming the selected
+    # iteration and the selection's evaluations) and for the run's last iterate
+    sys.path.insert(0, str(BENCH))
+    import bench_dikl
+
+    tiny = ["generator.hidden=8", "generator.layers=1", "score_net.hidden=8", "score_net.layers=1",
+            "train.iterations=6", "train.batch_size=16", "train.dsm_steps=1", "train.checkpoint_every=3",
+            "posterior.n_importance=2", "posterior.mala_steps=1", "plots=false", "eval_noise_floors=false",
+            "select.method=mala_shift", "select.every=3", "select.n=20", "select.mala_steps=2",
+            "n_samples=50", "eval_max_n=50"]
+    out = tmp_path / "b.json"
+    argv = ["--quick", "--targets", "gmm40", "--methods", "dikl", "--runs-dir", str(tmp_path / "runs"),
+            "--out", str(out)] + [a for kv in tiny for a in ("--set", kv)]
+    assert bench_dikl.main(argv) == 0
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    kept = [r for r in rows if r["method"] == "dikl"]
+    last = [r for r in rows if r["method"] == "dikl (last iterate)"]
+    assert kept and len(last) == len(kept)
+    assert kept[0]["selected_iteration"] in (3, 6) and kept[0]["selection_evaluations"] == 2 * 20 * (2 + 2)
+    assert last[0]["iteration"] == 6
