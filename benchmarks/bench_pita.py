@@ -344,8 +344,9 @@ def main(argv=None):
     if unknown := methods - {"profile", "pita", "scaling", "pt"}:
         p.error(f"unknown --methods {sorted(unknown)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    for target in args.targets.split(","):  # a bad --set fails here, before any run (exit 2 via run_cli)
-        resolve_config(target, preset, None, tuple(args.sets))
+    # a bad --set fails here, before any run (exit 2 via run_cli); the ladders are read from these
+    ladders = {t: resolve_config(t, preset, None, tuple(args.sets)).temperatures
+               for t in args.targets.split(",")}
     refs = Path(args.references) if args.references else None
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="bench_pita_"))
     rows = []
@@ -363,7 +364,7 @@ def main(argv=None):
             continue
         ref = load_reference(ref_path)
         cert = refs / f"{target}_T1_seed0.npy" if refs else None
-        temps = resolve_config(target, preset, None, tuple(args.sets)).temperatures
+        temps = ladders[target]
         if "profile" in methods:
             rows += _profile(target, preset, command)
         for seed in seeds:

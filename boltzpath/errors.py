@@ -1,5 +1,7 @@
 """Errors that mean "the user's input is wrong": the CLI turns them into exit status 2."""
 
+import sys
+
 
 class BadInput(ValueError):
     """Malformed input: wrong shapes, unknown names, non-finite values, bad configs."""
@@ -11,8 +13,6 @@ def run_cli(main) -> int:
     For the scripts under ``benchmarks/`` (the package's CLI has its own handler): a malformed
     ``--set`` or a missing file named on the command line must not end in a traceback.
     """
-    import sys
-
     try:
         return int(main() or 0)
     except BadInput as exc:

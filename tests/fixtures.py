@@ -273,3 +273,18 @@ def z_scores(values: torch.Tensor, chains: int, exact) -> tuple[np.ndarray, Mean
     """(estimate − exact)/SE per statistic for driver-ordered ``values`` (n,) or (n, k)."""
     est = ess_standard_error(chains_view(values, chains))
     return (est.mean - np.asarray(exact, dtype=np.float64).reshape(-1)) / est.se, est
+
+
+#: a DiKL run of a few seconds on gmm40 (12 iterations, 16-wide MLPs), for run-folder tests
+DIKL_TINY = {
+    "target": "gmm40",
+    "generator": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
+    "score_net": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
+    "ddpm": {"steps": 10, "beta_end": 0.5},
+    "posterior": {"n_importance": 4, "mala_steps": 3, "average_last": 2},
+    "train": {"iterations": 12, "batch_size": 32, "dsm_steps": 2, "checkpoint_every": 5, "log_every": 2},
+    "n_samples": 64,
+    "eval_max_n": 64,
+    "eval_noise_floors": False,
+    "plots": False,
+}

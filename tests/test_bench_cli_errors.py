@@ -1,5 +1,6 @@
 """Benchmark scripts: bad input on the command line ends in one ``error:`` line and exit status 2."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,6 @@ def test_bench_dikl_scores_the_last_iterate_beside_a_selected_generator(tmp_path
     argv = ["--quick", "--targets", "gmm40", "--methods", "dikl", "--runs-dir", str(tmp_path / "runs"),
             "--out", str(out)] + [a for kv in tiny for a in ("--set", kv)]
     assert bench_dikl.main(argv) == 0
-    import json
-
     rows = json.loads(out.read_text())["rows"]
     kept = [r for r in rows if r["method"] == "dikl"]
     last = [r for r in rows if r["method"] == "dikl (last iterate)"]

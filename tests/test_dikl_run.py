@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from fixtures import seeded
+from fixtures import DIKL_TINY, seeded
 
 from boltzpath.cli import cli
 from boltzpath.config import from_dict
@@ -19,18 +19,7 @@ from boltzpath.methods.dikl.schedule import DDPMConfig, VPSchedule
 from boltzpath.methods.dikl.trainer import read_checkpoint
 from boltzpath.targets.registry import make_target
 
-TINY = {
-    "target": "gmm40",
-    "generator": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
-    "score_net": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
-    "ddpm": {"steps": 10, "beta_end": 0.5},
-    "posterior": {"n_importance": 4, "mala_steps": 3, "average_last": 2},
-    "train": {"iterations": 12, "batch_size": 32, "dsm_steps": 2, "checkpoint_every": 5, "log_every": 2},
-    "n_samples": 64,
-    "eval_max_n": 64,
-    "eval_noise_floors": False,
-    "plots": False,
-}
+TINY = DIKL_TINY
 SET_TINY = ["generator.hidden=16", "generator.layers=2", "score_net.hidden=16", "score_net.layers=2",
             "train.iterations=4", "train.batch_size=32", "train.dsm_steps=1", "n_samples=50",
             "eval_max_n=50", "eval_noise_floors=false", "posterior.n_importance=2", "posterior.mala_steps=2",

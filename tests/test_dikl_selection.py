@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from fixtures import DIKL_TINY
 
 from boltzpath.config import from_dict
 from boltzpath.errors import BadInput
@@ -18,17 +19,8 @@ from boltzpath.methods.dikl.selection import SelectConfig, energy_w1, mala_shift
 from boltzpath.methods.dikl.trainer import read_checkpoint
 from boltzpath.targets.registry import make_target
 
-TINY = {
-    "target": "gmm40",
-    "generator": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
-    "score_net": {"hidden": 16, "layers": 2, "emb_dim": 4, "scale": 20.0},
-    "ddpm": {"steps": 10, "beta_end": 0.5},
-    "posterior": {"n_importance": 4, "mala_steps": 3, "average_last": 2},
-    "train": {"iterations": 12, "batch_size": 32, "dsm_steps": 2, "checkpoint_every": 5, "log_every": 2},
-    "select": {"method": "mala_shift", "every": 4, "n": 50, "mala_steps": 6, "adapt_steps": 3,
-               "step_size": 0.05},
-    "n_samples": 64, "eval_max_n": 64, "eval_noise_floors": False, "plots": False,
-}
+TINY = {**DIKL_TINY, "select": {"method": "mala_shift", "every": 4, "n": 50, "mala_steps": 6,
+                                "adapt_steps": 3, "step_size": 0.05}}
 
 
 def test_energy_w1_is_the_mean_gap_of_order_statistics_and_caps_overlaps():

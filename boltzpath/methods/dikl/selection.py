@@ -52,16 +52,16 @@ class SelectConfig:
             raise BadInput("select: step_size and cap must be > 0")
 
 
+def _capped(e: torch.Tensor, cap: float) -> torch.Tensor:
+    """E/kT in float64 with NaN and values above ``cap`` set to ``cap`` (overlaps: far but finite)."""
+    return torch.nan_to_num(e.detach().double(), nan=cap, posinf=cap).clamp(max=cap)
+
+
 def energy_w1(a: torch.Tensor, b: torch.Tensor, cap: float) -> float:
     """W1 between two equal-size energy samples, each value capped at ``cap`` (NaN counts as ``cap``)."""
     if a.shape != b.shape:
         raise ValueError("energy_w1 needs two samples of the same size")
-
-    def prep(e):
-        e = torch.nan_to_num(e.detach().double(), nan=cap, posinf=cap)
-        return torch.sort(e.clamp(max=cap)).values
-
-    return float((prep(a) - prep(b)).abs().mean())
+    return float((torch.sort(_capped(a, cap)).values - torch.sort(_capped(b, cap)).values).abs().mean())
 
 
 def mala_shift(target, x: torch.Tensor, generator: torch.Generator, cfg: SelectConfig) -> dict:
@@ -70,10 +70,9 @@ def mala_shift(target, x: torch.Tensor, generator: torch.Generator, cfg: SelectC
         before = target.energy(x)
     res = relax(target, x, generator, RelaxConfig(n_steps=cfg.mala_steps, adapt_steps=cfg.adapt_steps,
                                                   step_size=cfg.step_size, repair_above=None))
-    capped = lambda e: torch.nan_to_num(e.double(), nan=cfg.cap, posinf=cfg.cap).clamp(max=cfg.cap)  # noqa: E731
     return {"shift": energy_w1(before, res.energy, cfg.cap),
-            "mean_energy_before": float(capped(before).mean()),
-            "mean_energy_after": float(capped(res.energy).mean()),
+            "mean_energy_before": float(_capped(before, cfg.cap).mean()),
+            "mean_energy_after": float(_capped(res.energy, cfg.cap).mean()),
             "acceptance": float(res.info["acceptance"])}
 
 
