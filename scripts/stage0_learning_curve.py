@@ -2,8 +2,10 @@
 
 Diagnostic behind docs/pita.md, "Why the peptide ladders fail". Trains the score and energy
 models of ``--kind`` (the PITA ``quick`` losses: DSM + distillation + pinning at σ_min, batch 64,
-p_mean −3.008, σ_data 0.164 nm) on the first 900 frames of a stage-0 buffer (``stage_0/buffer.npz``
-of an ``aldp-fab`` PITA run: 1200 K MD frames with energies and forces), resuming through one
+p_mean −3.008, σ_data 0.164 nm; ``--tsm`` adds target score matching on the frames' forces below
+``--tsm-sigma-max``) on the first 900 frames of a stage-0 buffer (``stage_0/buffer.npz``
+of an ``aldp-fab`` PITA run: 1200 K MD frames with energies and forces; ``--train-frames``, the rest
+held out, at most ``--heldout-max`` of them scored), resuming through one
 checkpoint, and after each ``--steps`` entry reports on the other frames:
 
 * denoising MSE/σ² (centred coordinates, 1 = no better than returning the noisy input) of the
@@ -11,7 +13,8 @@ checkpoint, and after each ``--steps`` entry reports on the other frames:
 * corr(U_η(x, σ_min), E/kT) on the held-out frames;
 * 256 samples of the model at its own temperature (γ = 1, no weights, 50 steps; drift from the score
   network and from −∇U_η): median and quartile E/kT, share below 50, and the trans share of the
-  four amide torsions (O–C–N–H and ω of both peptide bonds).
+  four amide torsions (O–C–N–H and ω of both peptide bonds), the median E/kT of each force term and
+  the median closest interatomic distance.
 
     python scripts/stage0_learning_curve.py --buffer runs/aldp_quick/stage_0/buffer.npz \
         --kind transformer --hidden 32 --layers 2 --steps 2000,5000,10000 --out curve.json
@@ -39,6 +42,7 @@ from boltzpath import make_target
 from boltzpath.diffusion.buffer import TrainingBuffer, rigid_shape
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models, train
+from boltzpath.io.atomic import atomic_write_json
 from boltzpath.smc.annealing import AnnealConfig, anneal
 from boltzpath.smc.model import NetworkModel
 
@@ -69,9 +73,15 @@ def own_samples(score, energy, target, schedule, q: np.ndarray) -> dict:
         x = res.x.double()
         e = target.energy(x).detach()
         a = md.compute_dihedrals(md.Trajectory(x.reshape(len(x), -1, 3).numpy(), target.topology), q)
+        pos = x.reshape(len(x), -1, 3)
+        system = target.torch_energy
+        terms = {name: float(term(pos).median()) / target.kt_kj_mol  # E/kT at 1200 K, per force term
+                 for name, term in zip(system.force_names, system.terms, strict=True)}
+        closest = (torch.cdist(pos, pos) + 10.0 * torch.eye(pos.shape[1], dtype=pos.dtype)).amin((1, 2))
         out[drift] = {"E_median": float(e.median()), "E_q25": float(e.quantile(0.25)),
                       "frac_below_50": float((e < 50).float().mean()),
-                      "trans": np.round((np.abs(a) > np.pi / 2).mean(0), 3).tolist()}
+                      "trans": np.round((np.abs(a) > np.pi / 2).mean(0), 3).tolist(),
+                      "term_median_kT": terms, "closest_pair_nm_median": float(closest.median())}
     return out
 
 
@@ -81,20 +91,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", default="transformer", choices=("transformer", "egnn"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--emb-dim", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-frames", type=int, default=900, help="first frames train, the rest are held out")
+    p.add_argument("--heldout-max", type=int, default=500, help="at most this many held-out frames scored")
+    p.add_argument("--pair-features", type=int, default=0, help="net.pair_features")
+    p.add_argument("--tsm", type=float, default=0.0, help="target score matching weight (forces)")
+    p.add_argument("--tsm-sigma-max", type=float, default=0.01, help="TSM only below this σ (nm)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", default="2000,5000,10000")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     target = make_target("aldp-fab").at_temperature(1200.0)
     buf = TrainingBuffer.load(args.buffer)
     n, d = rigid_shape(target)
-    train_buf = TrainingBuffer(buf.x[:900], buf.energy[:900], buf.score[:900], None, n, d)
-    test_x, test_e = buf.x[900:].float(), buf.energy[900:]
-    ncfg = NetConfig(kind=args.kind, hidden=args.hidden, layers=args.layers, emb_dim=16,
-                     sigma_data=SIGMA_DATA)
+    n_train = args.train_frames
+    if not 0 < n_train < len(buf.x):
+        p.error(f"--train-frames must be between 1 and {len(buf.x) - 1} for {args.buffer}")
+    train_buf = TrainingBuffer(buf.x[:n_train], buf.energy[:n_train], buf.score[:n_train], None, n, d)
+    held_out = slice(n_train, n_train + args.heldout_max)
+    test_x, test_e = buf.x[held_out].float(), buf.energy[held_out]
+    ncfg = NetConfig(kind=args.kind, hidden=args.hidden, layers=args.layers, emb_dim=args.emb_dim,
+                     sigma_data=SIGMA_DATA, pair_features=args.pair_features)
     torch.manual_seed(0)
     models = Models(*build_models(target, ncfg), ncfg)
-    tcfg = TrainConfig(batch_size=64, pin=1.0, p_mean=-3.008, checkpoint_every=500, log_every=250)
+    tcfg = TrainConfig(batch_size=args.batch_size, pin=1.0, p_mean=-3.008, checkpoint_every=500,
+                       log_every=250, tsm=args.tsm, tsm_sigma_max=args.tsm_sigma_max)
     schedule = KarrasSchedule(SIGMA_MIN, SIGMA_MAX, 7.0)
     atoms = {str(a): a.index for a in target.topology.atoms}
     q = np.array([[atoms[k] for k in quad] for quad in AMIDE])
@@ -117,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             u = en.energy(test_x, torch.full((len(test_x),), SIGMA_MIN)).double()
         corr = float(np.corrcoef(u.numpy(), test_e.numpy())[0, 1])
-        curve.append({"steps": steps, "train_wall_s": wall, "heldout_mse": held, "train_mse": trained,
+        curve.append({"steps": steps, "train_wall_s": wall, "threads": args.threads,
+                      "train_frames": n_train, "heldout_frames": len(test_x), "batch_size": args.batch_size,
+                      "tsm": args.tsm, "tsm_sigma_max": args.tsm_sigma_max,
+                      "pair_features": args.pair_features,
+                      "heldout_mse": held, "train_mse": trained,
                       "corr": corr, "samples": own_samples(sc, en, target, schedule, q)})
         print(json.dumps(curve[-1]), flush=True)
-        Path(args.out).write_text(json.dumps(curve, indent=1))
+        atomic_write_json(args.out, curve)
     return 0
 
 
