@@ -43,7 +43,7 @@ def test_shift_separates_exact_samples_from_hot_and_cold_ones():
             1000, torch.Generator().manual_seed(seed), dtype=torch.float32)
         c0 = target.counter.count
         out = mala_shift(target, x, torch.Generator().manual_seed(seed + 10), cfg)
-        assert target.counter.count - c0 == 1000 * (50 + 2)  # energies before + MALA's start + 50 steps
+        assert target.counter.count - c0 == 1000 * (50 + 1)  # MALA's start (the energies before) + 50 steps
         return out
 
     exact, hot, cold = shift(1.0, 3), shift(1.5, 3), shift(0.7, 3)
@@ -68,7 +68,7 @@ def test_run_keeps_the_best_checked_generator_and_counts_the_checks(tmp_path):
     best = min(checks, key=lambda c: c["shift"])
     assert sel["selected_iteration"] == best["iteration"] and sel["selected_shift"] == best["shift"]
     ev = m["energy_evaluations"]
-    assert ev["selection"] == 3 * 50 * (6 + 2)
+    assert ev["selection"] == 3 * 50 * (6 + 1)
     assert ev["training"] == 12 * 32 * (4 + 3) and ev["total"] == ev["training"] + ev["selection"]
     # the generator written and sampled is the selected one, not necessarily the last iterate
     gen, _, _ = load_generator(tmp_path / "run")

@@ -69,12 +69,14 @@ class RelaxConfig:
 
 @dataclass(frozen=True)
 class RelaxResult:
-    """Relaxed positions (n, dim), their E/kT (n,) and ∇E (n, dim), and diagnostics."""
+    """Relaxed positions (n, dim), their E/kT (n,) and ∇E (n, dim), and diagnostics; ``initial_energy``:
+    E/kT of the starting positions (before any repair), which ``relax`` evaluates anyway."""
 
     x: torch.Tensor
     energy: torch.Tensor
     grad: torch.Tensor
     info: dict
+    initial_energy: torch.Tensor | None = None
 
 
 def _max_displacement(v: torch.Tensor, target) -> torch.Tensor:
@@ -134,6 +136,7 @@ def relax(
     """
     cfg.validate()
     state = init_state(target, x)
+    initial_energy = state.energy
     repair_info: dict = {}
     if cfg.repair_above is not None:
         state, repair_info = repair(target, state, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
@@ -163,4 +166,4 @@ def relax(
         "mean_rms_displacement": float(disp.mean()),
         **repair_info,
     }
-    return RelaxResult(state.position, state.energy, state.grad, info)
+    return RelaxResult(state.position, state.energy, state.grad, info, initial_energy)

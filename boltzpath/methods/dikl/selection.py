@@ -65,11 +65,11 @@ def energy_w1(a: torch.Tensor, b: torch.Tensor, cap: float) -> float:
 
 
 def mala_shift(target, x: torch.Tensor, generator: torch.Generator, cfg: SelectConfig) -> dict:
-    """The energy shift of samples ``x`` under ``cfg.mala_steps`` MALA steps on ``target`` (counted)."""
-    with torch.no_grad():
-        before = target.energy(x)
+    """The energy shift of samples ``x`` under ``cfg.mala_steps`` MALA steps on ``target`` (counted:
+    n·(mala_steps + 1), the starting energies included)."""
     res = relax(target, x, generator, RelaxConfig(n_steps=cfg.mala_steps, adapt_steps=cfg.adapt_steps,
                                                   step_size=cfg.step_size, repair_above=None))
+    before = res.initial_energy
     return {"shift": energy_w1(before, res.energy, cfg.cap),
             "mean_energy_before": float(_capped(before, cfg.cap).mean()),
             "mean_energy_after": float(_capped(res.energy, cfg.cap).mean()),
