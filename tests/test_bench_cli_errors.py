@@ -63,5 +63,5 @@ def test_bench_dikl_scores_the_last_iterate_beside_a_selected_generator(tmp_path
     kept = [r for r in rows if r["method"] == "dikl"]
     last = [r for r in rows if r["method"] == "dikl (last iterate)"]
     assert kept and len(last) == len(kept)
-    assert kept[0]["selected_iteration"] in (3, 6) and kept[0]["selection_evaluations"] == 2 * 20 * (2 + 2)
+    assert kept[0]["selected_iteration"] in (3, 6) and kept[0]["selection_evaluations"] == 2 * 20 * (2 + 1)
     assert last[0]["iteration"] == 6
