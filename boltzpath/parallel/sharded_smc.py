@@ -36,6 +36,7 @@ travel with their particle when it is resampled); each rank's target counts its 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -169,7 +170,7 @@ def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx:
     ranks' medians listed (``step_size_median`` is rank 0's).
     """
     from boltzpath.parallel.dist import all_gather_json
-    from boltzpath.smc.relax import RelaxResult, relax
+    from boltzpath.smc.relax import relax
 
     res = relax(target, x, generator, cfg, callback=callback if ctx.is_main else None)
     if not ctx.distributed:
@@ -187,7 +188,7 @@ def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx:
             info[key] = sum(p[key] for p in parts)
     if "repair_steps_taken" in info:
         info["repair_steps_taken"] = max(p["repair_steps_taken"] for p in parts)
-    return RelaxResult(res.x, res.energy, res.grad, info)
+    return dataclasses.replace(res, info=info)  # every other field (x, energies, grad) is this rank's
 
 
 class ShardedPopulation(Population):
