@@ -3,10 +3,10 @@
 Diagnostic behind docs/pita.md, "Why the peptide ladders fail". Trains the score and energy
 models of ``--kind`` (the PITA ``quick`` losses: DSM + distillation + pinning at σ_min, batch 64,
 p_mean −3.008, σ_data 0.164 nm; ``--tsm`` adds target score matching on the frames' forces below
-``--tsm-sigma-max``) on the first 900 frames of a stage-0 buffer (``stage_0/buffer.npz``
-of an ``aldp-fab`` PITA run: 1200 K MD frames with energies and forces; ``--train-frames``, the rest
-held out, at most ``--heldout-max`` of them scored), resuming through one
-checkpoint, and after each ``--steps`` entry reports on the other frames:
+``--tsm-sigma-max``) on the first ``--train-frames`` (900) frames of a stage-0 buffer
+(``stage_0/buffer.npz`` of an ``aldp-fab`` PITA run: 1200 K MD frames with energies and forces),
+resuming through one checkpoint, and after each ``--steps`` entry reports on the frames after them
+(at most ``--heldout-max``):
 
 * denoising MSE/σ² (centred coordinates, 1 = no better than returning the noisy input) of the
   score and energy networks at σ = 0.002 … 0.3 nm, and of the score network on 100 training frames;
@@ -71,12 +71,13 @@ def own_samples(score, energy, target, schedule, q: np.ndarray) -> dict:
         acfg = AnnealConfig(n_steps=50, use_weights=False, divergence="hutchinson")
         res = anneal(model, 256, schedule, acfg, torch.Generator().manual_seed(2), target.project)
         x = res.x.double()
-        e = target.energy(x).detach()
-        a = md.compute_dihedrals(md.Trajectory(x.reshape(len(x), -1, 3).numpy(), target.topology), q)
         pos = x.reshape(len(x), -1, 3)
-        system = target.torch_energy
-        terms = {name: float(term(pos).median()) / target.kt_kj_mol  # E/kT at 1200 K, per force term
-                 for name, term in zip(system.force_names, system.terms, strict=True)}
+        a = md.compute_dihedrals(md.Trajectory(pos.numpy(), target.topology), q)
+        system = target.torch_energy  # E/kT at 1200 K per force term; their sum is the target's E/kT
+        per_term = {name: term(pos).detach() / target.kt_kj_mol
+                    for name, term in zip(system.force_names, system.terms, strict=True)}
+        e = sum(per_term.values())
+        terms = {name: float(v.median()) for name, v in per_term.items()}
         closest = (torch.cdist(pos, pos) + 10.0 * torch.eye(pos.shape[1], dtype=pos.dtype)).amin((1, 2))
         out[drift] = {"E_median": float(e.median()), "E_q25": float(e.quantile(0.25)),
                       "frac_below_50": float((e < 50).float().mean()),
