@@ -28,4 +28,5 @@ def lj13_training_problem(hidden: int, layers: int, emb: int, analytic_grad: boo
             for m in module.modules():
                 if hasattr(m, "first_layer_pairs"):
                     m.first_layer_pairs = first_layer_pairs
+                    m.last_layer_h = not first_layer_pairs  # "before" also computes the unused last h'
     return target, buffer, models

@@ -173,6 +173,37 @@ def test_ema_warm_up_follows_the_model_early_and_the_decay_later():
     assert float(ema2.module.weight) == pytest.approx(0.5)
 
 
+def test_ema_update_is_the_per_tensor_lerp_and_follows_moved_modules():
+    # the multi-tensor update must equal θ_ema ← d θ_ema + (1 − d) θ for every parameter, copy the
+    # buffers, and keep working when the model is moved (.to replaces buffers, not Parameters)
+    from boltzpath.diffusion.ema import Ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    ema = Ema(model, decay=0.9)
+    start = [p.detach().clone() for p in ema.module.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+        model[1].running_mean.fill_(3.0)
+    ema.update(model, step=10_000)
+    for s, pe, p in zip(start, ema.module.parameters(), model.parameters(), strict=True):
+        assert torch.allclose(pe, 0.9 * s + 0.1 * p, atol=1e-7, rtol=0)
+    assert torch.equal(ema.module[1].running_mean, model[1].running_mean)
+    model.double()  # new buffers, the same Parameter objects with float64 data
+    ema.module.double()
+    with torch.no_grad():
+        model[1].running_var.fill_(7.0)
+        model[0].weight.fill_(1.0)
+        ema.module[0].weight.fill_(0.0)
+    ema.update(model, step=10_000)
+    assert torch.equal(ema.module[1].running_var, model[1].running_var)
+    assert torch.allclose(ema.module[0].weight, torch.full_like(model[0].weight, 0.1))
+    other = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    with pytest.raises(ValueError, match="different structure"):
+        ema.update(other, step=0)
+
+
 def test_short_training_moves_the_ema_weights_away_from_the_start():
     # a 30-step run: without warm-up the EMA at 0.999 would still be ~97 % the initial weights
     target = make_target("gmm40")

@@ -33,8 +33,10 @@ class Ema:
     def update(self, model: nn.Module, step: int) -> None:
         """One EMA update at 0-based update ``step`` (warmed-up decay ``decay_at(step)``)."""
         d = self.decay_at(int(step))
-        for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1.0 - d)
+        ema_p, model_p = list(self.module.parameters()), [p.detach() for p in model.parameters()]
+        if len(ema_p) != len(model_p):
+            raise ValueError("EMA update from a model with a different structure")
+        torch._foreach_lerp_(ema_p, model_p, 1.0 - d)  # one multi-tensor kernel, not a Python loop
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 

@@ -280,6 +280,16 @@ class _CompiledLosses:
 _COMPILED = None
 
 
+def _adam(params: list, lr: float) -> torch.optim.Optimizer:
+    """Adam with torch's fused update (one kernel for all parameters; CPU since torch 2.4, CUDA), or
+    the multi-tensor one where fused is not available for these tensors. Both compute Adam; they
+    differ only in float rounding. A resumed run takes the flags saved in its checkpoint."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def _weighted_backward(losses: dict, weights: dict, optimizer) -> torch.Tensor:
     """The weighted total loss; its gradients are written (old ones cleared) only when it is finite."""
     total = sum(weights[k] * v for k, v in losses.items())
@@ -361,8 +371,9 @@ def train(
     if not pin_sigma > 0:
         raise BadInput(f"pin_sigma must be > 0, got {pin_sigma}")
     modules = models.modules()
-    params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, foreach=True)  # foreach: fewer CPU kernel launches
+    module_params = {k: list(m.parameters()) for k, m in modules.items()}
+    params = [p for ps in module_params.values() for p in ps]
+    optimizer = _adam(params, cfg.lr)
     emas = {k: Ema(m, cfg.ema) for k, m in modules.items()}
     step, history, ckpt = 0, [], None
     path = None if checkpoint_path is None else Path(checkpoint_path)
@@ -407,10 +418,8 @@ def train(
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
         if hooks is not None:  # data-parallel hook: ∇ ← mean over ranks (exact union-batch gradient)
             hooks.after_backward(params)
-        norms = {
-            k: float(torch.nn.utils.clip_grad_norm_(m.parameters(), cfg.grad_clip))
-            for k, m in modules.items()
-        }
+        norms = {k: float(torch.nn.utils.clip_grad_norm_(ps, cfg.grad_clip))
+                 for k, ps in module_params.items()}
         optimizer.step()
         for k, m in modules.items():
             emas[k].update(m, step)  # warm-up counted per train() call: a fine-tune restarts it
