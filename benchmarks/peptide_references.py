@@ -8,7 +8,9 @@ velocities and exchange draws; the same start structure, minimised) at 300 K:
         --replicas 4 --t-max 600 --platform CPU --seed 0        # and --seed 1 into DIR_s1
 
 (4 replicas on a geometric 300–600 K ladder, 0.5 ps of 1-fs Langevin MD per exchange, 100
-iterations discarded: 0.95 ns kept per replica for 2000 iterations). The certificate is their agreement:
+iterations discarded: 0.95 ns kept per replica for 2000 iterations; ``aldp-pita`` needed 8 replicas
+to 1200 K, docs/reference-data.md). Each run's ladder is read from its ``config.yaml``. The
+certificate is their agreement:
 
 * every peptide metric of seed 1 against seed 0 (``metrics.peptide_suite``: energy W1/W2,
   Ramachandran KL per residue, torsion KL, torus W2, TICA-W2) next to its noise floor (two
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from boltzpath import make_target
 from boltzpath.errors import run_cli
@@ -55,8 +58,9 @@ DATA = ROOT.parent / "boltzpath" / "data" / "references"
 BETWEEN = ("energy_w1_kj_mol", "energy_w2_kj_mol", "energy_w1", "ramachandran_kl", "kl_phi", "kl_psi",
            "torus_w2", "tica_w2")
 DESCRIPTION = (
-    "Peptide references by REMD (boltzpath reference: 4 replicas 300-600 K, 0.5 ps between exchanges, "
-    "100 iterations discarded; each run's length in its 'iterations' and 'simulated_ns_per_replica'), "
+    "Peptide references by REMD (boltzpath reference: a geometric ladder from 300 K, 0.5 ps between "
+    "exchanges, 100 iterations discarded; each run's ladder in its 'replicas' and 't_max_kelvin' (rows "
+    "without them: 4 replicas to 600 K) and its length in 'iterations' and 'simulated_ns_per_replica'), "
     "two independent seeds per target. 'between runs': seed 1 against seed 0 with the "
     "noise floor of two random halves of seed 0 at the same n (optimistic for correlated frames). "
     "Mean energies with standard errors from the statistical inefficiency of the energy series.")
@@ -67,7 +71,9 @@ def _load_run(path: Path) -> dict:
         x, energy = np.asarray(z["x"], dtype=np.float64), np.asarray(z["energy"], dtype=np.float64)
     metrics = json.loads((path / "metrics.json").read_text())
     decor = json.loads((path / "decorrelation.json").read_text())
-    return {"x": x, "energy": energy, "metrics": metrics, "decor": decor, "path": str(path)}
+    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").is_file() else {}
+    return {"x": x, "energy": energy, "metrics": metrics, "decor": decor, "path": str(path),
+            "config": config or {}}
 
 
 def _per_run_rows(run: dict, target, seed: int, common: dict) -> list[dict]:
@@ -80,6 +86,7 @@ def _per_run_rows(run: dict, target, seed: int, common: dict) -> list[dict]:
     extra = {"seed": seed, "run": run["path"], "energy_evaluations": run["metrics"].get("energy_evaluations"),
              "wall_time_s": run["metrics"].get("wall_time_s"), "n_effective": run["decor"]["n_effective"],
              "iterations": run["metrics"].get("iterations"),
+             "replicas": run["config"].get("n_replicas"), "t_max_kelvin": run["config"].get("t_max_kelvin"),
              "simulated_ns_per_replica": run["metrics"].get("simulated_ns_per_replica"),
              "max_statistical_inefficiency": run["decor"]["max_statistical_inefficiency"]}
     rows = [dict(common, method=f"remd seed {seed}", metric="mean_energy_kj_mol", value=float(e_kj.mean()),

@@ -93,7 +93,7 @@ PEPTIDE_REFERENCES = Path(__file__).resolve().parents[1] / "benchmarks" / "resul
 PEPTIDE_REFERENCES = PEPTIDE_REFERENCES / "peptide_references.json"
 
 
-@pytest.mark.parametrize("name", ["al3"])  # aldp-pita: one REMD seed so far, not shipped
+@pytest.mark.parametrize("name", ["al3", "aldp-pita"])
 def test_shipped_peptide_reference_is_the_right_molecule_and_agrees_with_an_independent_run(name):
     from boltzpath.metrics.amides import cis_report
     from boltzpath.metrics.chirality import chirality_report

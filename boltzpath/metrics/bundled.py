@@ -12,7 +12,8 @@ Peptides without a held-out set (``al3``, ``aldp-pita``) get the same treatment 
 ``<target>_300K.npy`` (float32 nm, (n, 3·n_atoms), every k-th frame of the seed-0 REMD run of
 ``benchmarks/peptide_references.py`` in time order, which TICA needs), certified by an independent
 seed-1 run (BENCHMARKS.md, peptide_references) — a weaker certificate than the particles' (AL3: 78
-effective samples, basin fractions to about ±0.06; its description says so). Options that only
+effective samples, basin fractions to about ±0.06; aldp-pita: 110, its rare φ > 0 basin to about
+±0.02; each description says so). Options that only
 choose how the energy is computed (OpenMM platform, dtype, device) do not change the distribution
 and are ignored.
 """
@@ -31,8 +32,8 @@ BUNDLED = {
     "dw4": ("dw4_T1.npy", 1.0, "certified PT reference", "benchmarks/particle_references.py seed 0"),
     "al3": ("al3_300K.npy", 300.0, "two-seed REMD reference (n_eff 78)",
             "benchmarks/peptide_references.py seed 0"),
-    "aldp-pita": ("aldp-pita_300K.npy", 300.0, "certified REMD reference",
-                  "benchmarks/peptide_references.py seed 0"),
+    "aldp-pita": ("aldp-pita_300K.npy", 300.0, "two-seed REMD reference (n_eff 110; φ > 0 to ±0.02)",
+                  "benchmarks/peptide_references.py seed 0, 8 replicas 300-1200 K"),
 }
 #: target options that choose how E is computed, not what E is
 COMPUTE_ONLY = frozenset({"platform", "dtype", "device"})
