@@ -1,9 +1,9 @@
 """PITA ladders on the peptides against a 300 K reference, next to Langevin (BAOAB) and MALA at the
 same energy evaluations (issue 11 benchmark).
 
-The reference: for ``aldp-fab`` the held-out 300 K set; for ``al3`` (and ``aldp-pita`` once one is
-shipped) the project's REMD reference shipped in ``boltzpath/data/references`` (``metrics.bundled``;
-docs/reference-data.md states its length and effective samples).
+The reference: for ``aldp-fab`` the held-out 300 K set; for ``al3`` and ``aldp-pita`` the project's
+REMD reference shipped in ``boltzpath/data/references`` (``metrics.bundled``; docs/reference-data.md
+states its length and effective samples).
 
 The ladders are run beforehand with ``boltzpath run pita`` (commands in docs/pita.md, "Peptides");
 this script reads their run folders (``--runs label=DIR`` — the label names the row's method, e.g.
