@@ -185,3 +185,16 @@ def test_dikl_sample_from_a_folder_that_is_not_a_run_is_exit_2(tmp_path):
                                    str(tmp_path / "o")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
 
+
+
+def test_particle_run_without_a_reference_is_scored_against_the_shipped_one(tmp_path):
+    # lj13/dw4 at T = 1 ship a certified reference (metrics.bundled); a run given none uses it, as
+    # `sample` and `run pita` do, so its metrics.json holds the reference-based metrics
+    args = ["run", "dikl", "--target", "dw4", "--out", str(tmp_path / "r"), "--quiet"]
+    for s in SET_TINY:
+        args += ["--set", s]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())["evaluation"]
+    assert m["n_reference"] == 50 and "distance_w2" in m["metrics"]
+    assert "certified PT reference" in (tmp_path / "r" / "run.log").read_text()

@@ -35,6 +35,7 @@ from boltzpath.methods.dikl.report import convergence_report, convergence_warnin
 from boltzpath.methods.dikl.schedule import VPSchedule
 from boltzpath.methods.dikl.selection import mala_shift, selection_rng
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
+from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.parallel.device import resolve_device
 from boltzpath.targets.registry import make_target
@@ -98,6 +99,9 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
         return DiKLResult(run.read_samples(), run.read_metrics(), run)
     target = (make_target(cfg.target, **cfg.target_options) if target is None else target).to(dev)
     reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
+    if reference is None and (bundled := bundled_reference(target)) is not None:
+        reference = bundled[0]  # lj13/dw4 at T = 1: the certified set shipped with the package
+        run.log(f"no reference given: scoring against the {bundled[1]}")
     state = init_state(target, cfg, dev)
     ckpt = run.file("checkpoint.pt")
     if ckpt.is_file():
