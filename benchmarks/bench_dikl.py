@@ -113,7 +113,9 @@ def _draw_timing(run_dir, repeats=5, n=1000) -> dict:
             "path": "FastGenerator", "threads": torch.get_num_threads()}
 
 
-def bench_target(name, cfg, args, common, rows):
+def bench_target(name, cfg, args, common, rows, save=lambda rows: None):
+    """This target's rows merged into ``rows``; ``save(rows)`` after each method, so a run stopped
+    during a long baseline keeps the rows already measured."""
     quick = args.quick
     n = SIZES[name][1 if quick else 0]
     chains = SIZES[name][2]
@@ -155,6 +157,7 @@ def bench_target(name, cfg, args, common, rows):
             rows.append({"benchmark": "dikl", "method": "dikl", "target": name, "metric": "draw_1000_seconds",
                          "value": timing["median_s"], **timing, "energy_evaluations": 0, **common})
         print(f"{name}: dikl trained with {budget:.3e} evaluations in {train_wall:.0f} s", file=sys.stderr)
+        save(rows)
     per_sample = max(budget // n, 20)
     for method in ("pt", "digs"):
         if method not in methods:
@@ -167,6 +170,7 @@ def bench_target(name, cfg, args, common, rows):
         rows += _rows(method, name, _metrics(samples, target, reference, args.seed + 1), evals, wall,
                       {"options": opts, "dikl_budget": budget}, common)
         print(f"{name}: {method} {evals:.3e} evaluations, {wall:.0f} s", file=sys.stderr)
+        save(rows)
     if "released" in methods and reference is not None:
         released = _released(name, target)
         if released is not None:
@@ -203,8 +207,11 @@ def main(argv=None) -> int:
         configs[name] = resolve_config(name, preset, args.seed, tuple(args.overrides))
     rows = json.loads(out.read_text())["rows"] if out.is_file() else []
     for name, cfg in configs.items():
-        rows = bench_target(name, cfg, args, common, rows)
-        atomic_write_json(out, {"description": DESCRIPTION, "rows": rows})
+        def save(rows, out=out):
+            atomic_write_json(out, {"description": DESCRIPTION, "rows": rows})
+
+        rows = bench_target(name, cfg, args, common, rows, save)
+        save(rows)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
