@@ -206,10 +206,10 @@ def main(argv=None) -> int:
         preset = "quick" if args.quick else "cpu"
         configs[name] = resolve_config(name, preset, args.seed, tuple(args.overrides))
     rows = json.loads(out.read_text())["rows"] if out.is_file() else []
-    for name, cfg in configs.items():
-        def save(rows, out=out):
-            atomic_write_json(out, {"description": DESCRIPTION, "rows": rows})
+    def save(rows):
+        atomic_write_json(out, {"description": DESCRIPTION, "rows": rows})
 
+    for name, cfg in configs.items():
         rows = bench_target(name, cfg, args, common, rows, save)
         save(rows)
     print(f"wrote {out}", file=sys.stderr)

@@ -186,7 +186,6 @@ def test_dikl_sample_from_a_folder_that_is_not_a_run_is_exit_2(tmp_path):
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
 
 
-
 def test_particle_run_without_a_reference_is_scored_against_the_shipped_one(tmp_path):
     # lj13/dw4 at T = 1 ship a certified reference (metrics.bundled); a run given none uses it, as
     # `sample` and `run pita` do, so its metrics.json holds the reference-based metrics

@@ -28,14 +28,13 @@ from boltzpath.config import from_dict, to_dict
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_torch_save
 from boltzpath.io.runs import RunDir
-from boltzpath.io.samples import Samples, load_reference
+from boltzpath.io.samples import Samples
 from boltzpath.methods.dikl.config import DiKLConfig
 from boltzpath.methods.dikl.networks import build_networks
 from boltzpath.methods.dikl.report import convergence_report, convergence_warning, write_training_plot
 from boltzpath.methods.dikl.schedule import VPSchedule
 from boltzpath.methods.dikl.selection import mala_shift, selection_rng
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
-from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.parallel.device import resolve_device
 from boltzpath.targets.registry import make_target
@@ -98,10 +97,12 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
     if run.is_complete:
         return DiKLResult(run.read_samples(), run.read_metrics(), run)
     target = (make_target(cfg.target, **cfg.target_options) if target is None else target).to(dev)
-    reference = None if cfg.reference is None else load_reference(cfg.reference, target.dim)
-    if reference is None and (bundled := bundled_reference(target)) is not None:
-        reference = bundled[0]  # lj13/dw4 at T = 1: the certified set shipped with the package
-        run.log(f"no reference given: scoring against the {bundled[1]}")
+    from boltzpath.sampling import reference_or_bundled
+
+    # the user's file, else the certified set shipped with the package (lj13/dw4 at T = 1)
+    reference, reference_name = reference_or_bundled(cfg.reference, target)
+    if cfg.reference is None and reference is not None:
+        run.log(f"no reference given: scoring against the {reference_name}")
     state = init_state(target, cfg, dev)
     ckpt = run.file("checkpoint.pt")
     if ckpt.is_file():
