@@ -33,6 +33,7 @@ def test_run_cli_lets_other_errors_through():
     ("bench_pita.py", ["--targets", "lj13", "--set", "foo"]),
     ("bench_pita.py", ["--targets", "dw4", "--set", "train.steps=abc"]),
     ("bench_dikl.py", ["--targets", "gmm40", "--set", "nokey=1"]),
+    ("score_pita_run.py", ["--run", "no/such/run", "--references", "."]),
 ])
 def test_malformed_set_is_one_line_before_any_run(tmp_path, script, args):
     out = tmp_path / "out.json"
