@@ -18,17 +18,16 @@ The held-out sets in ../shared/holdout/ are used for evaluation only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
-import yaml
 from bench_pita import HOLDOUT, _pt_same_budget, _rows, _stage_rows, _subset_rows
 
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
-from boltzpath.io.samples import Samples, load_reference
+from boltzpath.io.runs import RunDir
+from boltzpath.io.samples import load_reference
 from boltzpath.metrics.suite import evaluate
 from boltzpath.targets.registry import make_target
 
@@ -43,32 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="PT's seed")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    run, refs = Path(args.run), Path(args.references)
-    if not (run / "COMPLETE").is_file():
+    rd, refs = RunDir(args.run), Path(args.references)
+    run = rd.path
+    if not rd.is_complete:
         raise BadInput(f"--run {run}: not a finished run folder (no COMPLETE file)")
     if not refs.is_dir():
         raise BadInput(f"--references {refs}: not a folder")
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    target_name = cfg["target"]["name"] if isinstance(cfg.get("target"), dict) else cfg.get("target")
+    cfg = rd.read_config()
+    target_name = cfg.get("target")
     if target_name not in ("lj13", "dw4"):
         raise BadInput(f"--run {run}: target {target_name!r}; this script scores lj13 and dw4 runs")
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = rd.read_metrics()
     evals, wall = int(metrics["energy_evaluations"]["total"]), round(float(metrics["wall_time_s"]), 1)
-    samples = Samples.load(run / "samples.npz")
+    samples = rd.read_samples()
     command = "python benchmarks/score_pita_run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = []
-    holdout = HOLDOUT / f"{target_name}_test_10k.npy"
-    if holdout.is_file():
-        ev = evaluate(samples, make_target(target_name), reference=load_reference(holdout),
+    holdout_file = HOLDOUT / f"{target_name}_test_10k.npy"
+    holdout = load_reference(holdout_file) if holdout_file.is_file() else None
+    if holdout is not None:
+        ev = evaluate(samples, make_target(target_name), reference=holdout,
                       generator=torch.Generator().manual_seed(1), max_n=2000)
         rows += _rows(args.label, target_name, ev, evals, wall, command, samples.n)
     rows += _subset_rows(args.label, target_name, samples, refs, evals, wall, command, cfg.get("seed"))
     rows += _stage_rows(args.label, target_name, run, [float(t) for t in cfg["temperatures"]], refs,
                         cfg.get("seed"), command)
     if args.pt:
-        ref = load_reference(holdout) if holdout.is_file() else None
         save = run.parent / f"{run.name}_pt_seed{args.seed}.npz"  # beside the run, not in results/
-        pt_rows, pt = _pt_same_budget(target_name, evals, samples.n, ref, command, args.seed, save)
+        pt_rows, pt = _pt_same_budget(target_name, evals, samples.n, holdout, command, args.seed, save)
         rows += pt_rows
         rows += _subset_rows("pt-same-budget", target_name, pt, refs, int(pt.info["energy_evaluations"]),
                              round(float(pt.info["wall_time_s"]), 1), command, args.seed)

@@ -37,6 +37,7 @@ from boltzpath.methods.dikl.selection import mala_shift, selection_rng
 from boltzpath.methods.dikl.trainer import DiKLState, init_state, iterate, read_checkpoint
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.parallel.device import resolve_device
+from boltzpath.sampling import reference_or_bundled
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[int, int, dict], None]
@@ -97,8 +98,6 @@ def run_dikl(cfg: DiKLConfig, out: str | Path, overwrite: bool = False, resume: 
     if run.is_complete:
         return DiKLResult(run.read_samples(), run.read_metrics(), run)
     target = (make_target(cfg.target, **cfg.target_options) if target is None else target).to(dev)
-    from boltzpath.sampling import reference_or_bundled
-
     # the user's file, else the certified set shipped with the package (lj13/dw4 at T = 1)
     reference, reference_name = reference_or_bundled(cfg.reference, target)
     if cfg.reference is None and reference is not None:
