@@ -62,7 +62,9 @@ SIZES = {"gmm40": (10_000, 2_000, 1000), "manywell32": (10_000, 2_000, 1000),
 DESCRIPTION = ("DiKL (one-step generator, reverse diffusive KL) against parallel tempering and DiGS given "
                "DiKL's training evaluation budget (`energy_evaluations`; DiKL's samples themselves cost 0). "
                "`dikl-released`: DiKL's published DW-4/LJ-13 samples scored with the same code. "
-               "`(E<1000)` rows drop configurations above 1000 E/kT (`dropped_fraction`). "
+               "`(E<1000)` rows drop configurations above 1000 E/kT (`dropped_fraction`); "
+               "`clash_fraction` (dw4/lj13, rows from 2026-12-06 on): the share of samples with E > 0, "
+               "issue 12's clash. "
                "PT on dw4/lj13: chains from the budget (`options.chains`; rows before 2026-12-03 late used "
                "100 chains, which starved it on LJ-13).")
 CLASH = 1000.0  # E/kT above which a configuration counts as a clash (the suite's high-energy cut)
@@ -72,7 +74,11 @@ def _metrics(samples, target, reference, seed):
     gen = torch.Generator().manual_seed(seed)
     if reference is None:
         return toy_metrics(samples, target, gen)
-    return particle_metrics(samples, target, reference, gen)
+    out = particle_metrics(samples, target, reference, gen)
+    # issue 12's clash fraction: E > 0 (a non-finite energy counts as a clash), over every sample
+    energy = samples.energy.double()
+    out["clash_fraction"] = (float((~(energy <= 0)).double().mean()), samples.n, None)
+    return out
 
 
 def _rows(method, name, metrics, evals, wall, extra, common):
@@ -167,6 +173,7 @@ def bench_target(name, cfg, args, common, rows, save=lambda rows: None):
         samples = run_method(method, target, n, torch.Generator().manual_seed(args.seed), opts)
         wall = time.perf_counter() - t0
         evals = int(samples.info["energy_evaluations"])
+        samples.save(run_dir.parent / f"{run_dir.name}_{method}_samples.npz")  # kept for later checks
         rows += _rows(method, name, _metrics(samples, target, reference, args.seed + 1), evals, wall,
                       {"options": opts, "dikl_budget": budget}, common)
         print(f"{name}: {method} {evals:.3e} evaluations, {wall:.0f} s", file=sys.stderr)

@@ -66,3 +66,18 @@ def test_bench_dikl_scores_the_last_iterate_beside_a_selected_generator(tmp_path
     assert kept and len(last) == len(kept)
     assert kept[0]["selected_iteration"] in (3, 6) and kept[0]["selection_evaluations"] == 2 * 20 * (2 + 1)
     assert last[0]["iteration"] == 6
+
+
+def test_bench_dikl_clash_fraction_counts_positive_and_non_finite_energies(monkeypatch):
+    # issue 12's clash fraction: E > 0 over every sample, a non-finite energy counted as a clash
+    sys.path.insert(0, str(BENCH))
+    import bench_dikl
+    import torch
+
+    from boltzpath.io.samples import Samples
+
+    monkeypatch.setattr(bench_dikl, "particle_metrics", lambda *a: {})
+    energy = torch.tensor([-3.0, 0.0, 2.0, float("nan"), -1.0, float("inf"), -5.0, -0.5], dtype=torch.float64)
+    samples = Samples(torch.zeros(8, 8), energy)
+    value, n, floor = bench_dikl._metrics(samples, None, reference=object(), seed=0)["clash_fraction"]
+    assert (value, n, floor) == (3 / 8, 8, None)
