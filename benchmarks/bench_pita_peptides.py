@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", default="langevin,mala", help="comma list ('' for none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="save each baseline's samples as DIR/<method>_samples.npz")
+    parser.add_argument("--figure", default=None, metavar="PNG",
+                        help="one figure: Ramachandran and TICA free energy of the reference, each run "
+                             "and each baseline (report.peptide_plots.plot_peptide_comparison)")
     args = parser.parse_args(argv)
     out = args.out or str(RESULTS if args.target == "aldp-fab"
                           else RESULTS.with_name(f"pita_peptides_{args.target}.json"))
@@ -117,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                          "command": command, "reference": reference_name, **more, **extra})
 
     budget, n = None, None
+    drawn: list[tuple[str, np.ndarray]] = []  # (label, x) for --figure
     for label, folder in runs:
         metrics = json.loads((folder / "metrics.json").read_text())
         samples = Samples.load(folder / "samples.npz")
         evals = int(metrics["energy_evaluations"]["total"])
         budget, n = budget or evals, n or samples.n
+        drawn.append((label, samples.x.numpy()))
         add(label, score(samples, target, reference, ref_basins, args.seed + 1), evals,
             round(float(metrics["wall_time_s"]), 1), run=str(folder),
             evaluations_by_phase=metrics["energy_evaluations"])
@@ -133,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts)
         print(f"{method}: {evals:,} evaluations, {wall} s", file=sys.stderr)
         atomic_write_json(out, {"rows": rows})
+        drawn.append((method, samples.x.numpy()))
+        if args.keep:
+            samples.save(Path(args.keep) / f"{method}_samples.npz")
     atomic_write_json(out, {"rows": rows})
+    if args.figure and drawn:
+        from boltzpath.report.peptide_plots import plot_peptide_comparison
+
+        print(f"wrote {plot_peptide_comparison(args.figure, drawn, target, reference)}", file=sys.stderr)
     return 0
 
 

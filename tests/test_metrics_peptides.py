@@ -169,6 +169,18 @@ def test_plot_peptide_writes_three_figures(holdout_frames, tmp_path):
     assert len(plot_peptide(tmp_path / "noref", Samples(x=torch.from_numpy(x), energy=energy), target)) == 2
 
 
+def test_plot_peptide_comparison_writes_one_figure(holdout_frames, tmp_path):
+    # reference + two sample sets (one of them mirrored: flipped back like the metrics) in one PNG
+    from boltzpath import make_target
+    from boltzpath.report.peptide_plots import plot_peptide_comparison
+
+    target = make_target("aldp-fab")
+    sets = [("a", holdout_frames[:200]), ("mirrored", -holdout_frames[200:400])]
+    path = plot_peptide_comparison(tmp_path / "fig" / "cmp.png", sets, target, holdout_frames[400:])
+    assert path == tmp_path / "fig" / "cmp.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_reference_free_metrics_without_a_reference(holdout_frames):
     from boltzpath import make_target
     from boltzpath.metrics.peptide_suite import peptide_metrics

@@ -114,3 +114,47 @@ def plot_peptide(out_dir: str | Path, samples: Samples, target: Any, reference=N
     ax.legend(loc="upper right")
     written.append(save_png(fig, out / "energy_hist_kj_mol.png", dpi=110, tight=True))
     return written
+
+
+def plot_peptide_comparison(path: str | Path, sets: list[tuple[str, np.ndarray]], target: Any,
+                            reference: np.ndarray) -> Path:
+    """One figure for a report: the reference's and each sample set's free energy, Ramachandran
+    (first residue's φ/ψ) in the top row and the reference's first two TICA components in the bottom
+    row, on shared axes and colour scale. ``sets``: (label, x) with x of shape (n, dim) in nm; all-D
+    samples are flipped first, as in the metrics. Written atomically; returns the path."""
+    from boltzpath.metrics.tica import TicaProjection
+
+    topology = target.topology
+    ref_x, _ = _reference_parts(reference, target)
+    ref_x = ref_x[:MAX_POINTS]
+    columns = [(f"reference (n={ref_x.shape[0]})", ref_x)]
+    for label, x in sets:
+        x = np.asarray(x, dtype=np.float64).reshape(-1, target.dim)[:MAX_POINTS]
+        columns.append((f"{label} (n={x.shape[0]})", fix_chirality(x, topology)[0]))
+    tica = TicaProjection(ref_x, topology)
+    projections = [tica.transform(x) for _, x in columns]
+    lo = np.percentile(projections[0], 0.5, axis=0) - 0.5 * np.ptp(projections[0], axis=0)
+    hi = np.percentile(projections[0], 99.5, axis=0) + 0.5 * np.ptp(projections[0], axis=0)
+    ea, eb = np.linspace(lo[0], hi[0], 61), np.linspace(lo[1], hi[1], 61)
+    edges = np.linspace(-np.pi, np.pi, 61)
+    fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns) + 0.8, 6.8), squeeze=False,
+                             layout="constrained")
+    for j, ((label, x), proj) in enumerate(zip(columns, projections, strict=True)):
+        phi, psi = backbone_dihedrals(x, topology)
+        top, bottom = axes[0, j], axes[1, j]
+        mesh = top.pcolormesh(edges, edges, _free_energy(phi[:, 0], psi[:, 0], edges, edges).T,
+                              cmap="viridis", vmin=0.0, vmax=F_MAX_KT, shading="flat")
+        top.set_title(label, fontsize=9)
+        top.set_xlabel("φ (rad)")
+        bottom.pcolormesh(ea, eb, _free_energy(proj[:, 0], proj[:, 1], ea, eb).T, cmap="viridis",
+                          vmin=0.0, vmax=F_MAX_KT, shading="flat")
+        outside = np.mean(np.any((proj[:, :2] < lo[:2]) | (proj[:, :2] > hi[:2]), axis=1))
+        bottom.set_title(f"{outside:.1%} outside these axes", fontsize=8)
+        bottom.set_xlabel("TIC 1")
+        if j == 0:
+            top.set_ylabel("ψ (rad)")
+            bottom.set_ylabel("TIC 2")
+    fig.colorbar(mesh, ax=axes.ravel().tolist(), label="free energy / kT")
+    fig.suptitle(f"{target.name} at {target.temperature:g} K: Ramachandran (top) and TICA (bottom) "
+                 "free energy")
+    return save_png(fig, Path(path), dpi=100, tight=True)
