@@ -51,6 +51,7 @@ from boltzpath.methods.dikl import draw, load_generator, run_dikl
 from boltzpath.methods.dikl.config import resolve_config
 from boltzpath.methods.dikl.inference import FastGenerator
 from boltzpath.methods.dikl.trainer import read_checkpoint
+from boltzpath.metrics.distributions import high_energy_fraction
 from boltzpath.metrics.energies import uncounted_energy
 from boltzpath.targets.registry import make_target
 
@@ -76,8 +77,7 @@ def _metrics(samples, target, reference, seed):
         return toy_metrics(samples, target, gen)
     out = particle_metrics(samples, target, reference, gen)
     # issue 12's clash fraction: E > 0 (a non-finite energy counts as a clash), over every sample
-    energy = samples.energy.double()
-    out["clash_fraction"] = (float((~(energy <= 0)).double().mean()), samples.n, None)
+    out["clash_fraction"] = (high_energy_fraction(samples.energy, threshold=0.0), samples.n, None)
     return out
 
 
