@@ -133,8 +133,9 @@ def plot_peptide_comparison(path: str | Path, sets: list[tuple[str, np.ndarray]]
         columns.append((f"{label} (n={x.shape[0]})", fix_chirality(x, topology)[0]))
     tica = TicaProjection(ref_x, topology)
     projections = [tica.transform(x) for _, x in columns]
-    lo = np.percentile(projections[0], 0.5, axis=0) - 0.5 * np.ptp(projections[0], axis=0)
-    hi = np.percentile(projections[0], 99.5, axis=0) + 0.5 * np.ptp(projections[0], axis=0)
+    margin = 0.5 * np.ptp(projections[0], axis=0)  # the reference's range, widened on both sides
+    lo = np.percentile(projections[0], 0.5, axis=0) - margin
+    hi = np.percentile(projections[0], 99.5, axis=0) + margin
     ea, eb = np.linspace(lo[0], hi[0], 61), np.linspace(lo[1], hi[1], 61)
     edges = np.linspace(-np.pi, np.pi, 61)
     fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns) + 0.8, 6.8), squeeze=False,
