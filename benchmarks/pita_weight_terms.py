@@ -1,0 +1,187 @@
+"""Which term of the FK weights makes a PITA stage's population collapse?
+
+Takes a trained stage of a PITA run (``stage_K/model.pt``, or ``--model`` for a checkpoint copied
+elsewhere) and anneals it to T_{K+1} with the run's own anneal settings for that stage
+(``cfg.anneal_for(K+1)``, no overshoot), ``--n`` particles, in two parts:
+
+* **terms** — one population moved by the annealed SDE *without* resampling (the proposal of every
+  weighted step), and along it, per particle, the three parts of each step's log-weight increment
+  (``smc.annealing.fk_increment``): ``du_dt`` = γ ∂_tU_η ds, ``divergence`` = γ(Δh/2)∇·s with the
+  exact trace, ``inner`` = −γ²(Δh/2)⟨∇U_η, s⟩ — and ``probe_noise`` = γ(Δh/2)(Hutchinson − exact),
+  the noise that ``n_probes`` Rademacher probes add. Summed over the weighted steps (those that end
+  at t ≥ ``weights_stop_t``), each part's variance across particles (nats²) and the ESS fraction of
+  exp(sum) say which one spreads the weights; cross terms are in ``total``. One seed, the exact
+  trace costs d vector–Jacobian products per step.
+* **anneal** — the weighted SMC itself (``smc.annealing.anneal``, with resampling) once per
+  ``--divergence`` variant (``hutchinson:P`` or ``exact``): resampling events, the lowest ESS
+  fraction, and the number of distinct ancestors is not tracked by ``anneal``, so it is not reported.
+
+No target energy is evaluated (the model's terms only), so the rows have ``energy_evaluations`` 0.
+
+    python benchmarks/pita_weight_terms.py --run RUN --stage 0 [--model PATH] [--n 256] [--seed 0] \
+        [--divergence hutchinson:1,exact] [--threads 2] [--out FILE]
+
+Writes ``benchmarks/results/pita_weight_terms.json`` unless ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from boltzpath.config import from_dict, load_yaml
+from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.diffusion.train import load_models
+from boltzpath.errors import BadInput, run_cli
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.methods.pita import _network_model
+from boltzpath.methods.pita_config import PITAConfig
+from boltzpath.smc.annealing import anneal
+from boltzpath.smc.weights import effective_sample_size
+from boltzpath.targets.registry import make_target
+
+ROOT = Path(__file__).resolve().parent
+DESCRIPTION = ("Which term of the FK weights spreads a PITA stage's log-weights "
+               "(`benchmarks/pita_weight_terms.py`): per-particle sums over the weighted steps of γ∂tU, "
+               "γ(Δh/2)∇·s (exact), −γ²(Δh/2)⟨∇U,s⟩ and the Hutchinson probe noise along one unresampled "
+               "population, and the weighted SMC's resampling counts per divergence estimator")
+PARTS = ("du_dt", "divergence", "inner", "probe_noise")
+
+
+def parse_variants(spec: str) -> list[tuple[str, int]]:
+    out = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        if item == "exact":
+            out.append(("exact", 1))
+        elif item.startswith("hutchinson:") and item[11:].isdigit() and int(item[11:]) > 0:
+            out.append(("hutchinson", int(item[11:])))
+        else:
+            raise BadInput(f"--divergence: {item!r} is neither 'exact' nor 'hutchinson:P' with P >= 1")
+    if not out:
+        raise BadInput("--divergence: no variant given")
+    return out
+
+
+def term_sums(model, acfg, schedule, n: int, gen: torch.Generator, project, n_probes: int,
+              probe_gen: torch.Generator):
+    """Per-particle sums over the weighted steps of each increment part (module docstring), along one
+    population moved without resampling. Returns ({part: (n,) float64}, per-step variances).
+
+    The prior and the SDE noise are drawn from ``gen`` in the order ``smc.annealing.anneal`` draws
+    them (the exact trace draws nothing) and the probes from ``probe_gen``, so with the same seed
+    and no resampling ``anneal``'s log-weights equal the sum of the three exact parts (tested)."""
+    gamma = acfg.gamma
+    x = schedule.sigma_max / math.sqrt(gamma) * project(torch.randn(n, model.dim, generator=gen,
+                                                                      dtype=acfg.torch_dtype))
+    grid = schedule.time_grid(acfg.n_steps).tolist()
+    sums = {p: torch.zeros(n, dtype=torch.float64) for p in PARTS}
+    per_step = []
+    for k in range(acfg.n_steps):
+        t_now, t_next = grid[k], grid[k + 1]
+        dh = float(schedule.sigma(t_now) ** 2 - schedule.sigma(t_next) ** 2)
+        g2 = float(schedule.g2(t_now))
+        terms = model.terms(x, t_now, "exact", gen)
+        hutch = model.divergence(x, t_now, "hutchinson", probe_gen, n_probes).detach()
+        div = terms.div_score.to(torch.float64)
+        inner = (terms.grad_energy.to(torch.float64) * terms.score.to(torch.float64)).sum(-1)
+        parts = {"du_dt": gamma * terms.du_dt.to(torch.float64) * (dh / g2),
+                 "divergence": gamma * 0.5 * dh * div,
+                 "inner": -(gamma ** 2) * 0.5 * dh * inner,
+                 "probe_noise": gamma * 0.5 * dh * (hutch.to(torch.float64) - div)}
+        weighted = t_next >= acfg.weights_stop_t
+        if weighted:
+            for p in PARTS:
+                sums[p] += parts[p]
+        per_step.append({"t": t_now, "sigma": float(schedule.sigma(t_now)), "weighted": weighted,
+                         **{f"var_{p}": float(parts[p].var()) for p in PARTS}})
+        drift = project((0.5 * gamma * dh) * (terms.score - terms.grad_energy).to(x.dtype))
+        x = (x + drift + math.sqrt(dh) * project(torch.randn(x.shape, generator=gen, dtype=x.dtype))).detach()
+    return sums, per_step
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--stage", type=int, required=True, help="the stage whose model anneals to the next T")
+    ap.add_argument("--model", type=Path, default=None, help="a checkpoint instead of stage_K/model.pt")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--divergence", default="hutchinson:1,exact")
+    ap.add_argument("--skip-anneal", action="store_true", help="only the term decomposition")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_weight_terms.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    variants = parse_variants(args.divergence)
+    if args.n < 2:
+        raise BadInput(f"--n must be >= 2, got {args.n}")
+    cfg_file = args.run / "config.yaml"
+    if not cfg_file.is_file():
+        raise BadInput(f"--run {args.run}: no config.yaml (not a PITA run folder)")
+    cfg = from_dict(PITAConfig, load_yaml(cfg_file))
+    k = args.stage
+    model_file = args.model or args.run / f"stage_{k}" / "model.pt"
+    if not 0 <= k < len(cfg.temperatures) - 1:
+        raise BadInput(f"--stage {k}: the run's ladder has stages 0..{len(cfg.temperatures) - 2} that anneal")
+    if not Path(model_file).is_file():
+        raise BadInput(f"{model_file}: no such model checkpoint")
+    target = make_target(cfg.target, **cfg.target_options)
+    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
+    score, energy = load_models(model_file, target)
+    acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)
+    acfg.gamma = cfg.gamma(k + 1)
+    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
+    common = {"benchmark": "pita_weight_terms", "target": cfg.target, "run": str(args.run), "stage": k,
+              "model": str(model_file), "temperature": cfg.temperatures[k + 1], "gamma": acfg.gamma,
+              "n_steps": acfg.n_steps, "weights_stop_t": acfg.weights_stop_t, "n": args.n,
+              "energy_evaluations": 0, "machine": describe_machine(), "threads": args.threads,
+              "command": "python benchmarks/pita_weight_terms.py "
+                         + " ".join(argv if argv is not None else sys.argv[1:])}
+    rows: list[dict] = []
+
+    def save():
+        atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
+
+    probes = next((p for m, p in variants if m == "hutchinson"), 1)
+    t0 = time.perf_counter()
+    sums, per_step = term_sums(model, acfg, schedule, args.n, torch.Generator().manual_seed(args.seed),
+                               target.project, probes, torch.Generator().manual_seed(args.seed + 1))
+    wall = time.perf_counter() - t0
+    exact_total = sums["du_dt"] + sums["divergence"] + sums["inner"]
+    totals = (("total_exact", exact_total), ("total_with_probes", exact_total + sums["probe_noise"]))
+    for name, s in (*sums.items(), *totals):
+        rows.append({**common, "method": f"terms ({probes} probe{'s' if probes > 1 else ''} for probe_noise)",
+                     "metric": f"log_weight_var_{name}", "value": float(s.var()),
+                     "ess_fraction": effective_sample_size(s) / args.n, "wall_time_s": round(wall, 1)})
+        print(f"{name:18s} var {float(s.var()):10.4g}  ESS fraction {rows[-1]['ess_fraction']:.3f}",
+              flush=True)
+    rows[-1]["per_step"] = per_step
+    save()
+    if not args.skip_anneal:
+        for method, p in variants:
+            cfg_v = replace(acfg, divergence=method, n_probes=p)
+            t0 = time.perf_counter()
+            res = anneal(model, args.n, schedule, cfg_v, torch.Generator().manual_seed(args.seed),
+                         target.project)
+            summ = res.info.summary(args.n)
+            label = "exact" if method == "exact" else f"hutchinson:{p}"
+            rows.append({**common, "method": f"weighted SMC, divergence {label}",
+                         "metric": "n_resampling_events", "value": summ["n_resampling_events"],
+                         "min_ess_fraction": summ["min_ess_fraction"], "final_ess_fraction": res.ess / args.n,
+                         "wall_time_s": round(time.perf_counter() - t0, 1)})
+            print(f"anneal {label:14s} resamplings {summ['n_resampling_events']:3d}  min ESS "
+                  f"{summ['min_ess_fraction']:.3f}  final ESS {res.ess / args.n:.3f}  "
+                  f"{rows[-1]['wall_time_s']} s", flush=True)
+            save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

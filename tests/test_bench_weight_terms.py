@@ -1,0 +1,79 @@
+"""benchmarks/pita_weight_terms.py: the FK log-weight split into its terms along one population."""
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from boltzpath.config import from_dict
+from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.diffusion.train import load_models
+from boltzpath.errors import BadInput
+from boltzpath.methods.pita import _network_model, run_pita
+from boltzpath.methods.pita_config import PITAConfig
+from boltzpath.smc.annealing import anneal
+from boltzpath.targets.registry import make_target
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pita_weight_terms  # noqa: E402
+
+TINY_DW4 = {
+    "target": "dw4",
+    "temperatures": [2.0, 1.0],
+    "stage0": {"method": "mala", "n_samples": 64, "options": {"chains": 32, "burn_in": 20, "thin": 2}},
+    "net": {"hidden": 8, "layers": 1, "emb_dim": 8},
+    "train": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
+    "finetune": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
+    "anneal": {"n_steps": 6, "divergence": "hutchinson", "stop_resampling_t": 0.3},
+    "relax": {"n_steps": 2, "adapt_steps": 1, "step_size": 0.01},
+    "n_particles": 16, "buffer_size": 16, "eval_max_n": 16, "eval_noise_floors": False,
+    "stage_plots": False, "gate": {"enabled": False, "model_check_n": 0, "jitter_n": 0},
+}
+
+
+def test_bad_divergence_variants_are_refused():
+    assert pita_weight_terms.parse_variants("hutchinson:1, exact,hutchinson:8") == [
+        ("hutchinson", 1), ("exact", 1), ("hutchinson", 8)]
+    for bad in ("", "hutchinson", "hutchinson:0", "hutchinson:x", "exakt"):
+        with pytest.raises(BadInput):
+            pita_weight_terms.parse_variants(bad)
+
+
+def test_the_exact_parts_sum_to_the_weights_of_the_anneal_without_resampling(tmp_path):
+    run = tmp_path / "run"
+    cfg = from_dict(PITAConfig, TINY_DW4)
+    run_pita(cfg, run)
+    target = make_target("dw4")
+    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
+    model = _network_model(*load_models(run / "stage_0" / "model.pt", target), target, schedule)
+    acfg = replace(cfg.anneal_for(1), overshoot=1.0)
+    acfg.gamma = cfg.gamma(1)
+    sums, per_step = pita_weight_terms.term_sums(model, acfg, schedule, 24, torch.Generator().manual_seed(3),
+                                                 target.project, 1, torch.Generator().manual_seed(4))
+    assert len(per_step) == 6 and any(not s["weighted"] for s in per_step)  # the released stop applies
+    no_resampling = replace(acfg, divergence="exact", ess_threshold=0.0)
+    res = anneal(model, 24, schedule, no_resampling, torch.Generator().manual_seed(3), target.project)
+    total = sums["du_dt"] + sums["divergence"] + sums["inner"]
+    assert total.var() > 0  # not a vacuous comparison
+    torch.testing.assert_close(res.log_weights, total, rtol=1e-5, atol=1e-5)
+    assert sums["probe_noise"].abs().max() > 0  # one probe is not the exact trace
+
+    out = tmp_path / "terms.json"
+    assert pita_weight_terms.main(["--run", str(run), "--stage", "0", "--n", "8", "--threads", "1",
+                                   "--divergence", "hutchinson:2,exact", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    metrics = [r["metric"] for r in rows]
+    parts = ("du_dt", "divergence", "inner", "probe_noise", "total_exact", "total_with_probes")
+    assert metrics[:6] == [f"log_weight_var_{p}" for p in parts]
+    assert metrics[6:] == ["n_resampling_events"] * 2 and all(r["energy_evaluations"] == 0 for r in rows)
+
+
+def test_a_run_without_a_model_for_the_stage_is_refused(tmp_path):
+    (tmp_path / "config.yaml").write_text("target: dw4\ntemperatures: [2.0, 1.0]\n")
+    with pytest.raises(BadInput, match="no such model"):
+        pita_weight_terms.main(["--run", str(tmp_path), "--stage", "0", "--out", str(tmp_path / "o.json")])
+    with pytest.raises(BadInput, match="stages 0..0"):
+        pita_weight_terms.main(["--run", str(tmp_path), "--stage", "1", "--out", str(tmp_path / "o.json")])
