@@ -16,10 +16,20 @@ elsewhere) and anneals it to T_{K+1} with the run's own anneal settings for that
   ``--divergence`` variant (``hutchinson:P`` or ``exact``): resampling events, the lowest ESS
   fraction, and the number of distinct ancestors is not tracked by ``anneal``, so it is not reported.
 
+* **exact references** (``--gaussian-std``) — the same two parts for an exact model: an isotropic
+  Gaussian N(0, std² I) in the target's dimension, noised in closed form (``smc.exact``). Its
+  log-weights still spread, because the score-scaled SDE's marginals are not the tempered p_t^γ
+  (that is what the weights correct): a spread of this size is the ladder's, not the network's,
+  and only a smaller γ per rung (``--gamma`` tries one) or better moves reduce it. For a Gaussian
+  the spread grows linearly with the dimension and does not depend on std while std lies well
+  inside [σ_min, σ_max]; the std only sets where in t the annealing happens. (CoM projections of
+  particle targets are not applied to the Gaussian: it has d, not d − 3, degrees of freedom.)
+
 No target energy is evaluated (the model's terms only), so the rows have ``energy_evaluations`` 0.
 
     python benchmarks/pita_weight_terms.py --run RUN --stage 0 [--model PATH] [--n 256] [--seed 0] \
-        [--divergence hutchinson:1,exact] [--threads 2] [--out FILE]
+        [--divergence hutchinson:1,exact] [--gamma G] [--gaussian-std 0.03,0.3] [--skip-model] \
+        [--skip-anneal] [--threads 2] [--out FILE]
 
 Writes ``benchmarks/results/pita_weight_terms.json`` unless ``--out``.
 """
@@ -44,6 +54,7 @@ from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita import _network_model
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.smc.annealing import anneal
+from boltzpath.smc.exact import GaussianMixtureVE
 from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
@@ -115,11 +126,23 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--divergence", default="hutchinson:1,exact")
     ap.add_argument("--skip-anneal", action="store_true", help="only the term decomposition")
+    ap.add_argument("--skip-model", action="store_true", help="only the --gaussian-std references")
+    ap.add_argument("--gamma", type=float, default=None,
+                    help="anneal by this factor instead of the run's T_K/T_{K+1} (e.g. a finer ladder's)")
+    ap.add_argument("--gaussian-std", default="",
+                    help="comma list of stds: the same anneal on an exact isotropic Gaussian in the target's "
+                         "dimension (smc.exact), the spread of the weights that an exact model still has")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_weight_terms.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = parse_variants(args.divergence)
+    try:
+        stds = [float(v) for v in args.gaussian_std.split(",") if v.strip()]
+    except ValueError:
+        raise BadInput(f"--gaussian-std {args.gaussian_std!r}: a comma list of numbers") from None
+    if any(not v > 0 for v in stds) or (args.gamma is not None and not args.gamma >= 1):
+        raise BadInput("--gaussian-std values must be > 0 and --gamma >= 1")
     if args.n < 2:
         raise BadInput(f"--n must be >= 2, got {args.n}")
     cfg_file = args.run / "config.yaml"
@@ -136,7 +159,7 @@ def main(argv=None) -> int:
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     score, energy = load_models(model_file, target)
     acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)
-    acfg.gamma = cfg.gamma(k + 1)
+    acfg.gamma = cfg.gamma(k + 1) if args.gamma is None else args.gamma
     model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
     common = {"benchmark": "pita_weight_terms", "target": cfg.target, "run": str(args.run), "stage": k,
               "model": str(model_file), "temperature": cfg.temperatures[k + 1], "gamma": acfg.gamma,
@@ -150,36 +173,43 @@ def main(argv=None) -> int:
         atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
 
     probes = next((p for m, p in variants if m == "hutchinson"), 1)
-    t0 = time.perf_counter()
-    sums, per_step = term_sums(model, acfg, schedule, args.n, torch.Generator().manual_seed(args.seed),
-                               target.project, probes, torch.Generator().manual_seed(args.seed + 1))
-    wall = time.perf_counter() - t0
-    exact_total = sums["du_dt"] + sums["divergence"] + sums["inner"]
-    totals = (("total_exact", exact_total), ("total_with_probes", exact_total + sums["probe_noise"]))
-    for name, s in (*sums.items(), *totals):
-        rows.append({**common, "method": f"terms ({probes} probe{'s' if probes > 1 else ''} for probe_noise)",
-                     "metric": f"log_weight_var_{name}", "value": float(s.var()),
-                     "ess_fraction": effective_sample_size(s) / args.n, "wall_time_s": round(wall, 1)})
-        print(f"{name:18s} var {float(s.var()):10.4g}  ESS fraction {rows[-1]['ess_fraction']:.3f}",
-              flush=True)
-    rows[-1]["per_step"] = per_step
-    save()
-    if not args.skip_anneal:
-        for method, p in variants:
+
+    def report(label: str, mdl, project, anneal_variants) -> None:
+        t0 = time.perf_counter()
+        sums, per_step = term_sums(mdl, acfg, schedule, args.n, torch.Generator().manual_seed(args.seed),
+                                   project, probes, torch.Generator().manual_seed(args.seed + 1))
+        wall = time.perf_counter() - t0
+        exact_total = sums["du_dt"] + sums["divergence"] + sums["inner"]
+        totals = (("total_exact", exact_total), ("total_with_probes", exact_total + sums["probe_noise"]))
+        for name, v in (*sums.items(), *totals):
+            rows.append({**common, "method": f"{label}: terms ({probes} probe{'s' if probes > 1 else ''} "
+                                             "for probe_noise)",
+                         "metric": f"log_weight_var_{name}", "value": float(v.var()),
+                         "ess_fraction": effective_sample_size(v) / args.n, "wall_time_s": round(wall, 1)})
+            print(f"{label:24s} {name:18s} var {float(v.var()):10.4g}  ESS fraction "
+                  f"{rows[-1]['ess_fraction']:.3f}", flush=True)
+        rows[-1]["per_step"] = per_step
+        save()
+        for method, p in anneal_variants:
             cfg_v = replace(acfg, divergence=method, n_probes=p)
             t0 = time.perf_counter()
-            res = anneal(model, args.n, schedule, cfg_v, torch.Generator().manual_seed(args.seed),
-                         target.project)
+            res = anneal(mdl, args.n, schedule, cfg_v, torch.Generator().manual_seed(args.seed), project)
             summ = res.info.summary(args.n)
-            label = "exact" if method == "exact" else f"hutchinson:{p}"
-            rows.append({**common, "method": f"weighted SMC, divergence {label}",
+            name = "exact" if method == "exact" else f"hutchinson:{p}"
+            rows.append({**common, "method": f"{label}: weighted SMC, divergence {name}",
                          "metric": "n_resampling_events", "value": summ["n_resampling_events"],
                          "min_ess_fraction": summ["min_ess_fraction"], "final_ess_fraction": res.ess / args.n,
                          "wall_time_s": round(time.perf_counter() - t0, 1)})
-            print(f"anneal {label:14s} resamplings {summ['n_resampling_events']:3d}  min ESS "
+            print(f"{label:24s} anneal {name:14s} resamplings {summ['n_resampling_events']:3d}  min ESS "
                   f"{summ['min_ess_fraction']:.3f}  final ESS {res.ess / args.n:.3f}  "
                   f"{rows[-1]['wall_time_s']} s", flush=True)
             save()
+
+    if not args.skip_model:
+        report("model", model, target.project, [] if args.skip_anneal else variants)
+    for std in stds:  # the same anneal on an exact model: the weights' spread that no training removes
+        gauss = GaussianMixtureVE([1.0], torch.zeros(1, target.dim), [std], schedule)
+        report(f"exact Gaussian, std {std:g}", gauss, lambda v: v, [] if args.skip_anneal else [("exact", 1)])
     return 0
 
 

@@ -71,9 +71,24 @@ def test_the_exact_parts_sum_to_the_weights_of_the_anneal_without_resampling(tmp
     assert metrics[6:] == ["n_resampling_events"] * 2 and all(r["energy_evaluations"] == 0 for r in rows)
 
 
+    # the exact-model reference: a Gaussian's weights spread too, and it needs no trained model
+    out2 = tmp_path / "gauss.json"
+    assert pita_weight_terms.main(["--run", str(run), "--stage", "0", "--n", "64", "--threads", "1",
+                                   "--skip-model", "--gaussian-std", "0.5", "--gamma", "1.5",
+                                   "--out", str(out2)]) == 0
+    rows = json.loads(out2.read_text())["rows"]
+    assert [r["method"].split(":")[0] for r in rows] == ["exact Gaussian, std 0.5"] * 7
+    assert rows[0]["gamma"] == 1.5 and rows[4]["metric"] == "log_weight_var_total_exact"
+    assert rows[4]["value"] > 0
+    assert rows[3]["value"] == 0  # the Gaussian's divergence is exact: no probe noise
+    assert rows[6]["method"].endswith("weighted SMC, divergence exact")
+
+
 def test_a_run_without_a_model_for_the_stage_is_refused(tmp_path):
     (tmp_path / "config.yaml").write_text("target: dw4\ntemperatures: [2.0, 1.0]\n")
     with pytest.raises(BadInput, match="no such model"):
         pita_weight_terms.main(["--run", str(tmp_path), "--stage", "0", "--out", str(tmp_path / "o.json")])
+    with pytest.raises(BadInput, match="gamma >= 1"):
+        pita_weight_terms.main(["--run", str(tmp_path), "--stage", "0", "--gamma", "0.5"])
     with pytest.raises(BadInput, match="stages 0..0"):
         pita_weight_terms.main(["--run", str(tmp_path), "--stage", "1", "--out", str(tmp_path / "o.json")])
