@@ -168,13 +168,15 @@ def main(argv=None) -> int:
               "command": "python benchmarks/pita_weight_terms.py "
                          + " ".join(argv if argv is not None else sys.argv[1:])}
     rows: list[dict] = []
+    per_step_by: dict[str, list] = {}  # per label: each step's variances (kept out of the table's rows)
 
     def save():
-        atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
+        atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows, "per_step": per_step_by})
 
     probes = next((p for m, p in variants if m == "hutchinson"), 1)
 
-    def report(label: str, mdl, project, anneal_variants) -> None:
+    def report(label: str, mdl, project, anneal_variants, source: str) -> None:
+        base = {**common, "model": source}
         t0 = time.perf_counter()
         sums, per_step = term_sums(mdl, acfg, schedule, args.n, torch.Generator().manual_seed(args.seed),
                                    project, probes, torch.Generator().manual_seed(args.seed + 1))
@@ -182,13 +184,13 @@ def main(argv=None) -> int:
         exact_total = sums["du_dt"] + sums["divergence"] + sums["inner"]
         totals = (("total_exact", exact_total), ("total_with_probes", exact_total + sums["probe_noise"]))
         for name, v in (*sums.items(), *totals):
-            rows.append({**common, "method": f"{label}: terms ({probes} probe{'s' if probes > 1 else ''} "
+            rows.append({**base, "method": f"{label}: terms ({probes} probe{'s' if probes > 1 else ''} "
                                              "for probe_noise)",
                          "metric": f"log_weight_var_{name}", "value": float(v.var()),
                          "ess_fraction": effective_sample_size(v) / args.n, "wall_time_s": round(wall, 1)})
             print(f"{label:24s} {name:18s} var {float(v.var()):10.4g}  ESS fraction "
                   f"{rows[-1]['ess_fraction']:.3f}", flush=True)
-        rows[-1]["per_step"] = per_step
+        per_step_by[label] = per_step
         save()
         for method, p in anneal_variants:
             cfg_v = replace(acfg, divergence=method, n_probes=p)
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
             res = anneal(mdl, args.n, schedule, cfg_v, torch.Generator().manual_seed(args.seed), project)
             summ = res.info.summary(args.n)
             name = "exact" if method == "exact" else f"hutchinson:{p}"
-            rows.append({**common, "method": f"{label}: weighted SMC, divergence {name}",
+            rows.append({**base, "method": f"{label}: weighted SMC, divergence {name}",
                          "metric": "n_resampling_events", "value": summ["n_resampling_events"],
                          "min_ess_fraction": summ["min_ess_fraction"], "final_ess_fraction": res.ess / args.n,
                          "wall_time_s": round(time.perf_counter() - t0, 1)})
@@ -206,10 +208,11 @@ def main(argv=None) -> int:
             save()
 
     if not args.skip_model:
-        report("model", model, target.project, [] if args.skip_anneal else variants)
+        report("model", model, target.project, [] if args.skip_anneal else variants, str(model_file))
     for std in stds:  # the same anneal on an exact model: the weights' spread that no training removes
         gauss = GaussianMixtureVE([1.0], torch.zeros(1, target.dim), [std], schedule)
-        report(f"exact Gaussian, std {std:g}", gauss, lambda v: v, [] if args.skip_anneal else [("exact", 1)])
+        report(f"exact Gaussian, std {std:g}", gauss, lambda v: v, [] if args.skip_anneal else [("exact", 1)],
+               f"smc.exact.GaussianMixtureVE, one component, d = {target.dim}")
     return 0
 
 
