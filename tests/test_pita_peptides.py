@@ -323,8 +323,14 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
     for target, n in (("aldp-fab", 4), ("aldp-pita", 4), ("al3", 5)):
         for preset in ("quick", "cpu", "paper"):
             cfg = resolve_config(target, preset, None, ())
-            assert cfg.temperatures[0] == 1200.0 and cfg.temperatures[-1] == 300.0
-            assert len(cfg.temperatures) == n and cfg.net.kind == "transformer"
+            temps = cfg.temperatures
+            assert temps[0] == 1200.0 and temps[-1] == 300.0 and cfg.net.kind == "transformer"
+            if (target, preset) == ("aldp-fab", "cpu"):  # eight rungs of γ = 4^(1/8) (docs/pita.md)
+                assert len(temps) == 9
+                ratios = [temps[i] / temps[i + 1] for i in range(8)]
+                assert ratios == pytest.approx([4 ** 0.125] * 8, rel=2e-3)
+            else:  # the paper's ladder
+                assert len(temps) == n
             assert cfg.net.sigma_data == pytest.approx(S)
             assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
             assert cfg.chirality_fix is True
