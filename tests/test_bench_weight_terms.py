@@ -1,4 +1,5 @@
-"""benchmarks/pita_weight_terms.py: the FK log-weight split into its terms along one population."""
+"""benchmarks/pita_weight_terms.py (the FK log-weight split into its terms along one population) and
+benchmarks/pita_stage_basins.py (input checks)."""
 
 import json
 import sys
@@ -92,3 +93,19 @@ def test_a_run_without_a_model_for_the_stage_is_refused(tmp_path):
         pita_weight_terms.main(["--run", str(tmp_path), "--stage", "0", "--gamma", "0.5"])
     with pytest.raises(BadInput, match="stages 0..0"):
         pita_weight_terms.main(["--run", str(tmp_path), "--stage", "1", "--out", str(tmp_path / "o.json")])
+
+
+def test_stage_basins_refuses_a_run_it_cannot_read(tmp_path):
+    import pita_stage_basins
+
+    with pytest.raises(BadInput, match="no config.yaml"):
+        pita_stage_basins.main(["--run", str(tmp_path), "--stage", "0", "--out", str(tmp_path / "o.json")])
+    (tmp_path / "config.yaml").write_text("target: dw4\ntemperatures: [2.0, 1.0]\n")
+    with pytest.raises(BadInput, match="stages 0..0"):
+        pita_stage_basins.main(["--run", str(tmp_path), "--stage", "1", "--out", str(tmp_path / "o.json")])
+    with pytest.raises(BadInput, match="no such model"):
+        pita_stage_basins.main(["--run", str(tmp_path), "--stage", "0", "--out", str(tmp_path / "o.json")])
+    (tmp_path / "stage_0").mkdir()
+    (tmp_path / "stage_0" / "model.pt").write_bytes(b"")
+    with pytest.raises(BadInput, match="not a peptide"):
+        pita_stage_basins.main(["--run", str(tmp_path), "--stage", "0", "--out", str(tmp_path / "o.json")])

@@ -1,0 +1,139 @@
+"""Where does a peptide PITA rung lose a basin: in the annealing, the tail's final resampling, or the
+relaxation?
+
+Takes a trained stage of a peptide PITA run (``stage_K/model.pt``) and redoes the step to T_{K+1}
+exactly as ``run_pita`` does it (the run's anneal settings for that rung, its tail correction and
+final systematic resampling through ``parallel.PitaParallel``, the chirality fix, then the run's
+MALA relaxation at T_{K+1}), recording the backbone basin fractions (``metrics.peptides``:
+C7eq/C5, αR, φ > 0) of the population at each point:
+
+* ``annealed, unweighted`` — the particles at t = 0, each counted once;
+* ``annealed, FK-weighted`` — the same, weighted by their log-weights at t = 0 (with the
+  ``released`` tail these are the weights frozen at ``stop_resampling_t``);
+* ``after tail correction, weighted`` — weighted by the tail's final log-weights (``released``:
+  −E/kT + γU_η(σ_stop), clamped; ``true_energy``: the FK weights corrected on the true energy);
+* ``after final resampling`` — the equal-weight population the rung hands on;
+* ``after relaxation`` — after the chirality fix and ``relax.n_steps`` MALA steps at T_{K+1}: what the
+  stage's samples are.
+
+A basin that the annealed population holds but the tail's weights remove points at the tail; one
+that is already missing at t = 0 points at the model and the SMC. Every target energy evaluation
+is counted (the tail's and the relaxation's). One seed per call; compare with the run's own stage
+``K+1`` samples, which came from another random stream.
+
+    python benchmarks/pita_stage_basins.py --run RUN --stage K [--n 1000] [--seed 0] [--threads 2] \
+        [--out FILE]
+
+Writes ``benchmarks/results/pita_stage_basins.json`` unless ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from boltzpath.config import from_dict, load_yaml
+from boltzpath.diffusion.schedule import KarrasSchedule
+from boltzpath.diffusion.train import load_models
+from boltzpath.errors import BadInput, run_cli
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.methods.pita import _chirality_fix, _network_model
+from boltzpath.methods.pita_config import PITAConfig
+from boltzpath.metrics.peptides import _basins, backbone_dihedrals
+from boltzpath.parallel.dist import DistContext
+from boltzpath.parallel.pita_parallel import PitaParallel
+from boltzpath.targets.registry import make_target
+
+ROOT = Path(__file__).resolve().parent
+DESCRIPTION = ("Where a peptide PITA rung loses a basin (`benchmarks/pita_stage_basins.py`): backbone basin "
+               "fractions of one rung's population at t = 0 (unweighted and FK-weighted), after the tail "
+               "correction, after the final resampling and after the relaxation, redone as run_pita does it")
+
+
+def weighted_basins(x: np.ndarray, topology, log_w: torch.Tensor | None = None) -> dict[str, float]:
+    """Basin fractions of the first residue of x (n, dim), each sample weighted by softmax(log_w)
+    (equal weights if None), and the weights' ESS fraction."""
+    phi, psi = backbone_dihedrals(x, topology)
+    per_sample = [_basins(phi[i:i + 1, 0], psi[i:i + 1, 0]) for i in range(x.shape[0])]
+    w = np.full(x.shape[0], 1.0 / x.shape[0]) if log_w is None else torch.softmax(log_w.double(), 0).numpy()
+    out = {name: float(sum(wi * b[name] for wi, b in zip(w, per_sample, strict=True)))
+           for name in per_sample[0]}
+    out["ess_fraction"] = float(1.0 / (w ** 2).sum() / x.shape[0])
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--stage", type=int, required=True, help="the stage whose model anneals to the next T")
+    ap.add_argument("--n", type=int, default=None, help="particles (default: the run's n_particles)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_stage_basins.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg_file = args.run / "config.yaml"
+    if not cfg_file.is_file():
+        raise BadInput(f"--run {args.run}: no config.yaml (not a PITA run folder)")
+    cfg = from_dict(PITAConfig, load_yaml(cfg_file))
+    k = args.stage
+    if not 0 <= k < len(cfg.temperatures) - 1:
+        raise BadInput(f"--stage {k}: the run's ladder has stages 0..{len(cfg.temperatures) - 2} that anneal")
+    model_file = args.run / f"stage_{k}" / "model.pt"
+    if not model_file.is_file():
+        raise BadInput(f"{model_file}: no such model checkpoint")
+    target = make_target(cfg.target, **cfg.target_options)
+    if not getattr(target, "is_peptide", False):
+        raise BadInput(f"--run {args.run}: target {cfg.target} is not a peptide (no backbone basins)")
+    n = args.n or cfg.n_particles
+    t_next = cfg.temperatures[k + 1]
+    target_k = target.at_temperature(t_next)
+    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
+    score, energy = load_models(model_file, target)
+    acfg = cfg.anneal_for(k + 1)
+    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
+    acfg = replace(acfg, gamma=cfg.gamma(k + 1) * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
+    if acfg.divergence == "auto":
+        raise BadInput("anneal.divergence 'auto': this diagnostic takes the run's resolved choice only; "
+                       "pass the run's recorded estimator with a copy of its config")
+    par = PitaParallel(DistContext())
+    gen = torch.Generator().manual_seed(args.seed)
+    c0, t0 = target.counter.count, time.perf_counter()
+    res, lw, idx, x_eq = par.anneal_population(model, n, schedule, acfg, gen, target.project, None, target_k)
+    top = target.topology
+    # all-D particles reflected to L for the classification (as the run's chirality fix does next)
+    x_t0, _, keep0, _ = _chirality_fix(cfg, k + 1, res.x.detach(), target)
+    stages = [("annealed, unweighted", x_t0, None), ("annealed, FK-weighted", x_t0, res.log_weights[keep0]),
+              ("after tail correction, weighted", x_t0, lw[keep0])]
+    x_fix, _, _, _ = _chirality_fix(cfg, k + 1, x_eq.detach(), target)
+    stages.append(("after final resampling", x_fix, None))
+    rx, _, _, _ = par.relax(target_k, x_fix, gen, cfg.relax, callback=None)
+    rx, _, _, _ = _chirality_fix(cfg, k + 1, rx, target, torch.zeros_like(rx))
+    stages.append(("after relaxation", rx, None))
+    common = {"benchmark": "pita_stage_basins", "target": cfg.target, "run": str(args.run),
+              "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "gamma": acfg.gamma, "tail": acfg.tail,
+              "n": n, "seed": args.seed, "energy_evaluations": target.counter.count - c0,
+              "wall_time_s": round(time.perf_counter() - t0, 1), "machine": describe_machine(),
+              "threads": args.threads, "distinct_after_final_resampling": int(torch.unique(idx).numel()),
+              "command": "python benchmarks/pita_stage_basins.py "
+                         + " ".join(argv if argv is not None else sys.argv[1:])}
+    rows = []
+    for label, x, w in stages:
+        b = weighted_basins(x.detach().float().cpu().numpy(), top, w)
+        for name, v in b.items():
+            rows.append({**common, "method": label, "metric": f"basin_{name}" if name != "ess_fraction"
+                         else "ess_fraction", "value": v})
+        print(f"{label:34s} " + "  ".join(f"{a} {v:.3f}" for a, v in b.items()), flush=True)
+    atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
