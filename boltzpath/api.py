@@ -196,7 +196,8 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
         return None
     warning = smc_warning(samples.info["metrics"])
     if out is not None:
-        _final_figures(RunDir(out), samples, t.at_temperature(cfg.temperatures[-1]), cfg.reference, progress)
+        _final_figures(RunDir(out), samples, t.at_temperature(cfg.temperatures[-1]),
+                       cfg.reference_at(len(cfg.temperatures) - 1), progress)
         if warning:
             RunDir(out).log(f"WARNING {warning}")
     _warn(warning)
@@ -252,11 +253,18 @@ def dikl_sample(run_dir: str | Path, n: int = 1000, seed: int = 1, *, out: str |
 
 def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: str | None,
                    progress: Progress) -> None:
-    """The final samples' figures in the PITA folder's top level (as ``boltzpath sample`` draws)."""
+    """The final samples' figures in the PITA folder's top level (as ``boltzpath sample`` draws),
+    against the last stage's reference: the file the config names for it (``reference``, or
+    ``stage_references`` / ``--references`` at the last temperature), else the shipped one."""
+    from boltzpath.metrics.bundled import bundled_reference
     from boltzpath.report.plots import plot_run
 
     progress.note("plots: final samples")
-    ref = None if reference is None else torch.as_tensor(load_reference(reference, target.dim))
+    if reference is not None:
+        ref = torch.as_tensor(load_reference(reference, target.dim))
+    else:
+        bundled = bundled_reference(target)
+        ref = None if bundled is None else torch.as_tensor(bundled[0])
     for path in plot_run(rd.path, samples, target, ref):
         rd.log(f"wrote {Path(path).name}")
 

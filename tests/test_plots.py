@@ -73,3 +73,24 @@ def test_plot_run_calls_the_peptide_hook(tmp_path, monkeypatch):
     x = t.exact_sample(100, torch.Generator().manual_seed(2))
     paths = plot_run(tmp_path, _samples(t, x), t, np.asarray(x))
     assert "ramachandran.png" in [p.name for p in paths]
+
+
+def test_pita_final_figures_use_the_last_stages_reference(tmp_path, monkeypatch):
+    """The top-level figures of a PITA folder draw the reference the last stage was scored against:
+    a named file (``reference`` or ``--references`` at the last temperature), else the shipped one."""
+    import boltzpath.report.plots as plots
+    from boltzpath import api
+    from boltzpath.io.runs import RunDir
+    from boltzpath.progress import Progress
+
+    seen = []
+    monkeypatch.setattr(plots, "plot_run", lambda out, samples, target, ref: seen.append(ref) or [])
+    target = make_target("dw4")
+    x = target.prior_sample(8, torch.Generator().manual_seed(0))
+    rd = RunDir.create(tmp_path / "run")
+    ref_file = tmp_path / "dw4_T1_seed0.npy"
+    np.save(ref_file, x.numpy()[:5])
+    api._final_figures(rd, _samples(target, x), target, str(ref_file), Progress(enabled=False))
+    api._final_figures(rd, _samples(target, x), target, None, Progress(enabled=False))
+    assert seen[0].shape == (5, 8)
+    assert seen[1] is not None and seen[1].shape[0] > 5  # dw4 at T = 1 ships a reference
