@@ -17,7 +17,8 @@ C7eq/C5, αR, φ > 0) of the population at each point:
   stage's samples are.
 
 A basin that the annealed population holds but the tail's weights remove points at the tail; one
-that is already missing at t = 0 points at the model and the SMC. Every target energy evaluation
+that is already missing at t = 0 points at the model and the SMC; ``--no-weights`` (the score-scaling
+ablation: no weights, no resampling) separates the two. Every target energy evaluation
 is counted (the tail's and the relaxation's). One seed per call; compare with the run's own stage
 ``K+1`` samples, which came from another random stream.
 
@@ -75,6 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", type=int, required=True, help="the stage whose model anneals to the next T")
     ap.add_argument("--n", type=int, default=None, help="particles (default: the run's n_particles)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-weights", action="store_true",
+                    help="the score-scaling ablation (use_weights=false: no FK weights, no resampling)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_stage_basins.json")
     args = ap.parse_args(argv)
@@ -100,6 +103,8 @@ def main(argv=None) -> int:
     acfg = cfg.anneal_for(k + 1)
     model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
     acfg = replace(acfg, gamma=cfg.gamma(k + 1) * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
+    if args.no_weights:
+        acfg = replace(acfg, use_weights=False)
     if acfg.divergence == "auto":
         raise BadInput("anneal.divergence 'auto': this diagnostic takes the run's resolved choice only; "
                        "pass the run's recorded estimator with a copy of its config")
@@ -119,6 +124,7 @@ def main(argv=None) -> int:
     stages.append(("after relaxation", rx, None))
     common = {"benchmark": "pita_stage_basins", "target": cfg.target, "run": str(args.run),
               "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "gamma": acfg.gamma, "tail": acfg.tail,
+              "use_weights": acfg.use_weights,
               "n": n, "seed": args.seed, "energy_evaluations": target.counter.count - c0,
               "wall_time_s": round(time.perf_counter() - t0, 1), "machine": describe_machine(),
               "threads": args.threads, "distinct_after_final_resampling": int(torch.unique(idx).numel()),
