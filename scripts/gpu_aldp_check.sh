@@ -1,7 +1,9 @@
 #!/bin/bash
 # A prepared device check for a session that is lent a GPU (one call of the device tool, < 10 min):
-# the CUDA tests that need OpenMM, then the ALDP `cpu` PITA ladder on the GPU with GPU-sized batches
-# (train/finetune batch 512, 2000 particles, 200 SMC steps; EXTRA adds --set overrides), from 1200 K
+# the CUDA tests that need OpenMM, then the ALDP `cpu` PITA ladder at its former sizes (3,000 stage-0
+# steps, the paper's three rungs: the current 12,000-step, eight-rung preset would not fit one call)
+# with GPU-sized batches (train/finetune batch 512, 2000 particles, 200 SMC steps; EXTRA adds --set
+# overrides, later ones win), from 1200 K
 # MD frames made beforehand on the CPU, so that the GPU time goes to training and annealing.
 #
 # Before the call, on the CPU (see docs/scaling.md, "Prepared for the next GPU"):
@@ -35,6 +37,7 @@ fi
 T0=$(date +%s)
 timeout "${RUN_LIMIT:-400}" $PY -m boltzpath run pita --target aldp-fab --preset cpu --device "${DEVICE:-cuda}" --seed 0 \
   --threads "${THREADS:-4}" --stage0-data .gpu/s0.npz --stage0-evaluations "$(cat .gpu/s0_evals.txt)" \
+  --set train.steps=3000 --set 'temperatures=[1200.0, 755.95, 555.52, 300.0]' \
   --set train.batch_size=512 --set finetune.batch_size=512 --set n_particles=2000 --set buffer_size=2000 \
   --set anneal.n_steps=200 ${EXTRA:-} --out /tmp/gpu_aldp_run > "$OUT/pita_stdout.log" 2>&1
 echo "pita rc=$? wall $(( $(date +%s) - T0 )) s"
