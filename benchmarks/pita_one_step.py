@@ -39,22 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from boltzpath.config import from_dict, load_yaml
-from boltzpath.diffusion.schedule import KarrasSchedule
-from boltzpath.diffusion.train import load_models
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _network_model
-from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.bridge import bridge, bridge_settings
 from boltzpath.smc.relax import relax
-from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 from bench_pita import _subset_scores  # noqa: E402
+from pita_rung import load_rung  # noqa: E402
 
 DESCRIPTION = ("One PITA step at matched energy evaluations (`benchmarks/pita_one_step.py`): a stage's model "
                "annealed once to the next temperature, the FK-weighted population through the true-energy "
@@ -102,24 +97,16 @@ def main(argv=None) -> int:
     try:
         variants = parse_variants(args.variants)
         run = Path(args.run)
-        if not (run / "config.yaml").is_file():
-            raise BadInput(f"--run: {run / 'config.yaml'} not found")
-        cfg = from_dict(PITAConfig, load_yaml(run / "config.yaml"))
-        k = args.stage
-        if not 0 <= k < len(cfg.temperatures) - 1 or not (run / f"stage_{k}" / "model.pt").is_file():
-            raise BadInput(f"--stage {k}: needs stage_{k}/model.pt in {run} and a temperature after it")
-        t_next = cfg.temperatures[k + 1]
+        rung = load_rung(run, args.stage)
+        cfg, k, t_next = rung.cfg, rung.stage, rung.t_next
         refs = [Path(args.references) / f"{cfg.target}_T{t_next:g}_seed{s}.npy" for s in (0, 1)]
         if not refs[0].is_file():
             raise BadInput(f"--references: {refs[0]} not found")
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    target = make_target(cfg.target, **cfg.target_options)
-    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
-    score, energy = load_models(run / f"stage_{k}" / "model.pt", target)
-    acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)  # the stage's anneal options, at T_{k+1} itself
-    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
+    target, schedule, model = rung.target, rung.schedule, rung.model
+    acfg = replace(rung.anneal, overshoot=1.0)  # the stage's anneal options, at T_{k+1} itself
     tk = target.at_temperature(t_next)
     r0 = torch.as_tensor(np.load(refs[0])).float()
     r1 = torch.as_tensor(np.load(refs[1])).float() if refs[1].is_file() else None

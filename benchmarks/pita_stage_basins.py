@@ -38,19 +38,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pita_rung import load_rung
 
-from boltzpath.config import from_dict, load_yaml
-from boltzpath.diffusion.schedule import KarrasSchedule
-from boltzpath.diffusion.train import load_models
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _chirality_fix, _network_model
-from boltzpath.methods.pita_config import PITAConfig
-from boltzpath.metrics.peptides import _basins, backbone_dihedrals
+from boltzpath.methods.pita import _chirality_fix
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
-from boltzpath.targets.registry import make_target
+from boltzpath.smc.weights import effective_sample_size
 
 ROOT = Path(__file__).resolve().parent
 DESCRIPTION = ("Where a peptide PITA rung loses a basin (`benchmarks/pita_stage_basins.py`): backbone basin "
@@ -62,11 +59,11 @@ def weighted_basins(x: np.ndarray, topology, log_w: torch.Tensor | None = None) 
     """Basin fractions of the first residue of x (n, dim), each sample weighted by softmax(log_w)
     (equal weights if None), and the weights' ESS fraction."""
     phi, psi = backbone_dihedrals(x, topology)
-    per_sample = [_basins(phi[i:i + 1, 0], psi[i:i + 1, 0]) for i in range(x.shape[0])]
-    w = np.full(x.shape[0], 1.0 / x.shape[0]) if log_w is None else torch.softmax(log_w.double(), 0).numpy()
-    out = {name: float(sum(wi * b[name] for wi, b in zip(w, per_sample, strict=True)))
-           for name in per_sample[0]}
-    out["ess_fraction"] = float(1.0 / (w ** 2).sum() / x.shape[0])
+    n = x.shape[0]
+    log_w = torch.zeros(n, dtype=torch.float64) if log_w is None else log_w.double()
+    w = torch.softmax(log_w, 0).numpy()
+    out = {name: float(w @ mask) for name, mask in basin_masks(phi[:, 0], psi[:, 0]).items()}
+    out["ess_fraction"] = effective_sample_size(log_w) / n
     return out
 
 
@@ -82,27 +79,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_stage_basins.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg_file = args.run / "config.yaml"
-    if not cfg_file.is_file():
-        raise BadInput(f"--run {args.run}: no config.yaml (not a PITA run folder)")
-    cfg = from_dict(PITAConfig, load_yaml(cfg_file))
-    k = args.stage
-    if not 0 <= k < len(cfg.temperatures) - 1:
-        raise BadInput(f"--stage {k}: the run's ladder has stages 0..{len(cfg.temperatures) - 2} that anneal")
-    model_file = args.run / f"stage_{k}" / "model.pt"
-    if not model_file.is_file():
-        raise BadInput(f"{model_file}: no such model checkpoint")
-    target = make_target(cfg.target, **cfg.target_options)
-    if not getattr(target, "is_peptide", False):
-        raise BadInput(f"--run {args.run}: target {cfg.target} is not a peptide (no backbone basins)")
+
+    def peptide_only(cfg, target):
+        if not getattr(target, "is_peptide", False):
+            raise BadInput(f"--run {args.run}: target {cfg.target} is not a peptide (no backbone basins)")
+
+    rung = load_rung(args.run, args.stage, require=peptide_only)
+    cfg, k, target, schedule, model = rung.cfg, rung.stage, rung.target, rung.schedule, rung.model
     n = args.n or cfg.n_particles
-    t_next = cfg.temperatures[k + 1]
+    t_next = rung.t_next
     target_k = target.at_temperature(t_next)
-    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
-    score, energy = load_models(model_file, target)
-    acfg = cfg.anneal_for(k + 1)
-    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
-    acfg = replace(acfg, gamma=cfg.gamma(k + 1) * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
+    acfg = rung.anneal
+    acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
     if args.no_weights:
         acfg = replace(acfg, use_weights=False)
     if acfg.divergence == "auto":

@@ -44,19 +44,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from pita_rung import load_rung
 
-from boltzpath.config import from_dict, load_yaml
-from boltzpath.diffusion.schedule import KarrasSchedule
-from boltzpath.diffusion.train import load_models
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _network_model
-from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.exact import GaussianMixtureVE
 from boltzpath.smc.weights import effective_sample_size
-from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent
 DESCRIPTION = ("Which term of the FK weights spreads a PITA stage's log-weights "
@@ -145,24 +140,13 @@ def main(argv=None) -> int:
         raise BadInput("--gaussian-std values must be > 0 and --gamma >= 1")
     if args.n < 2:
         raise BadInput(f"--n must be >= 2, got {args.n}")
-    cfg_file = args.run / "config.yaml"
-    if not cfg_file.is_file():
-        raise BadInput(f"--run {args.run}: no config.yaml (not a PITA run folder)")
-    cfg = from_dict(PITAConfig, load_yaml(cfg_file))
-    k = args.stage
-    model_file = args.model or args.run / f"stage_{k}" / "model.pt"
-    if not 0 <= k < len(cfg.temperatures) - 1:
-        raise BadInput(f"--stage {k}: the run's ladder has stages 0..{len(cfg.temperatures) - 2} that anneal")
-    if not Path(model_file).is_file():
-        raise BadInput(f"{model_file}: no such model checkpoint")
-    target = make_target(cfg.target, **cfg.target_options)
-    schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
-    score, energy = load_models(model_file, target)
-    acfg = replace(cfg.anneal_for(k + 1), overshoot=1.0)
-    acfg.gamma = cfg.gamma(k + 1) if args.gamma is None else args.gamma
-    model = _network_model(score, energy, target, schedule, score_from=acfg.score_from)
+    rung = load_rung(args.run, args.stage, args.model)
+    cfg, k, target, schedule = rung.cfg, rung.stage, rung.target, rung.schedule
+    acfg = replace(rung.anneal, overshoot=1.0)
+    if args.gamma is not None:
+        acfg.gamma = args.gamma
     common = {"benchmark": "pita_weight_terms", "target": cfg.target, "run": str(args.run), "stage": k,
-              "model": str(model_file), "temperature": cfg.temperatures[k + 1], "gamma": acfg.gamma,
+              "model": str(rung.model_file), "temperature": rung.t_next, "gamma": acfg.gamma,
               "n_steps": acfg.n_steps, "weights_stop_t": acfg.weights_stop_t, "n": args.n,
               "energy_evaluations": 0, "machine": describe_machine(), "threads": args.threads,
               "command": "python benchmarks/pita_weight_terms.py "
@@ -208,7 +192,8 @@ def main(argv=None) -> int:
             save()
 
     if not args.skip_model:
-        report("model", model, target.project, [] if args.skip_anneal else variants, str(model_file))
+        report("model", rung.model, target.project, [] if args.skip_anneal else variants,
+               str(rung.model_file))
     for std in stds:  # the same anneal on an exact model: the weights' spread that no training removes
         gauss = GaussianMixtureVE([1.0], torch.zeros(1, target.dim), [std], schedule)
         report(f"exact Gaussian, std {std:g}", gauss, lambda v: v, [] if args.skip_anneal else [("exact", 1)],

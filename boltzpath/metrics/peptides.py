@@ -108,14 +108,19 @@ def euclidean_w2(a, b) -> float:
 BASIN_PSI_EDGES_DEG = (-150.0, 50.0)
 
 
-def _basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
-    """Basin fractions of one residue's (φ, ψ) in radians (``BASIN_PSI_EDGES_DEG``)."""
+def basin_masks(phi: np.ndarray, psi: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sample, whether one residue's (φ, ψ) in radians lies in the ``c7eq_c5``, ``alpha_r`` or
+    ``phi_positive`` basin (``BASIN_PSI_EDGES_DEG``); exactly one is true for each sample."""
     phi, psi = np.degrees(phi), np.degrees(psi)
     lo, hi = BASIN_PSI_EDGES_DEG
     neg = phi < 0
     helix = neg & (psi >= lo) & (psi < hi)
-    return {"c7eq_c5": float(np.mean(neg & ~helix)), "alpha_r": float(np.mean(helix)),
-            "phi_positive": float(np.mean(~neg))}
+    return {"c7eq_c5": neg & ~helix, "alpha_r": helix, "phi_positive": ~neg}
+
+
+def _basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+    """Basin fractions of one residue's (φ, ψ) in radians (``basin_masks``)."""
+    return {name: float(np.mean(mask)) for name, mask in basin_masks(phi, psi).items()}
 
 
 def basin_fractions(x, topology: Any, residue: int = 0) -> dict[str, float]:
