@@ -161,7 +161,7 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
     first, then runs the ladder (in a temporary folder when ``out`` is None). A failure or Ctrl-C
     after the folder exists is recorded in its run.log. Under torchrun, ranks > 0 return None."""
     from boltzpath.io.runs import RunDir
-    from boltzpath.methods.pita import run_pita
+    from boltzpath.methods.pita import run_pita, stage_reference
     from boltzpath.metrics.convergence import smc_warning
     from boltzpath.sampling import probe_target
 
@@ -197,7 +197,7 @@ def run_pita_config(cfg, t: _BaseTarget | None = None, out: str | Path | None = 
     warning = smc_warning(samples.info["metrics"])
     if out is not None:
         _final_figures(RunDir(out), samples, t.at_temperature(cfg.temperatures[-1]),
-                       cfg.reference_at(len(cfg.temperatures) - 1), progress)
+                       stage_reference(cfg, len(cfg.temperatures) - 1, t), progress)
         if warning:
             RunDir(out).log(f"WARNING {warning}")
     _warn(warning)
@@ -251,20 +251,14 @@ def dikl_sample(run_dir: str | Path, n: int = 1000, seed: int = 1, *, out: str |
     return draw_from_run(run_dir, int(n), int(seed), device, t, precision)[0]
 
 
-def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: str | None,
+def _final_figures(rd, samples: Samples, target: _BaseTarget, reference: tuple | None,
                    progress: Progress) -> None:
     """The final samples' figures in the PITA folder's top level (as ``boltzpath sample`` draws),
-    against the last stage's reference: the file the config names for it (``reference``, or
-    ``stage_references`` / ``--references`` at the last temperature), else the shipped one."""
-    from boltzpath.metrics.bundled import bundled_reference
+    against the reference the last stage was scored against (``methods.pita.stage_reference``)."""
     from boltzpath.report.plots import plot_run
 
     progress.note("plots: final samples")
-    if reference is not None:
-        ref = torch.as_tensor(load_reference(reference, target.dim))
-    else:
-        bundled = bundled_reference(target)
-        ref = None if bundled is None else torch.as_tensor(bundled[0])
+    ref = None if reference is None else torch.as_tensor(reference[0])
     for path in plot_run(rd.path, samples, target, ref):
         rd.log(f"wrote {Path(path).name}")
 

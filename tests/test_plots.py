@@ -80,7 +80,10 @@ def test_pita_final_figures_use_the_last_stages_reference(tmp_path, monkeypatch)
     a named file (``reference`` or ``--references`` at the last temperature), else the shipped one."""
     import boltzpath.report.plots as plots
     from boltzpath import api
+    from boltzpath.config import from_dict
     from boltzpath.io.runs import RunDir
+    from boltzpath.methods.pita import stage_reference
+    from boltzpath.methods.pita_config import PITAConfig
     from boltzpath.progress import Progress
 
     seen = []
@@ -90,7 +93,12 @@ def test_pita_final_figures_use_the_last_stages_reference(tmp_path, monkeypatch)
     rd = RunDir.create(tmp_path / "run")
     ref_file = tmp_path / "dw4_T1_seed0.npy"
     np.save(ref_file, x.numpy()[:5])
-    api._final_figures(rd, _samples(target, x), target, str(ref_file), Progress(enabled=False))
-    api._final_figures(rd, _samples(target, x), target, None, Progress(enabled=False))
+    named = from_dict(PITAConfig, {"target": "dw4", "temperatures": [2.0, 1.0],
+                                   "stage_references": {"1.0": str(ref_file)}})
+    plain = from_dict(PITAConfig, {"target": "dw4", "temperatures": [2.0, 1.0]})
+    for cfg in (named, plain):
+        api._final_figures(rd, _samples(target, x), target, stage_reference(cfg, 1, target),
+                           Progress(enabled=False))
     assert seen[0].shape == (5, 8)
     assert seen[1] is not None and seen[1].shape[0] > 5  # dw4 at T = 1 ships a reference
+    assert stage_reference(plain, 0, target) is None  # no shipped reference at T = 2

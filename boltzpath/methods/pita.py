@@ -115,6 +115,23 @@ def load_stage0_data(path: str | Path, target) -> torch.Tensor:
     return torch.as_tensor(arr, dtype=torch.float32)
 
 
+def stage_reference(cfg: PITAConfig, k: int, target,
+                    loaded: dict | None = None) -> tuple[np.ndarray, str] | None:
+    """Stage k's reference as (samples, name): the file the config names for T_k
+    (``cfg.reference_at``: ``stage_references``/``--references``, or ``reference`` for the last stage),
+    else, for the last stage, the shipped one (``metrics.bundled``: lj13/dw4 T = 1, al3/aldp-pita
+    300 K), else None. ``loaded`` caches files read by path."""
+    path = cfg.reference_at(k)
+    if path is not None:
+        loaded = {} if loaded is None else loaded
+        if path not in loaded:
+            loaded[path] = load_reference(path, target.dim)
+        return loaded[path], str(path)
+    if k == len(cfg.temperatures) - 1:
+        return bundled_reference(target, cfg.temperatures[-1])
+    return None
+
+
 def _stage0_data(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaParallel):
     """(x, provenance) of stage 0: the user's file (``stage0.data``; its cost as the user states it,
     added by the caller) or the baseline sampler's chains (counted by the target)."""
@@ -586,14 +603,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     loaded: dict[str, np.ndarray] = {}
     references, reference_names = {}, {}
     for k in range(len(cfg.temperatures)):
-        path = cfg.reference_at(k)
-        if path is not None:
-            if path not in loaded:
-                loaded[path] = load_reference(path, target.dim)
-            references[k], reference_names[k] = loaded[path], str(path)
-    last = len(cfg.temperatures) - 1
-    if last not in references and (bundled := bundled_reference(target, cfg.temperatures[-1])) is not None:
-        references[last], reference_names[last] = bundled  # lj13/dw4 T = 1, al3/aldp-pita 300 K
+        if (ref := stage_reference(cfg, k, target, loaded)) is not None:
+            references[k], reference_names[k] = ref
     run = par.run_dir(out, overwrite=overwrite, resume=resume)
     run.claim_config(to_dict(cfg), to_dict(type(cfg)()))
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
