@@ -20,19 +20,13 @@ from boltzpath.targets.registry import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import pita_weight_terms  # noqa: E402
+from test_bench_one_step import TINY_DW4 as ONE_STEP_DW4  # noqa: E402
 
-TINY_DW4 = {
-    "target": "dw4",
-    "temperatures": [2.0, 1.0],
-    "stage0": {"method": "mala", "n_samples": 64, "options": {"chains": 32, "burn_in": 20, "thin": 2}},
-    "net": {"hidden": 8, "layers": 1, "emb_dim": 8},
-    "train": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
-    "finetune": {"steps": 10, "batch_size": 32, "checkpoint_every": 10, "log_every": 10},
-    "anneal": {"n_steps": 6, "divergence": "hutchinson", "stop_resampling_t": 0.3},
-    "relax": {"n_steps": 2, "adapt_steps": 1, "step_size": 0.01},
-    "n_particles": 16, "buffer_size": 16, "eval_max_n": 16, "eval_noise_floors": False,
-    "stage_plots": False, "gate": {"enabled": False, "model_check_n": 0, "jitter_n": 0},
-}
+# pita_one_step's two-rung DW-4 ladder, with a Hutchinson anneal whose weights stop at t = 0.3
+TINY_DW4 = {**ONE_STEP_DW4,
+            "anneal": {"n_steps": 6, "divergence": "hutchinson", "stop_resampling_t": 0.3},
+            "relax": {"n_steps": 2, "adapt_steps": 1, "step_size": 0.01},
+            "n_particles": 16, "buffer_size": 16, "eval_max_n": 16}
 
 
 def test_bad_divergence_variants_are_refused():
@@ -50,8 +44,7 @@ def test_the_exact_parts_sum_to_the_weights_of_the_anneal_without_resampling(tmp
     target = make_target("dw4")
     schedule = KarrasSchedule(cfg.schedule.sigma_min, cfg.schedule.sigma_max, cfg.schedule.rho)
     model = _network_model(*load_models(run / "stage_0" / "model.pt", target), target, schedule)
-    acfg = replace(cfg.anneal_for(1), overshoot=1.0)
-    acfg.gamma = cfg.gamma(1)
+    acfg = replace(cfg.anneal_for(1), overshoot=1.0)  # γ = T_0/T_1
     sums, per_step = pita_weight_terms.term_sums(model, acfg, schedule, 24, torch.Generator().manual_seed(3),
                                                  target.project, 1, torch.Generator().manual_seed(4))
     assert len(per_step) == 6 and any(not s["weighted"] for s in per_step)  # the released stop applies
