@@ -75,7 +75,7 @@ def _use_the_old_optimiser_and_ema() -> None:
 
     train_mod = importlib.import_module("boltzpath.diffusion.train")
     ema_mod = importlib.import_module("boltzpath.diffusion.ema")
-    train_mod._adam = lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=True)
+    train_mod.adam = lambda params, lr: torch.optim.Adam(params, lr=lr, foreach=True)
 
     @torch.no_grad()
     def update(self, model, step):

@@ -197,3 +197,20 @@ def test_particle_run_without_a_reference_is_scored_against_the_shipped_one(tmp_
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())["evaluation"]
     assert m["n_reference"] == 50 and "distance_w2" in m["metrics"]
     assert "certified PT reference" in (tmp_path / "r" / "run.log").read_text()
+
+
+def test_optimisers_take_the_shared_adam_and_an_old_checkpoint_keeps_its_flags():
+    """DiKL's two optimisers come from ``diffusion.train.adam`` (fused where torch has it, as PITA's
+    trainer), not torch's default per-parameter loop on the CPU; a checkpoint written with the old
+    plain Adam resumes with its own flags (load_state_dict restores them)."""
+    from boltzpath.methods.dikl.trainer import init_state
+
+    cfg = from_dict(DiKLConfig, TINY)
+    state = init_state(make_target(cfg.target), cfg)
+    for opt, net in ((state.opt_generator, state.generator), (state.opt_score, state.score)):
+        group = opt.param_groups[0]
+        assert group["fused"] or group["foreach"]
+        assert len(group["params"]) == len(list(net.parameters())) > 0
+    old = torch.optim.Adam(state.generator.parameters(), lr=1e-3)  # flags None: the per-parameter loop
+    state.opt_generator.load_state_dict(old.state_dict())
+    assert not state.opt_generator.param_groups[0]["fused"]

@@ -280,10 +280,12 @@ class _CompiledLosses:
 _COMPILED = None
 
 
-def _adam(params: list, lr: float) -> torch.optim.Optimizer:
+def adam(params, lr: float) -> torch.optim.Optimizer:
     """Adam with torch's fused update (one kernel for all parameters; CPU since torch 2.4, CUDA), or
     the multi-tensor one where fused is not available for these tensors. Both compute Adam; they
-    differ only in float rounding. A resumed run takes the flags saved in its checkpoint."""
+    differ only in float rounding. A resumed run takes the flags saved in its checkpoint. Used by
+    PITA's trainer and DiKL's (whose CPU runs took torch's default per-parameter loop before)."""
+    params = list(params)  # a generator of parameters would be spent by the first attempt
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -373,7 +375,7 @@ def train(
     modules = models.modules()
     module_params = {k: list(m.parameters()) for k, m in modules.items()}
     params = [p for ps in module_params.values() for p in ps]
-    optimizer = _adam(params, cfg.lr)
+    optimizer = adam(params, cfg.lr)
     emas = {k: Ema(m, cfg.ema) for k, m in modules.items()}
     step, history, ckpt = 0, [], None
     path = None if checkpoint_path is None else Path(checkpoint_path)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from boltzpath.diffusion.train import adam
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_torch_save
 from boltzpath.methods.dikl.config import DiKLConfig
@@ -112,8 +113,8 @@ def init_state(target, cfg: DiKLConfig, device: str | torch.device = "cpu") -> D
         gen, score = build_networks(target, cfg.generator, cfg.score_net, schedule)
     gen, score = gen.to(device), score.to(device)
     log_steps = initial_log_step(cfg.posterior, schedule.alpha[:, None], schedule.sigma[:, None]).to(device)
-    return DiKLState(gen, score, torch.optim.Adam(gen.parameters(), lr=cfg.train.lr_generator),
-                     torch.optim.Adam(score.parameters(), lr=cfg.train.lr_score), log_steps,
+    return DiKLState(gen, score, adam(gen.parameters(), cfg.train.lr_generator),
+                     adam(score.parameters(), cfg.train.lr_score), log_steps,
                      torch.Generator(device=device).manual_seed(int(cfg.seed) * 1_000_003 + 2))
 
 
