@@ -19,6 +19,7 @@ from boltzpath.config import from_dict  # noqa: E402
 from boltzpath.diffusion.buffer import TrainingBuffer, random_rotations  # noqa: E402
 from boltzpath.diffusion.precond import CoMProjection, EnergyModel  # noqa: E402
 from boltzpath.diffusion.train import NetConfig, build_models  # noqa: E402
+from boltzpath.errors import BadInput  # noqa: E402
 from boltzpath.io.samples import Samples  # noqa: E402
 from boltzpath.methods.pita import run_pita  # noqa: E402
 from boltzpath.methods.pita_cli import pita, resolve_config  # noqa: E402
@@ -171,6 +172,21 @@ def test_pair_head_is_equivariant_starts_at_zero_and_adds_pair_potentials_to_the
     head = energy.net.pair
     expected = (pos_ref[head.pair_i] - pos_ref[head.pair_j]).norm(dim=-1) / S
     assert torch.allclose(head.reference_r.double(), expected, rtol=1e-6)
+
+
+def test_pair_head_can_go_to_the_energy_net_only(aldp):
+    """net.pair_head=energy: U_η gets the pair head, the score net D_θ is built as without one (same
+    parameter count as pair_features=0); an unknown value is refused with one clear error."""
+    base = dict(kind="transformer", hidden=16, layers=1, heads=2, emb_dim=8, sigma_data=S)
+    score, energy = build_models(aldp, NetConfig(**base, pair_features=8, pair_head="energy"))
+    plain_score, plain_energy = build_models(aldp, NetConfig(**base))
+    assert energy.net.pair is not None and score.net.pair is None
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(score) == count(plain_score) < count(energy)
+    both_score, _ = build_models(aldp, NetConfig(**base, pair_features=8))
+    assert both_score.net.pair is not None
+    with pytest.raises(BadInput, match="pair_head"):
+        build_models(aldp, NetConfig(**base, pair_features=8, pair_head="score"))
 
 
 def test_rotation_augmentation_rotates_positions_and_scores_together(aldp):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class NetConfig:
     sigma_data: float = 1.0  # data std in the target's unit (nm for peptides, ≈ 0.164 for ALDP)
     heads: int = 4  # attention heads (transformer only)
     pair_features: int = 0  # transformer only: radial basis size of its pair head (0: none; nets.transformer)
+    # which nets get the pair head: both, or only the energy net U_η (the score net D_θ, which drives the
+    # annealing, then stays as without it). On ALDP `cpu` the head in the score net too left a stage-0
+    # model none of whose samples were in its buffer's energy range (docs/pita.md, eleventh session).
+    pair_head: str = "both"  # both | energy
     analytic_grad: bool = False  # EGNN only: ∇ₓU_η by the hand-written reverse pass (module docstring)
     # Soft-core prior of the energy model (particle targets; precond.SoftCore): off when core_radius is 0
     core_radius: float = 0.0  # r₀ in the target's length unit; put it below the data's smallest distance
@@ -167,8 +171,11 @@ def build_models(
     n, d = rigid_shape(target)
     project = CoMProjection(n, d) if n else None
     centre = bool(getattr(target, "is_peptide", False))  # molecules keep their CoM: models centre x
+    if cfg.pair_head not in ("both", "energy"):
+        raise BadInput(f"net.pair_head must be 'both' or 'energy', got {cfg.pair_head!r}")
+    score_cfg = replace(cfg, pair_features=0) if cfg.pair_head == "energy" else cfg
     score = (
-        ScoreModel(_make_net(target, cfg), cfg.sigma_data, project, centre)
+        ScoreModel(_make_net(target, score_cfg), cfg.sigma_data, project, centre)
         if cfg.mode == "score+energy" else None
     )
     energy_net = _make_net(target, cfg)
