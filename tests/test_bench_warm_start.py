@@ -57,4 +57,5 @@ def test_warm_start_keeps_the_score_network_and_the_run_trains_on_from_it(tmp_pa
         pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "other", "aldp-fab", str(preset),
                                           None, ["net.hidden=32"])
     with pytest.raises(BadInput, match="exists already"):
-        pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "new", "aldp-fab", str(preset), None, [])
+        pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "new", "aldp-fab", str(preset),
+                                          None, [])
