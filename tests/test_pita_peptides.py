@@ -189,6 +189,26 @@ def test_pair_head_can_go_to_the_energy_net_only(aldp):
         build_models(aldp, NetConfig(**base, pair_features=8, pair_head="score"))
 
 
+def test_pair_fade_switches_the_pair_head_off_at_large_sigma(aldp):
+    """net.pair_fade=σ_f: the pair head's output is multiplied by σ_f²/(σ_f² + σ²) — unchanged at
+    σ ≪ σ_f, a tenth at σ = 3σ_f, off at σ ≫ σ_f; the attention blocks are untouched; a negative
+    value is refused."""
+    torch.manual_seed(0)
+    kw = dict(hidden=16, layers=1, emb_dim=8, heads=4, pair_features=8, sigma_data=S)
+    plain = AtomTransformer(22, **kw).double()
+    faded = AtomTransformer(22, **kw, pair_fade=0.03).double()
+    faded.load_state_dict(plain.state_dict())
+    torch.nn.init.normal_(plain.pair.out.weight, std=0.5)
+    faded.pair.out.weight.data.copy_(plain.pair.out.weight)
+    y = torch.randn(3, 66, dtype=torch.float64)
+    for sigma, factor in ((1e-4, 1.0), (0.09, 0.1), (30.0, 1e-6)):
+        c = torch.full((3,), 0.25 * np.log(sigma), dtype=torch.float64)
+        assert torch.allclose(faded(y, c), factor * plain(y, c), rtol=2e-3, atol=1e-12), sigma
+    with pytest.raises(BadInput, match="pair_fade"):
+        build_models(aldp, NetConfig(kind="transformer", hidden=16, layers=1, heads=2, emb_dim=8,
+                                     sigma_data=S, pair_features=8, pair_fade=-1.0))
+
+
 def test_rotation_augmentation_rotates_positions_and_scores_together(aldp):
     x = aldp.prior_sample(1, torch.Generator().manual_seed(3))
     buf = TrainingBuffer.from_target(aldp, x)

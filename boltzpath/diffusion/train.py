@@ -76,6 +76,7 @@ class NetConfig:
     # annealing, then stays as without it). On ALDP `cpu` the head in the score net too left a stage-0
     # model none of whose samples were in its buffer's energy range (docs/pita.md, eleventh session).
     pair_head: str = "both"  # both | energy
+    pair_fade: float = 0.0  # σ_f (target unit): pair head × σ_f²/(σ_f² + σ²) (0: no fade; nets.transformer)
     analytic_grad: bool = False  # EGNN only: ∇ₓU_η by the hand-written reverse pass (module docstring)
     # Soft-core prior of the energy model (particle targets; precond.SoftCore): off when core_radius is 0
     core_radius: float = 0.0  # r₀ in the target's length unit; put it below the data's smallest distance
@@ -154,8 +155,10 @@ def _make_net(target, cfg: NetConfig) -> torch.nn.Module:
         if cfg.pair_features > 0 and getattr(target, "initial_positions_nm", None) is not None:
             pos = torch.as_tensor(np.asarray(target.initial_positions_nm, dtype=np.float64)).reshape(n, d)
             ref = (pos - pos.mean(0)) / cfg.sigma_data  # the network-input units of x at σ ≪ σ_data
+        if cfg.pair_fade < 0:
+            raise BadInput(f"net.pair_fade must be >= 0 (0: no fade), got {cfg.pair_fade}")
         return AtomTransformer(n, d, heads=cfg.heads, pair_features=cfg.pair_features, pair_reference=ref,
-                               sigma_data=cfg.sigma_data, **common)
+                               sigma_data=cfg.sigma_data, pair_fade=cfg.pair_fade, **common)
     raise BadInput(f"unknown net kind {cfg.kind!r} (expected auto, mlp, egnn or transformer)")
 
 

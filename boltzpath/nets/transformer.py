@@ -195,8 +195,11 @@ class AtomTransformer(nn.Module):
         pair_features: int = 0,
         pair_reference: torch.Tensor | None = None,
         sigma_data: float = 1.0,
+        pair_fade: float = 0.0,
     ) -> None:
         super().__init__()
+        if pair_fade < 0:
+            raise ValueError(f"pair_fade must be >= 0 (0: no fade), got {pair_fade}")
         if n_atoms < 1 or spatial_dim < 1 or hidden < 1 or layers < 1 or heads < 1:
             raise ValueError(f"bad transformer sizes: n={n_atoms}, d={spatial_dim}, hidden={hidden}, "
                              f"layers={layers}, heads={heads}")
@@ -216,6 +219,7 @@ class AtomTransformer(nn.Module):
         self.pair = PairHead(n_atoms, pair_features, emb_dim,
                              reference=pair_reference) if pair_features > 0 else None
         self.sigma_data = float(sigma_data)
+        self.pair_fade = float(pair_fade)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Per-atom input tokens (batch, n_atoms, hidden)."""
@@ -234,7 +238,15 @@ class AtomTransformer(nn.Module):
             # at every σ with O(1) g (and the score model c_out·F/σ² = F/√(σ² + σ_d²), force-like);
             # without it the pair coefficients learned at typical σ are amplified ~30× at σ_min and
             # training diverged (ALDP stage 0: pinning loss in the thousands)
-            scale = torch.exp(4.0 * c_noise) / self.sigma_data
+            sigma = torch.exp(4.0 * c_noise)
+            scale = sigma / self.sigma_data
+            if self.pair_fade > 0:
+                # × σ_f²/(σ_f² + σ²) (``pair_fade`` = σ_f, the target's length unit): the pair potentials
+                # act at small σ, where the bonded terms shape p_σ, and leave the larger σ to the
+                # attention blocks. Without it an energy net with the head disagreed with the score at
+                # σ ≥ 0.1 nm (ALDP stage 0: ‖s_θ + ∇U_η‖/‖s_θ‖ 0.24–0.43 against ≤ 0.10), and PITA's
+                # drift, half of which is −∇U_η, made 17 % cis amides (docs/pita.md, eleventh session)
+                scale = scale * self.pair_fade**2 / (self.pair_fade**2 + sigma**2)
             pair = self.pair(x.reshape(x.shape[0], self.n_atoms, self.spatial_dim), c)
             out = out + scale[:, None, None] * pair
         return out.reshape(x.shape[0], -1)

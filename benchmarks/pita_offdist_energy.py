@@ -1,0 +1,135 @@
+"""Does a PITA stage's energy model rank the model's own bad samples above its training data?
+
+The quality gate (``diffusion.quality``) reads U_η(·, σ_min) on held-out *buffer* samples: valid
+molecules at T_k. The Feynman–Kac weights, however, act on what the score network's annealing
+produces, which on peptides includes configurations the buffer never holds (cis amides, mirror
+images, clashes). If U_η puts those too low, the weights select them, whatever the held-out
+correlation. For stage K of each run this script draws ``--n`` samples from the stage's model at
+T_K (γ = 1, no weights: the gate's model check, ``methods.pita._model_check``), and reports, against
+the stage's held-out buffer split (the gate's), per group — buffer, model samples with all amides
+trans, model samples with a cis amide — the mean true E/kT_K and the mean U_η(·, σ_min), each minus
+the buffer's mean. A group whose ΔU is far below its ΔE is favoured by the weights. It then anneals
+the rung to T_{K+1} with the run's settings (weights on, ``--n`` particles) and reports the cis
+fraction of the population at t = 0 and its FK-weighted fraction.
+
+    .venv/bin/python benchmarks/pita_offdist_energy.py --run base=DIR --run pair=DIR2 [--stage 0]
+        [--n 256] [--threads 2] [--out JSON]
+
+Peptide runs only (cis amides need a topology). Counted: 2·n true-energy evaluations per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from pita_rung import load_rung
+
+from boltzpath.diffusion.quality import split_holdout
+from boltzpath.errors import BadInput, run_cli
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.methods.pita import _generator
+from boltzpath.metrics.amides import cis_bonds
+from boltzpath.smc.annealing import anneal
+
+
+def _peptide(cfg, target) -> None:
+    if not getattr(target, "is_peptide", False):
+        raise BadInput(f"{cfg.target} is not a peptide: this check counts cis amides")
+
+
+def _group(mask, e, u, e_ref, u_ref) -> dict:
+    m = mask & np.isfinite(e)
+    if not m.any():
+        return {"n": 0}
+    return {"n": int(m.sum()), "delta_energy_mean": float(e[m].mean() - e_ref),
+            "delta_energy_median": float(np.median(e[m]) - e_ref),
+            "delta_u_mean": float(u[m].mean() - u_ref), "delta_u_median": float(np.median(u[m]) - u_ref)}
+
+
+def measure(run: Path, stage: int, n: int, seed: int) -> dict:
+    rung = load_rung(run, stage, require=_peptide)
+    cfg, target, schedule, model = rung.cfg, rung.target, rung.schedule, rung.model
+    temp = cfg.temperatures[stage]
+    target_k = target.at_temperature(temp)
+    buf = np.load(Path(run) / f"stage_{stage}" / "buffer.npz")
+    xb = torch.as_tensor(buf["x"], dtype=torch.float32)
+    eb = torch.as_tensor(buf["energy"], dtype=torch.float64)
+    _, hold = split_holdout(len(xb), cfg.gate.holdout_fraction, _generator(cfg.seed, stage, "holdout"))
+    xb, eb = xb[hold], eb[hold]
+    sig = float(cfg.schedule.sigma_min)
+
+    def u_of(x):
+        with torch.no_grad():
+            return model.energy_net(x, torch.full((x.shape[0],), sig)).double().numpy()
+
+    plain = replace(rung.anneal, gamma=1.0, use_weights=False, divergence="hutchinson", n_probes=1,
+                    exact_below_t=0.0)
+    xm = anneal(model, n, schedule, plain, torch.Generator().manual_seed(seed), target.project).x.detach()
+    with torch.no_grad():
+        em = target_k.energy(xm.double()).double().numpy()
+    cis = cis_bonds(xm.numpy(), target.topology).any(axis=1)
+    ub, um = u_of(xb), u_of(xm)
+    e_ref, u_ref = float(eb.mean()), float(ub.mean())
+    keep = np.isfinite(em) & (em <= 1000.0)
+    e_all = np.concatenate([eb.numpy(), em[keep]])
+    u_all = np.concatenate([ub, um[keep]])
+    out = {
+        "run": str(run), "stage": stage, "temperature": temp, "t_next": rung.t_next, "n_model": n,
+        "n_buffer_holdout": int(len(xb)), "sigma_min": sig,
+        "buffer": _group(np.ones(len(xb), bool), eb.numpy(), ub, e_ref, u_ref),
+        "model_trans": _group(~cis, em, um, e_ref, u_ref),
+        "model_cis": _group(cis, em, um, e_ref, u_ref),
+        "model_cis_fraction": float(cis.mean()),
+        "corr_buffer_and_model": float(np.corrcoef(u_all, e_all)[0, 1]),
+        "corr_buffer_only": float(np.corrcoef(ub, eb.numpy())[0, 1]),
+    }
+    res = anneal(model, n, schedule, rung.anneal, torch.Generator().manual_seed(seed + 1), target.project)
+    x1 = res.x.detach().numpy()
+    cis1 = cis_bonds(x1, target.topology).any(axis=1)
+    w = torch.softmax(res.log_weights.double(), 0).numpy()
+    out["rung"] = {"gamma": float(rung.anneal.gamma), "cis_fraction_t0": float(cis1.mean()),
+                   "cis_fraction_t0_weighted": float((w * cis1).sum()),
+                   "ess_fraction_t0": float(res.ess) / n}
+    out["evaluations"] = int(len(xm))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="append", required=True, metavar="LABEL=DIR")
+    ap.add_argument("--stage", type=int, default=0)
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    if args.n < 8:
+        raise BadInput(f"--n {args.n}: need at least 8 samples")
+    runs = []
+    for item in args.run:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise BadInput(f"--run {item!r}: expected LABEL=DIR")
+        runs.append((label, Path(path)))
+    torch.set_num_threads(args.threads)
+    rows = []
+    for label, path in runs:
+        row = {"label": label, **measure(path, args.stage, args.n, args.seed)}
+        rows.append(row)
+        print(json.dumps(row))
+    doc = {"machine": describe_machine(), "threads": args.threads,
+           "command": " ".join(["pita_offdist_energy.py", *sys.argv[1:]]), "rows": rows}
+    if args.out:
+        atomic_write_json(args.out, doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
