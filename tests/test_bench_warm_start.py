@@ -59,3 +59,22 @@ def test_warm_start_keeps_the_score_network_and_the_run_trains_on_from_it(tmp_pa
     with pytest.raises(BadInput, match="exists already"):
         pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "new", "aldp-fab", str(preset),
                                           None, [])
+
+
+def test_offdist_energy_reports_groups_and_the_rung_on_a_tiny_peptide_run(tmp_path):
+    """benchmarks/pita_offdist_energy.py on a tiny ALDP run: the buffer group is the reference (zero
+    offsets), the model's samples split into all-trans and cis groups that add up to --n, and the
+    rung's cis fractions are fractions; a LABEL=DIR without '=' and too few samples are one-line errors."""
+    import pita_offdist_energy
+
+    data = tmp_path / "t0.npy"
+    np.save(data, make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5)).numpy())
+    run_pita(from_dict(PITAConfig, dict(TINY, stage0={"data": str(data)})), tmp_path / "run")
+    row = pita_offdist_energy.measure(tmp_path / "run", 0, 16, 0)
+    assert row["buffer"]["delta_energy_mean"] == 0 and row["buffer"]["delta_u_mean"] == 0
+    assert row["model_trans"]["n"] + row["model_cis"]["n"] <= 16 == row["n_model"]
+    assert 0 <= row["rung"]["cis_fraction_t0"] <= 1 and 0 <= row["rung"]["cis_fraction_t0_weighted"] <= 1
+    with pytest.raises(BadInput, match="LABEL=DIR"):
+        pita_offdist_energy.main(["--run", str(tmp_path / "run")])
+    with pytest.raises(BadInput, match="--n"):
+        pita_offdist_energy.main(["--run", f"a={tmp_path / 'run'}", "--n", "2"])
