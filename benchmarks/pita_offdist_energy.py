@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -120,15 +121,49 @@ def main(argv=None) -> int:
         runs.append((label, Path(path)))
     torch.set_num_threads(args.threads)
     rows = []
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python benchmarks/pita_offdist_energy.py", *given])
     for label, path in runs:
-        row = {"label": label, **measure(path, args.stage, args.n, args.seed)}
-        rows.append(row)
-        print(json.dumps(row))
-    doc = {"machine": describe_machine(), "threads": args.threads,
-           "command": " ".join(["pita_offdist_energy.py", *sys.argv[1:]]), "rows": rows}
+        t0 = time.perf_counter()
+        m = measure(path, args.stage, args.n, args.seed)
+        print(json.dumps({"label": label, **m}))
+        rows += rows_of(label, m, command, args.threads, time.perf_counter() - t0)
     if args.out:
-        atomic_write_json(args.out, doc)
+        atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
     return 0
+
+
+DESCRIPTION = ("A PITA stage's energy model on the model's own samples "
+               "(`benchmarks/pita_offdist_energy.py`): "
+               "stage K's model sampled at T_K (γ = 1, no weights), split into all-trans and cis-amide "
+               "samples, against the stage's held-out buffer split: mean true E/kT_K and mean U_η(σ_min), "
+               "each minus the buffer's mean (a group whose ΔU is far below its ΔE is favoured by the FK "
+               "weights); corr(U_η, E/kT) on buffer + model samples; the cis fraction of the rung's "
+               "weighted SMC population at t = 0.")
+
+
+def rows_of(label: str, m: dict, command: str, threads: int, wall: float) -> list[dict]:
+    """BENCHMARKS rows (benchmarks/render.py) of one ``measure`` result."""
+    common = {"benchmark": "pita_offdist_energy", "target": "aldp-fab", "machine": describe_machine(),
+              "threads": threads, "command": command, "run": m["run"], "stage": m["stage"],
+              "temperature": m["temperature"], "energy_evaluations": 2 * m["n_model"],
+              "wall_time_s": round(wall, 1), "noise_floor": None}
+    out = []
+    for group in ("buffer", "model_trans", "model_cis"):
+        g = m[group]
+        for metric in ("delta_energy_mean", "delta_energy_median", "delta_u_mean", "delta_u_median"):
+            if metric in g:
+                out.append({**common, "method": f"{label}: {group.replace('_', ' ')}", "metric": metric,
+                            "value": g[metric], "n": g["n"]})
+    for metric in ("model_cis_fraction", "corr_buffer_and_model", "corr_buffer_only"):
+        out.append({**common, "method": label, "metric": metric, "value": m[metric],
+                    "n": m["n_model"] + m["n_buffer_holdout"] if metric.startswith("corr_buffer_and")
+                    else (m["n_buffer_holdout"] if metric == "corr_buffer_only" else m["n_model"])})
+    for metric in ("cis_fraction_t0", "cis_fraction_t0_weighted"):
+        out.append({**common, "method": f"{label}: rung {m['temperature']:g} → {m['t_next']:g} K",
+                    "metric": metric,
+                    "value": m["rung"][metric], "n": m["n_model"], "gamma": m["rung"]["gamma"]})
+    return out
 
 
 if __name__ == "__main__":
