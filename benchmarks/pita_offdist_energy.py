@@ -13,7 +13,10 @@ the rung to T_{K+1} with the run's settings (weights on, ``--n`` particles) and 
 fraction of the population at t = 0 and its FK-weighted fraction.
 
     .venv/bin/python benchmarks/pita_offdist_energy.py --run base=DIR --run pair=DIR2 [--stage 0]
-        [--n 256] [--threads 2] [--out JSON]
+        [--run swapped=DIR+DIR2] [--n 256] [--threads 2] [--out JSON]
+
+``LABEL=DIR+DIR2``: DIR's score network with DIR2's energy network (same stage) — PITA's drift is
+γ(Δh/2)(s_θ − ∇U_η), half of it from the energy network, so this tells which network makes the samples.
 
 Peptide runs only (cis amides need a topology). Counted: 2·n true-energy evaluations per run.
 """
@@ -32,10 +35,11 @@ import torch
 from pita_rung import load_rung
 
 from boltzpath.diffusion.quality import split_holdout
+from boltzpath.diffusion.train import load_models
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _generator
+from boltzpath.methods.pita import _generator, _network_model
 from boltzpath.metrics.amides import cis_bonds
 from boltzpath.smc.annealing import anneal
 
@@ -54,9 +58,19 @@ def _group(mask, e, u, e_ref, u_ref) -> dict:
             "delta_u_mean": float(u[m].mean() - u_ref), "delta_u_median": float(np.median(u[m]) - u_ref)}
 
 
-def measure(run: Path, stage: int, n: int, seed: int) -> dict:
+def measure(run: Path, stage: int, n: int, seed: int, energy_from: Path | None = None) -> dict:
+    """The report of the module docstring for stage ``stage`` of ``run``; ``energy_from``: another
+    run's stage-``stage`` checkpoint whose *energy* network replaces the run's own (the score network
+    stays): which of the two networks makes the samples."""
     rung = load_rung(run, stage, require=_peptide)
     cfg, target, schedule, model = rung.cfg, rung.target, rung.schedule, rung.model
+    if energy_from is not None:
+        other = Path(energy_from) / f"stage_{stage}" / "model.pt"
+        if not other.is_file():
+            raise BadInput(f"--energy-from {energy_from}: no stage_{stage}/model.pt")
+        score, _ = load_models(rung.model_file, target)
+        _, energy = load_models(other, target)
+        model = _network_model(score, energy, target, schedule, score_from=rung.anneal.score_from)
     temp = cfg.temperatures[stage]
     target_k = target.at_temperature(temp)
     buf = np.load(Path(run) / f"stage_{stage}" / "buffer.npz")
@@ -82,7 +96,8 @@ def measure(run: Path, stage: int, n: int, seed: int) -> dict:
     e_all = np.concatenate([eb.numpy(), em[keep]])
     u_all = np.concatenate([ub, um[keep]])
     out = {
-        "run": str(run), "stage": stage, "temperature": temp, "t_next": rung.t_next, "n_model": n,
+        "run": str(run), "energy_from": None if energy_from is None else str(energy_from), "stage": stage,
+        "temperature": temp, "t_next": rung.t_next, "n_model": n,
         "n_buffer_holdout": int(len(xb)), "sigma_min": sig,
         "buffer": _group(np.ones(len(xb), bool), eb.numpy(), ub, e_ref, u_ref),
         "model_trans": _group(~cis, em, um, e_ref, u_ref),
@@ -104,7 +119,8 @@ def measure(run: Path, stage: int, n: int, seed: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", action="append", required=True, metavar="LABEL=DIR")
+    ap.add_argument("--run", action="append", required=True, metavar="LABEL=DIR[+ENERGY_DIR]",
+                    help="a run; with +ENERGY_DIR, ENERGY_DIR's energy network replaces the run's own")
     ap.add_argument("--stage", type=int, default=0)
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
@@ -118,14 +134,15 @@ def main(argv=None) -> int:
         label, sep, path = item.partition("=")
         if not sep or not label or not path:
             raise BadInput(f"--run {item!r}: expected LABEL=DIR")
-        runs.append((label, Path(path)))
+        path, _, energy_dir = path.partition("+")
+        runs.append((label, Path(path), Path(energy_dir) if energy_dir else None))
     torch.set_num_threads(args.threads)
     rows = []
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python benchmarks/pita_offdist_energy.py", *given])
-    for label, path in runs:
+    for label, path, energy_dir in runs:
         t0 = time.perf_counter()
-        m = measure(path, args.stage, args.n, args.seed)
+        m = measure(path, args.stage, args.n, args.seed, energy_dir)
         print(json.dumps({"label": label, **m}))
         rows += rows_of(label, m, command, args.threads, time.perf_counter() - t0)
     if args.out:
@@ -145,7 +162,8 @@ DESCRIPTION = ("A PITA stage's energy model on the model's own samples "
 def rows_of(label: str, m: dict, command: str, threads: int, wall: float) -> list[dict]:
     """BENCHMARKS rows (benchmarks/render.py) of one ``measure`` result."""
     common = {"benchmark": "pita_offdist_energy", "target": "aldp-fab", "machine": describe_machine(),
-              "threads": threads, "command": command, "run": m["run"], "stage": m["stage"],
+              "threads": threads, "command": command, "run": m["run"], "energy_from": m["energy_from"],
+              "stage": m["stage"],
               "temperature": m["temperature"], "energy_evaluations": 2 * m["n_model"],
               "wall_time_s": round(wall, 1), "noise_floor": None}
     out = []

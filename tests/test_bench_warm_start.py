@@ -74,6 +74,12 @@ def test_offdist_energy_reports_groups_and_the_rung_on_a_tiny_peptide_run(tmp_pa
     assert row["buffer"]["delta_energy_mean"] == 0 and row["buffer"]["delta_u_mean"] == 0
     assert row["model_trans"]["n"] + row["model_cis"]["n"] <= 16 == row["n_model"]
     assert 0 <= row["rung"]["cis_fraction_t0"] <= 1 and 0 <= row["rung"]["cis_fraction_t0_weighted"] <= 1
+    # the energy network from the same run (the swap path): the same report
+    same = pita_offdist_energy.measure(tmp_path / "run", 0, 16, 0, energy_from=tmp_path / "run")
+    assert same["model_cis_fraction"] == row["model_cis_fraction"]
+    assert same["model_trans"] == row["model_trans"] and same["energy_from"] == str(tmp_path / "run")
+    with pytest.raises(BadInput, match="energy-from"):
+        pita_offdist_energy.measure(tmp_path / "run", 0, 16, 0, energy_from=tmp_path)
     with pytest.raises(BadInput, match="LABEL=DIR"):
         pita_offdist_energy.main(["--run", str(tmp_path / "run")])
     with pytest.raises(BadInput, match="--n"):
