@@ -292,7 +292,11 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         if k in reference_names:
             metrics["evaluation"]["reference_file"] = reference_names[k]
         cis = metrics["evaluation"].get("metrics", {}).get("cis_peptide_fraction", {}).get("value")
-        if cis:  # a cis amide is another isomer: ~80 kJ/mol from trans, no relaxation here crosses it
+        if cis and k == 0:  # the T₀ data's own isomers (MD at 1200 K crosses the amide barrier)
+            run.log(f"stage 0: {cis:.0%} of the T={temp:g} samples have a cis peptide bond — the stage-0 "
+                    "data's own isomers (hot MD crosses the amide barrier); the models learn them as part of "
+                    "this temperature, and the ladder must shed them on the way down")
+        elif cis:  # a cis amide is another isomer: ~80 kJ/mol from trans, no relaxation here crosses it
             run.log(f"WARNING stage {k}: {cis:.0%} of the samples at T={temp:g} have a cis peptide bond "
                     f"(another isomer than the target's all-trans molecule; the relaxation cannot undo it) — "
                     "the model's samples are not yet valid molecules: train longer or use a larger model")
