@@ -198,3 +198,41 @@ def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
     assert f"{100 * below:.1f} % of this stage's training draws" in log
     with pytest.raises(BadInput, match="jitter_draws"):
         QualityGate(jitter_draws=1).validate()
+
+
+def test_drift_disagreement_names_the_sigmas_above_the_limit_and_leaves_sigma_min_out():
+    """The stage-0 gate reports of three ALDP `cpu` runs (docs/pita.md, eleventh session): the
+    12,000-step baseline (sound samples) raises no warning; the energy networks with the pair head,
+    whose next stage held 65–91 % cis amides, do. σ_min (0.99 in the baseline) never counts."""
+    from boltzpath.methods.pita import _drift_disagreement, _drift_warning
+
+    def gate(cons):
+        return {"checks": [{"score_consistency": cons}]}
+
+    base = {"0.00164": 0.999, "0.1": 0.104, "0.5": 0.018, "2.0": 0.006}
+    pair = {"0.00164": 0.615, "0.1": 0.432, "0.5": 0.240, "2.0": 0.367}
+    faded = {"0.00164": 0.686, "0.1": 0.509, "0.5": 0.199, "2.0": 0.022}
+    assert _drift_disagreement(gate(base), 0.00164, 0.3) == {}
+    assert _drift_disagreement(gate(pair), 0.00164, 0.3) == {"0.1": 0.432, "2.0": 0.367}
+    assert _drift_disagreement(gate(faded), 0.00164, 0.3) == {"0.1": 0.509}
+    assert _drift_disagreement(None, 0.00164, 0.3) == {}
+    assert _drift_disagreement({"checks": []}, 0.1, 0.3) == {}
+    text = _drift_warning(0, {"0.1": 0.509}, 0.3)
+    assert "0.51 at σ = 0.1" in text and "half −∇U_η" in text
+    with pytest.raises(BadInput, match="max_inconsistency"):
+        QualityGate(max_inconsistency=0.0).validate()
+
+
+def test_a_run_records_and_logs_the_drift_disagreement_of_its_gate(tmp_path):
+    """Wiring: a tiny run's stage-0 metrics hold ``drift_disagreement`` exactly when its gate report
+    has a σ above σ_min over ``gate.max_inconsistency``, and the run log warns then (a limit of 1e-6
+    makes every σ count; the default of a tiny, untrained model is not relied on)."""
+    from boltzpath.methods.pita import _drift_disagreement
+
+    cfg = from_dict(PITAConfig, copy.deepcopy(TINY))
+    cfg.gate.max_inconsistency = 1e-6
+    run_pita(cfg, tmp_path / "run")
+    m = json.loads((tmp_path / "run" / "stage_0" / "metrics.json").read_text())
+    expected = _drift_disagreement(m["energy_model_gate"], cfg.schedule.sigma_min, 1e-6)
+    assert expected and m["drift_disagreement"] == expected
+    assert "gradient disagrees with the score network" in (tmp_path / "run" / "run.log").read_text()

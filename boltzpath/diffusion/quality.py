@@ -64,6 +64,10 @@ class QualityGate:
     jitter_draws: int = 8
     max_jitter: float = 1.0  # above this median std of ΔE/kT (nats): WARNING in the run log
     min_in_range: float = 0.5  # below this share of samples within the buffer's energy range: WARNING
+    # above this score–energy disagreement ‖s_θ + ∇U_η‖/‖s_θ‖ at any of ``sigmas`` (σ_min excluded): WARNING
+    # (PITA's drift is half −∇U_η). Measured: ALDP `cpu` ≤ 0.11 and DW-4 `cpu` ≤ 0.17 in runs with sound
+    # samples; ALDP with the pair head 0.20–0.51, and 65–91 % cis amides one rung later (docs/pita.md)
+    max_inconsistency: float = 0.3
     # what must pass before training stops (up to max_factor): "energy" — the held-out reweighting
     # ESS and correlation of U_η(·, σ_min); "generator" — the model check's in-range share (needs
     # model_check_n > 0). LJ-13 at T = 4 → 3: the generator check separated an undertrained stage-0
@@ -84,6 +88,8 @@ class QualityGate:
             raise BadInput(f"gate.sigmas must be > 0, got {self.sigmas}")
         if self.jitter_n < 0 or self.jitter_draws < 2 or not self.max_jitter > 0:
             raise BadInput("gate.jitter_n must be >= 0, gate.jitter_draws >= 2 and gate.max_jitter > 0")
+        if not self.max_inconsistency > 0:
+            raise BadInput(f"gate.max_inconsistency must be > 0, got {self.max_inconsistency}")
         if self.model_check_n < 0 or not 0 <= self.min_in_range <= 1:
             raise BadInput("gate.model_check_n must be >= 0 and gate.min_in_range in [0, 1]")
         unknown = [c for c in self.criteria if c not in ("energy", "generator")]

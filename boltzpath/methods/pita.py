@@ -358,6 +358,10 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
             if jit["median_std"] > cfg.gate.max_jitter:
                 run.log("WARNING " + _jitter_warning(k, temp, jit))
+        drift = _drift_disagreement(gate, cfg.schedule.sigma_min, cfg.gate.max_inconsistency)
+        if drift:
+            metrics["drift_disagreement"] = drift
+            run.log("WARNING " + _drift_warning(k, drift, cfg.gate.max_inconsistency))
         sdir.write_metrics(metrics)
         run.log(f"stage {k} trained: {result.step} steps")
         if gate and not gate["passed"]:
@@ -372,6 +376,27 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
     par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _drift_disagreement(gate: dict | None, sigma_min: float, limit: float) -> dict[str, float]:
+    """{σ: ‖s_θ + ∇U_η‖/‖s_θ‖} of the gate's last check at the σ above σ_min where it exceeds ``limit``.
+    PITA's drift is γ(Δh/2)(s_θ − ∇U_η): half of it comes from the energy network, so where U_η's
+    gradient disagrees with the score the annealed particles go astray whatever the weights do. σ_min
+    itself is left out: there ‖s_θ‖ is dominated by bond terms that U_η(·, σ_min) reads only through
+    pinning (ALDP `cpu`: 0.99 at σ_min in runs whose samples were fine)."""
+    if not gate or not gate.get("checks"):
+        return {}
+    cons = gate["checks"][-1].get("score_consistency", {})
+    return {s: v for s, v in cons.items() if float(s) > sigma_min * (1 + 1e-9) and v > limit}
+
+
+def _drift_warning(k: int, bad: dict[str, float], limit: float) -> str:
+    where = ", ".join(f"{v:.2f} at σ = {s}" for s, v in bad.items())
+    return (f"stage {k}: the energy network's gradient disagrees with the score network "
+            f"(‖s_θ + ∇U_η‖/‖s_θ‖ {where}; above {limit:g}); the annealing drift is half −∇U_η, so the next "
+            "stage's samples inherit it (ALDP with the pair head: 65–91 % cis amides one rung later, "
+            "docs/pita.md, eleventh session) — train the energy network longer or drop the option that "
+            "made it disagree")
 
 
 def _gate_subject(criteria: list[str], gamma: float) -> str:
