@@ -243,9 +243,10 @@ class AtomTransformer(nn.Module):
             if self.pair_fade > 0:
                 # × σ_f²/(σ_f² + σ²) (``pair_fade`` = σ_f, the target's length unit): the pair potentials
                 # act at small σ, where the bonded terms shape p_σ, and leave the larger σ to the
-                # attention blocks. Without it an energy net with the head disagreed with the score at
-                # σ ≥ 0.1 nm (ALDP stage 0: ‖s_θ + ∇U_η‖/‖s_θ‖ 0.24–0.43 against ≤ 0.10), and PITA's
-                # drift, half of which is −∇U_η, made 17 % cis amides (docs/pita.md, eleventh session)
+                # attention blocks. Measured on ALDP stage 0 (docs/pita.md, eleventh session): with
+                # σ_f = 0.03 nm the energy net's disagreement with the score ‖s_θ + ∇U_η‖/‖s_θ‖ fell from
+                # 0.37 to 0.02 at σ = 2 nm but not at 0.1 nm (0.51), and the next stage still held 65 %
+                # cis amides (91 % unfaded): not a fix on its own, so off by default
                 scale = scale * self.pair_fade**2 / (self.pair_fade**2 + sigma**2)
             pair = self.pair(x.reshape(x.shape[0], self.n_atoms, self.spatial_dim), c)
             out = out + scale[:, None, None] * pair
