@@ -18,7 +18,10 @@ comparison with the source run then isolates the energy network (and N more scor
 
 The new run's settings (``--target/--preset/--seed/--set``) must be those of the later ``run pita``
 call, and its score network must have the source's architecture; otherwise the script refuses
-(exit 2, one line). The source's Adam state is kept for D_θ; U_η's starts empty.
+(exit 2, one line). The source's Adam state is kept for D_θ; U_η's starts empty. ``--keep-energy``
+starts U_η from the source's energy network as well (parameters the source lacks, such as a pair
+head added now, at their initialisation — the pair head's is zero, so U_η starts as the source's
+function): distillation first, then the new head and losses.
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ from boltzpath.targets.registry import make_target
 
 
 def warm_start(source: Path, out: Path, target: str, preset: str, seed: int | None,
-               overrides: list[str]) -> Path:
-    """Write ``out/stage_0/model.pt`` (see the module docstring); returns its path."""
+               overrides: list[str], keep_energy: bool = False) -> Path:
+    """Write ``out/stage_0/model.pt`` (see the module docstring); returns its path. ``keep_energy``:
+    start U_η from the source's energy network too (and its EMA); parameters the source lacks (a
+    pair head added now) keep their initialisation — the pair head's is zero, so U_η starts as the
+    source's function — and nothing else may differ."""
     src_file = Path(source) / "stage_0" / "model.pt"
     if not src_file.is_file():
         raise BadInput(f"--from {source}: no stage_0/model.pt (not a PITA run with a trained stage 0)")
@@ -60,6 +66,20 @@ def warm_start(source: Path, out: Path, target: str, preset: str, seed: int | No
     except (KeyError, RuntimeError) as exc:
         raise BadInput(f"--from {source}: its score network does not fit the new configuration "
                        f"({type(exc).__name__})") from None
+    if keep_energy:
+        for sd_key, module in (("models", energy), ("ema", None)):
+            state = ckpt[sd_key]["energy"]
+            own = energy.state_dict()
+            extra = [k for k in state if k not in own or own[k].shape != state[k].shape]
+            if extra:
+                raise BadInput(f"--from {source}: its energy network does not fit the new configuration "
+                               f"({len(extra)} parameters differ, e.g. {extra[0]})")
+            if module is not None:
+                energy.load_state_dict(state, strict=False)
+        energy_ema = Ema(energy, cfg.train.ema)
+        energy_ema.module.load_state_dict(ckpt["ema"]["energy"], strict=False)
+    else:
+        energy_ema = Ema(energy, cfg.train.ema)
     n_score = len(list(score.parameters()))
     optimizer = adam([*score.parameters(), *energy.parameters()], cfg.train.lr)
     new = optimizer.state_dict()
@@ -69,10 +89,11 @@ def warm_start(source: Path, out: Path, target: str, preset: str, seed: int | No
         "format": ckpt["format"], "step": int(ckpt["step"]), "net_config": asdict(cfg.net),
         "train_config": asdict(cfg.train),
         "models": {"score": score.state_dict(), "energy": energy.state_dict()},
-        "ema": {"score": score_ema.state_dict(), "energy": Ema(energy, cfg.train.ema).state_dict()},
+        "ema": {"score": score_ema.state_dict(), "energy": energy_ema.state_dict()},
         "optimizer": new, "generator": ckpt["generator"], "history": list(ckpt["history"]),
         "warm_start": {"source": str(src_file), "kept": "score network, its EMA and Adam state, the RNG",
-                       "fresh": "energy network"},
+                       "energy network": "the source's, new parameters initialised" if keep_energy
+                       else "fresh"},
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(dest, state)
@@ -88,8 +109,12 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--keep-energy", action="store_true",
+                    help="start U_η from the source's energy network (new parameters, e.g. a pair head, "
+                         "at their initialisation)")
     args = ap.parse_args(argv)
-    dest = warm_start(Path(args.source), Path(args.out), args.target, args.preset, args.seed, args.overrides)
+    dest = warm_start(Path(args.source), Path(args.out), args.target, args.preset, args.seed, args.overrides,
+                      args.keep_energy)
     print(f"wrote {dest}")
     return 0
 

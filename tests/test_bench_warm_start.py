@@ -52,6 +52,27 @@ def test_warm_start_keeps_the_score_network_and_the_run_trains_on_from_it(tmp_pa
     assert (tmp_path / "new" / "COMPLETE").is_file() and res.samples.x.shape == (32, 66)
     done = read_checkpoint(tmp_path / "new" / "stage_0" / "model.pt")
     assert done["step"] == 9 and done["history"][: len(src["history"])] == src["history"]
+    # --keep-energy: U_η starts as the source's function (the new pair head starts at zero)
+    kept = pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "kept", "aldp-fab", str(preset),
+                                             None, sets, keep_energy=True)
+    kept_ckpt = read_checkpoint(kept)
+    for part in ("models", "ema"):
+        for k, v in src[part]["energy"].items():
+            assert torch.equal(kept_ckpt[part]["energy"][k], v), (part, k)
+    cfg_k = from_dict(PITAConfig, yaml.safe_load(preset.read_text()))
+    cfg_k.net.pair_features, cfg_k.net.pair_head = 4, "energy"
+    target = make_target("aldp-fab")
+    _, e_src = build_models(target, from_dict(PITAConfig, base).net)
+    _, e_new = build_models(target, cfg_k.net)
+    e_src.load_state_dict(src["ema"]["energy"])
+    e_new.load_state_dict(kept_ckpt["ema"]["energy"])
+    x = target.prior_sample(4, torch.Generator().manual_seed(1))
+    sig = torch.full((4,), 0.01)
+    assert torch.allclose(e_new.energy(x, sig), e_src.energy(x, sig), rtol=1e-5, atol=1e-5)
+    with pytest.raises(BadInput, match="does not fit"):
+        pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "k2", "aldp-fab", str(preset), None,
+                                          ["net.hidden=32", "net.pair_head=energy", "net.pair_features=4"],
+                                          keep_energy=True)
     # a score network of another size does not fit: refused, one line
     with pytest.raises(BadInput, match="does not fit"):
         pita_energy_warm_start.warm_start(tmp_path / "src", tmp_path / "other", "aldp-fab", str(preset),
