@@ -393,7 +393,8 @@ def _drift_disagreement(gate: dict | None, sigma_min: float, limit: float) -> di
 def _drift_warning(k: int, bad: dict[str, float], limit: float) -> str:
     where = ", ".join(f"{v:.2f} at σ = {s}" for s, v in bad.items())
     return (f"stage {k}: the energy network's gradient disagrees with the score network "
-            f"(‖s_θ + ∇U_η‖/‖s_θ‖ {where}; above {limit:g}); the annealing drift is half −∇U_η, so the next "
+            f"(‖s_θ + ∇U_η‖/‖s_θ‖ {where}; above {limit:g}); the annealing drift is half −∇U_η (all of it "
+            "with anneal.score_from=energy), so the next "
             "stage's samples inherit it (ALDP with the pair head: 65–91 % cis amides one rung later, "
             "docs/pita.md, eleventh session) — train the energy network longer or drop the option that "
             "made it disagree")
