@@ -201,9 +201,10 @@ def test_pita_reports_the_sigma_min_check_and_warns(tmp_path):
 
 
 def test_drift_disagreement_names_the_sigmas_above_the_limit_and_leaves_sigma_min_out():
-    """The stage-0 gate reports of three ALDP `cpu` runs (docs/pita.md, eleventh session): the
-    12,000-step baseline (sound samples) raises no warning; the energy networks with the pair head,
-    whose next stage held 65–91 % cis amides, do. σ_min (0.99 in the baseline) never counts."""
+    """The stage-0 gate reports of four ALDP `cpu` runs (docs/pita.md, eleventh session): the
+    12,000-step baseline (sound samples) raises no warning; the energy networks with the pair head
+    whose next stage held 65–91 % cis amides do; one with the head that made sound samples does not,
+    below σ_data. σ_min (0.99 in the baseline) never counts."""
     from boltzpath.methods.pita import _drift_disagreement, _drift_warning
 
     def gate(cons):
@@ -212,9 +213,14 @@ def test_drift_disagreement_names_the_sigmas_above_the_limit_and_leaves_sigma_mi
     base = {"0.00164": 0.999, "0.1": 0.104, "0.5": 0.018, "2.0": 0.006}
     pair = {"0.00164": 0.615, "0.1": 0.432, "0.5": 0.240, "2.0": 0.367}
     faded = {"0.00164": 0.686, "0.1": 0.509, "0.5": 0.199, "2.0": 0.022}
+    kept = {"0.00164": 0.731, "0.1": 0.205, "0.5": 0.274, "2.0": 0.393}  # sound samples one rung later
     assert _drift_disagreement(gate(base), 0.00164, 0.3) == {}
     assert _drift_disagreement(gate(pair), 0.00164, 0.3) == {"0.1": 0.432, "2.0": 0.367}
     assert _drift_disagreement(gate(faded), 0.00164, 0.3) == {"0.1": 0.509}
+    # up to σ_data (what PITA passes; ALDP 0.164 nm): the sound "kept" network is not flagged at 2 nm
+    assert _drift_disagreement(gate(pair), 0.00164, 0.3, 0.164) == {"0.1": 0.432}
+    assert _drift_disagreement(gate(kept), 0.00164, 0.3, 0.164) == {}
+    assert _drift_disagreement(gate(kept), 0.00164, 0.3) == {"2.0": 0.393}
     assert _drift_disagreement(None, 0.00164, 0.3) == {}
     assert _drift_disagreement({"checks": []}, 0.1, 0.3) == {}
     text = _drift_warning(0, {"0.1": 0.509}, 0.3)
@@ -233,6 +239,6 @@ def test_a_run_records_and_logs_the_drift_disagreement_of_its_gate(tmp_path):
     cfg.gate.max_inconsistency = 1e-6
     run_pita(cfg, tmp_path / "run")
     m = json.loads((tmp_path / "run" / "stage_0" / "metrics.json").read_text())
-    expected = _drift_disagreement(m["energy_model_gate"], cfg.schedule.sigma_min, 1e-6)
+    expected = _drift_disagreement(m["energy_model_gate"], cfg.schedule.sigma_min, 1e-6, cfg.net.sigma_data)
     assert expected and m["drift_disagreement"] == expected
     assert "gradient disagrees with the score network" in (tmp_path / "run" / "run.log").read_text()

@@ -64,9 +64,10 @@ class QualityGate:
     jitter_draws: int = 8
     max_jitter: float = 1.0  # above this median std of ΔE/kT (nats): WARNING in the run log
     min_in_range: float = 0.5  # below this share of samples within the buffer's energy range: WARNING
-    # above this score–energy disagreement ‖s_θ + ∇U_η‖/‖s_θ‖ at any of ``sigmas`` (σ_min excluded): WARNING
-    # (PITA's drift is half −∇U_η). Measured: ALDP `cpu` ≤ 0.11 and DW-4 `cpu` ≤ 0.17 in runs with sound
-    # samples; ALDP with the pair head 0.20–0.51, and 65–91 % cis amides one rung later (docs/pita.md)
+    # above this score–energy disagreement ‖s_θ + ∇U_η‖/‖s_θ‖ at any of ``sigmas`` in (σ_min, σ_data]:
+    # WARNING (PITA's drift is half −∇U_η). Measured at σ = 0.1 nm on ALDP: 0.10 and 0.21 in runs with
+    # sound samples, 0.37–0.51 in three whose next stage held 65–91 % cis amides; DW-4 `cpu` ≤ 0.17
+    # (docs/pita.md, eleventh session)
     max_inconsistency: float = 0.3
     # what must pass before training stops (up to max_factor): "energy" — the held-out reweighting
     # ESS and correlation of U_η(·, σ_min); "generator" — the model check's in-range share (needs
