@@ -67,19 +67,17 @@ def warm_start(source: Path, out: Path, target: str, preset: str, seed: int | No
         raise BadInput(f"--from {source}: its score network does not fit the new configuration "
                        f"({type(exc).__name__})") from None
     if keep_energy:
-        for sd_key, module in (("models", energy), ("ema", None)):
-            state = ckpt[sd_key]["energy"]
-            own = energy.state_dict()
-            extra = [k for k in state if k not in own or own[k].shape != state[k].shape]
-            if extra:
+        own = energy.state_dict()
+        for part in ("models", "ema"):  # the source's tensors must all exist here, with their shapes
+            theirs = ckpt[part]["energy"]
+            differ = [k for k in theirs if k not in own or own[k].shape != theirs[k].shape]
+            if differ:
                 raise BadInput(f"--from {source}: its energy network does not fit the new configuration "
-                               f"({len(extra)} parameters differ, e.g. {extra[0]})")
-            if module is not None:
-                energy.load_state_dict(state, strict=False)
-        energy_ema = Ema(energy, cfg.train.ema)
+                               f"({len(differ)} parameters differ, e.g. {differ[0]})")
+        energy.load_state_dict(ckpt["models"]["energy"], strict=False)
+    energy_ema = Ema(energy, cfg.train.ema)
+    if keep_energy:
         energy_ema.module.load_state_dict(ckpt["ema"]["energy"], strict=False)
-    else:
-        energy_ema = Ema(energy, cfg.train.ema)
     n_score = len(list(score.parameters()))
     optimizer = adam([*score.parameters(), *energy.parameters()], cfg.train.lr)
     new = optimizer.state_dict()

@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ from boltzpath.diffusion.train import load_models
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _generator, _network_model
+from boltzpath.methods.pita import _generator, _network_model, model_check_anneal
 from boltzpath.metrics.amides import cis_bonds
 from boltzpath.smc.annealing import anneal
 
@@ -84,8 +83,7 @@ def measure(run: Path, stage: int, n: int, seed: int, energy_from: Path | None =
         with torch.no_grad():
             return model.energy_net(x, torch.full((x.shape[0],), sig)).double().numpy()
 
-    plain = replace(rung.anneal, gamma=1.0, use_weights=False, divergence="hutchinson", n_probes=1,
-                    exact_below_t=0.0)
+    plain = model_check_anneal(cfg.anneal)  # exactly the gate's model check
     xm = anneal(model, n, schedule, plain, torch.Generator().manual_seed(seed), target.project).x.detach()
     with torch.no_grad():
         em = target_k.energy(xm.double()).double().numpy()

@@ -537,6 +537,12 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
         steps = min(steps + tcfg.steps, cap)
 
 
+def model_check_anneal(acfg):
+    """The anneal of the gate's model check from a stage's anneal options: γ = 1 and no weights (the
+    model at its own temperature), so the cheapest divergence (one probe, never the exact trace)."""
+    return replace(acfg, gamma=1.0, use_weights=False, divergence="hutchinson", n_probes=1, exact_below_t=0.0)
+
+
 def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: TrainingBuffer, schedule,
                  par: PitaParallel) -> dict:
     """Stage k's trained model sampled at its own temperature T_k (γ = 1, no weights, the anneal's
@@ -546,8 +552,7 @@ def _model_check(cfg: PITAConfig, k: int, models: Models, target, buffer: Traini
     relaxation would have to do all the work. Peptides add the cis-peptide and mirrored fractions."""
     read_at = cfg.temperatures[k] if cfg.train_on_all_buffers else None
     model = _network_model(models.score, models.energy, target, schedule, read_at, cfg.anneal.score_from)
-    acfg = type(cfg.anneal)(**{**to_dict(cfg.anneal), "gamma": 1.0, "use_weights": False,  # weights unused:
-                               "divergence": "hutchinson", "n_probes": 1, "exact_below_t": 0.0})  # cheapest
+    acfg = model_check_anneal(cfg.anneal)
     n = int(cfg.gate.model_check_n)
     res = anneal(model, n, schedule, acfg, _generator(cfg.seed, k, "model-check", par.device), target.project)
     target_k = target.at_temperature(cfg.temperatures[k])
