@@ -5,6 +5,7 @@ kill/resume, ``--stage0-data``."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ pytest.importorskip("mdtraj", reason="peptide metrics need mdtraj (the [molecule
 from boltzpath.config import from_dict  # noqa: E402
 from boltzpath.diffusion.buffer import TrainingBuffer, random_rotations  # noqa: E402
 from boltzpath.diffusion.precond import CoMProjection, EnergyModel  # noqa: E402
-from boltzpath.diffusion.train import NetConfig, build_models  # noqa: E402
+from boltzpath.diffusion.train import Models, NetConfig, TrainConfig, build_models, train  # noqa: E402
 from boltzpath.errors import BadInput  # noqa: E402
 from boltzpath.io.samples import Samples  # noqa: E402
 from boltzpath.methods.pita import run_pita  # noqa: E402
@@ -187,6 +188,36 @@ def test_pair_head_can_go_to_the_energy_net_only(aldp):
     assert both_score.net.pair is not None
     with pytest.raises(BadInput, match="pair_head"):
         build_models(aldp, NetConfig(**base, pair_features=8, pair_head="score"))
+
+
+def test_plain_steps_train_without_the_pair_head_and_force_matching_first(aldp, tmp_path):
+    """train.plain_steps = N ("distillation first"): steps < N leave U_η's pair head exactly at its
+    zero initialisation and log no force-matching loss; from step N (here after a resume from the
+    step-N checkpoint) the head learns and force matching is on. A negative value is refused."""
+    torch.manual_seed(1)
+    net = NetConfig(kind="transformer", hidden=16, layers=1, heads=2, emb_dim=8, sigma_data=S,
+                    pair_features=8, pair_head="energy")
+    score, energy = build_models(aldp, net)
+    models = Models(score, energy, net)
+    x = torch.as_tensor(np.asarray(aldp.initial_positions_nm, dtype=np.float32)).reshape(1, 66)
+    x = x + 0.005 * torch.randn(24, 66)
+    buf = TrainingBuffer.from_target(aldp, x)
+    head0 = {k: v.clone() for k, v in energy.net.pair.state_dict().items()}
+    rest0 = {k: v.clone() for k, v in energy.state_dict().items() if ".pair." not in k}
+    cfg = TrainConfig(steps=3, batch_size=8, log_every=1, checkpoint_every=1, pin=1.0, force=1.0,
+                      plain_steps=3)
+    ckpt = tmp_path / "model.pt"
+    first = train(models, buf, cfg, torch.Generator().manual_seed(0), checkpoint_path=ckpt)
+    for k, v in energy.net.pair.state_dict().items():
+        assert torch.equal(v, head0[k]), k
+    assert all("force" not in h for h in first.history) and all("distill" in h for h in first.history)
+    assert any(not torch.equal(v, rest0[k]) for k, v in energy.state_dict().items() if ".pair." not in k)
+    later = train(models, buf, replace(cfg, steps=5), torch.Generator().manual_seed(0), checkpoint_path=ckpt)
+    assert later.step == 5 and [h["step"] for h in later.history] == [1, 2, 3, 4, 5]
+    assert all("force" in h for h in later.history[3:])
+    assert any(not torch.equal(v, head0[k]) for k, v in energy.net.pair.state_dict().items())
+    with pytest.raises(BadInput, match="plain_steps"):
+        train(models, buf, replace(cfg, plain_steps=-1), torch.Generator().manual_seed(0))
 
 
 def test_pair_fade_switches_the_pair_head_off_at_large_sigma(aldp):

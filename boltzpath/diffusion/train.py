@@ -56,6 +56,7 @@ from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
 from boltzpath.io.atomic import atomic_torch_save
 from boltzpath.nets import EGNN, MLP, AtomTransformer
+from boltzpath.nets.transformer import PairHead
 
 CHECKPOINT_FORMAT = "boltzpath-diffusion-v1"
 
@@ -105,6 +106,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     compile: bool = False  # torch.compile the step's losses (module docstring); falls back to eager
+    # Distillation first: the first plain_steps steps (counted from the checkpoint's step 0) train
+    # without force matching and leave the energy network's pair head (net.pair_head) at its zero
+    # initialisation; both come in at step plain_steps (docs/pita.md, 'Distillation first')
+    plain_steps: int = 0
 
 
 @dataclass
@@ -302,6 +307,11 @@ def adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+def _pair_head_parameters(energy_model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The energy network's pair-head parameters (``PairHead``; none for other networks)."""
+    return [p for m in energy_model.modules() if isinstance(m, PairHead) for p in m.parameters()]
+
+
 def _weighted_backward(losses: dict, weights: dict, optimizer) -> torch.Tensor:
     """The weighted total loss; its gradients are written (old ones cleared) only when it is finite."""
     total = sum(weights[k] * v for k, v in losses.items())
@@ -377,6 +387,8 @@ def train(
     """
     if cfg.steps < 0 or cfg.batch_size < 1 or cfg.log_every < 1 or cfg.checkpoint_every < 1:
         raise BadInput("need steps >= 0, batch_size, log_every, checkpoint_every >= 1")
+    if cfg.plain_steps < 0:
+        raise BadInput(f"train.plain_steps must be >= 0, got {cfg.plain_steps}")
     if models.score is None and cfg.dsm <= 0 and cfg.tsm <= 0:
         raise BadInput("energy-only training needs dsm > 0 or tsm > 0")
     pin_sigma = float(cfg.pin_sigma if cfg.pin_sigma is not None else pin_sigma_default)
@@ -401,14 +413,25 @@ def train(
     if hooks is not None:
         hooks.start([*modules.values(), *(e.module for e in emas.values())], generator, ckpt)
     batch_size = cfg.batch_size if hooks is None else hooks.local_batch_size(cfg.batch_size)
-    weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin, "force": cfg.force}
+    # the plain phase (steps < plain_steps): no force matching, the energy pair head held at zero
+    phase_cfgs = {False: cfg, True: replace(cfg, force=0.0)}
+    late = _pair_head_parameters(models.energy)
     t0 = time.perf_counter()
     for m in modules.values():
         m.train()
-    compiled = _CompiledLosses(models, cfg, pin_sigma) if cfg.compile else None
+    compiled_by_phase: dict[bool, _CompiledLosses] = {}
     while step < cfg.steps:
+        plain = step < cfg.plain_steps
+        step_cfg = phase_cfgs[plain]
+        weights = {"dsm": cfg.dsm, "tsm": cfg.tsm, "distill": cfg.distill, "pin": cfg.pin,
+                   "force": step_cfg.force}
+        compiled = None
+        if cfg.compile:
+            if plain not in compiled_by_phase:
+                compiled_by_phase[plain] = _CompiledLosses(models, step_cfg, pin_sigma)
+            compiled = compiled_by_phase[plain]
         batch = buffer.sample(batch_size, generator, cfg.augment)
-        draws = _draw_noise(models, batch, cfg, generator)
+        draws = _draw_noise(models, batch, step_cfg, generator)
         total, losses = None, None
         if compiled is not None and not compiled.failed:
             first_call = compiled.new_shape(batch)
@@ -423,13 +446,16 @@ def train(
                 compiled.compiled_shape(batch, time.perf_counter() - t_compile)
         if total is None:
             losses = _loss_terms(
-                models, cfg, pin_sigma, batch.x, batch.energy, batch.score, batch.temperature, draws
+                models, step_cfg, pin_sigma, batch.x, batch.energy, batch.score, batch.temperature, draws
             )
             total = _weighted_backward(losses, weights, optimizer)
         if not torch.isfinite(total):
             raise FloatingPointError(f"non-finite training loss at step {step}: {float(total)}")
         if hooks is not None:  # data-parallel hook: ∇ ← mean over ranks (exact union-batch gradient)
             hooks.after_backward(params)
+        if plain:  # the pair head waits for the plain phase to end (Adam skips parameters without grad)
+            for p in late:
+                p.grad = None
         norms = {k: float(torch.nn.utils.clip_grad_norm_(ps, cfg.grad_clip))
                  for k, ps in module_params.items()}
         optimizer.step()
@@ -440,8 +466,8 @@ def train(
             info = {"step": step, "loss": total.item(), "wall_time_s": time.perf_counter() - t0}
             info.update({k: v.item() for k, v in losses.items()})
             info.update({f"grad_norm_{k}": v for k, v in norms.items()})
-            if compiled is not None:
-                info["compile_s"] = round(compiled.compile_s, 3)
+            if compiled_by_phase:
+                info["compile_s"] = round(sum(c.compile_s for c in compiled_by_phase.values()), 3)
             if hooks is not None:  # data-parallel hook: losses averaged over ranks
                 info = hooks.reduce_log(info)
             history.append(info)
