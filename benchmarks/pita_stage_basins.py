@@ -18,7 +18,10 @@ C7eq/C5, αR, φ > 0) of the population at each point:
 
 A basin that the annealed population holds but the tail's weights remove points at the tail; one
 that is already missing at t = 0 points at the model and the SMC; ``--no-weights`` (the score-scaling
-ablation: no weights, no resampling) separates the two. Every target energy evaluation
+ablation: no weights, no resampling) separates the two. ``--gamma-one`` asks the model alone: it is
+sampled at its own temperature T_K (γ = 1, no weights, the gate's model check,
+``methods.pita.model_check_anneal``) and relaxed at T_K, to be compared with the basins of the buffer
+it was trained on (``stage_K/buffer.npz``; printed first). Every target energy evaluation
 is counted (the tail's and the relaxation's). One seed per call; compare with the run's own stage
 ``K+1`` samples, which came from another random stream.
 
@@ -40,10 +43,11 @@ import numpy as np
 import torch
 from pita_rung import load_rung
 
+from boltzpath.diffusion.buffer import TrainingBuffer
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _chirality_fix
+from boltzpath.methods.pita import _chirality_fix, model_check_anneal
 from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
@@ -75,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-weights", action="store_true",
                     help="the score-scaling ablation (use_weights=false: no FK weights, no resampling)")
+    ap.add_argument("--gamma-one", action="store_true",
+                    help="the model at its own temperature (γ = 1, no weights) against its buffer")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_stage_basins.json")
     args = ap.parse_args(argv)
@@ -93,6 +99,11 @@ def main(argv=None) -> int:
     acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
     if args.no_weights:
         acfg = replace(acfg, use_weights=False)
+    buffer_x = None
+    if args.gamma_one:  # the model alone at T_K: the gate's model check, relaxed at T_K
+        acfg, t_next = model_check_anneal(rung.anneal), cfg.temperatures[k]
+        target_k = target.at_temperature(t_next)
+        buffer_x = TrainingBuffer.load(Path(args.run) / f"stage_{k}" / "buffer.npz").x
     if acfg.divergence == "auto":
         raise BadInput("anneal.divergence 'auto': this diagnostic takes the run's resolved choice only; "
                        "pass the run's recorded estimator with a copy of its config")
@@ -103,7 +114,8 @@ def main(argv=None) -> int:
     top = target.topology
     # all-D particles reflected to L for the classification (as the run's chirality fix does next)
     x_t0, _, keep0, _ = _chirality_fix(cfg, k + 1, res.x.detach(), target)
-    stages = [("annealed, unweighted", x_t0, None), ("annealed, FK-weighted", x_t0, res.log_weights[keep0]),
+    stages = [] if buffer_x is None else [("buffer the model was trained on", buffer_x, None)]
+    stages += [("annealed, unweighted", x_t0, None), ("annealed, FK-weighted", x_t0, res.log_weights[keep0]),
               ("after tail correction, weighted", x_t0, lw[keep0])]
     x_fix, _, _, _ = _chirality_fix(cfg, k + 1, x_eq.detach(), target)
     stages.append(("after final resampling", x_fix, None))
@@ -112,7 +124,7 @@ def main(argv=None) -> int:
     stages.append(("after relaxation", rx, None))
     common = {"benchmark": "pita_stage_basins", "target": cfg.target, "run": str(args.run),
               "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "gamma": acfg.gamma, "tail": acfg.tail,
-              "use_weights": acfg.use_weights,
+              "use_weights": acfg.use_weights, "gamma_one": bool(args.gamma_one),
               "n": n, "seed": args.seed, "energy_evaluations": target.counter.count - c0,
               "wall_time_s": round(time.perf_counter() - t0, 1), "machine": describe_machine(),
               "threads": args.threads, "distinct_after_final_resampling": int(torch.unique(idx).numel()),
