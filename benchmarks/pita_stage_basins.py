@@ -21,12 +21,13 @@ that is already missing at t = 0 points at the model and the SMC; ``--no-weights
 ablation: no weights, no resampling) separates the two. ``--gamma-one`` asks the model alone: it is
 sampled at its own temperature T_K (γ = 1, no weights, the gate's model check,
 ``methods.pita.model_check_anneal``) and relaxed at T_K, to be compared with the basins of the buffer
-it was trained on (``stage_K/buffer.npz``; printed first). Every target energy evaluation
-is counted (the tail's and the relaxation's). One seed per call; compare with the run's own stage
-``K+1`` samples, which came from another random stream.
+it was trained on (``stage_K/buffer.npz``; printed first). ``--gamma G`` anneals to T_K/G instead of
+T_{K+1} (a finer or coarser rung from the same model; the rung's other options unchanged).
+Every target energy evaluation is counted (the tail's and the relaxation's). One seed per call;
+compare with the run's own stage ``K+1`` samples, which came from another random stream.
 
     python benchmarks/pita_stage_basins.py --run RUN --stage K [--n 1000] [--seed 0] [--threads 2] \
-        [--out FILE]
+        [--gamma G | --gamma-one] [--no-weights] [--out FILE]
 
 Writes ``benchmarks/results/pita_stage_basins.json`` unless ``--out``.
 """
@@ -79,12 +80,16 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-weights", action="store_true",
                     help="the score-scaling ablation (use_weights=false: no FK weights, no resampling)")
+    ap.add_argument("--gamma", type=float, default=None,
+                    help="anneal to T_K/gamma instead of T_K+1 (gamma > 1)")
     ap.add_argument("--gamma-one", action="store_true",
                     help="the model at its own temperature (γ = 1, no weights) against its buffer")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_stage_basins.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.gamma is not None and (not args.gamma > 1 or args.gamma_one):
+        raise BadInput(f"--gamma {args.gamma}: needs a value > 1 (and not with --gamma-one)")
 
     def peptide_only(cfg, target):
         if not getattr(target, "is_peptide", False):
@@ -97,6 +102,11 @@ def main(argv=None) -> int:
     target_k = target.at_temperature(t_next)
     acfg = rung.anneal
     acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
+    if args.gamma is not None:
+        t_next = cfg.temperatures[k] / args.gamma
+        target_k = target.at_temperature(t_next)
+        acfg = replace(rung.anneal, gamma=args.gamma)
+        acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
     if args.no_weights:
         acfg = replace(acfg, use_weights=False)
     buffer_x = None
