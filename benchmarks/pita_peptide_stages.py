@@ -1,0 +1,154 @@
+"""Every stage of a peptide PITA ladder against a replica-exchange reference at the stage's own
+temperature: where on the way down does a run leave the equilibrium distribution?
+
+The reference is one ``boltzpath reference --all-temperatures`` run whose replica ladder holds the
+PITA ladder's temperatures (e.g. ``--temperature 300 --t-max 1200 --replicas 9`` for the eight-rung
+ALDP ``cpu`` ladder: the same geometric temperatures); its frame sets are matched to the stages by
+temperature (within 0.5 K). For each stage and each reference temperature the script reports the
+backbone basin fractions (``metrics.peptides.basin_fractions``: C7eq/C5, αR, φ > 0 of the first
+residue), the torus W2 of the (φ, ψ) pairs of every residue (``metrics.peptides.torus_w2``, n = the
+smaller of the two sets), and as its noise floor the torus W2 between the reference's first and second
+halves (consecutive frames, so the floor includes the reference's own correlation). The reference
+rows carry the frames and the effective samples (``decorrelation.json``) of each temperature.
+
+    python benchmarks/pita_peptide_stages.py --reference REMD_DIR --runs label=RUN [--runs …] [--out FILE]
+
+Writes ``benchmarks/results/pita_peptide_stages.json`` unless ``--out``. Nothing is trained or
+sampled here: the cost is the OT solves (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from boltzpath.config import load_yaml
+from boltzpath.errors import BadInput, run_cli
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.io.samples import Samples
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions, torus_w2
+from boltzpath.targets.registry import make_target
+
+ROOT = Path(__file__).resolve().parent
+DESCRIPTION = ("Each stage of a peptide PITA ladder against a replica-exchange reference at its own "
+               "temperature (`benchmarks/pita_peptide_stages.py`): first-residue basin fractions and "
+               "torus W2 of the backbone dihedrals; floor = the reference's first half against its second "
+               "half")
+
+
+def reference_sets(folder: Path) -> dict[float, tuple[Path, float | None]]:
+    """{temperature (K): (samples.npz, effective samples or None)} of a ``boltzpath reference`` run."""
+    if not (folder / "COMPLETE").is_file():
+        raise BadInput(f"--reference {folder}: not a finished `boltzpath reference` run (no COMPLETE)")
+    found = {}
+    for sub in [folder, *sorted((folder / "temperatures").glob("*K"))]:
+        f = sub / "samples.npz"
+        if not f.is_file():
+            continue
+        info = Samples.load(f).info
+        t = info.get("temperature_kelvin")
+        if t is None:
+            continue
+        dec = sub / "decorrelation.json"
+        n_eff = json.loads(dec.read_text()).get("n_effective") if dec.is_file() else None
+        found[float(t)] = (f, n_eff)
+    if not found:
+        raise BadInput(f"--reference {folder}: no samples with a temperature")
+    return found
+
+
+def angles(x: np.ndarray, topology) -> np.ndarray:
+    phi, psi = backbone_dihedrals(x, topology)
+    return np.concatenate([phi, psi], axis=1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=DESCRIPTION)
+    ap.add_argument("--reference", required=True, type=Path,
+                    help="a `boltzpath reference --all-temperatures` run")
+    ap.add_argument("--runs", action="append", default=[], metavar="LABEL=DIR", help="PITA run folders")
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_peptide_stages.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if not args.runs:
+        raise BadInput("--runs: give at least one LABEL=DIR")
+    refs = reference_sets(args.reference)
+    runs = []
+    for item in args.runs:
+        label, sep, folder = item.partition("=")
+        cfg_file = Path(folder) / "config.yaml"
+        if not sep or not cfg_file.is_file():
+            raise BadInput(f"--runs {item}: expected LABEL=DIR of a PITA run folder")
+        runs.append((label, Path(folder)))
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/pita_peptide_stages.py " + " ".join(given)
+    machine = describe_machine()
+    target, rows = None, []
+    ref_cache: dict[float, tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def reference_at(temp: float):
+        nonlocal target
+        t_ref = min(refs, key=lambda t: abs(t - temp))
+        if abs(t_ref - temp) > 0.5:
+            return None
+        if t_ref not in ref_cache:
+            x = Samples.load(refs[t_ref][0]).x.numpy()
+            a = angles(x, target.topology)
+            half = len(a) // 2
+            ref_cache[t_ref] = (x, a, torus_w2(a[:half], a[half:2 * half]))
+            b = basin_fractions(x, target.topology)
+            common = {"benchmark": "pita_peptide_stages", "method": "remd", "target": target.name,
+                      "temperature": t_ref, "n": len(x), "n_effective": refs[t_ref][1], "machine": machine,
+                      "command": command, "reference": str(args.reference)}
+            for name, v in b.items():
+                rows.append({**common, "metric": f"basin_{name}", "value": v})
+            rows.append({**common, "metric": "torus_w2_half_vs_half", "value": ref_cache[t_ref][2],
+                         "n": half})
+        return t_ref, *ref_cache[t_ref]
+
+    for label, folder in runs:
+        cfg = load_yaml(folder / "config.yaml")
+        if target is None:
+            target = make_target(cfg["target"])
+            if not getattr(target, "is_peptide", False):
+                raise BadInput(f"--runs {label}: target {cfg['target']} is not a peptide")
+        elif cfg["target"] != target.name:
+            raise BadInput(f"--runs {label}: target {cfg['target']}, not {target.name} like the first run")
+        for k, temp in enumerate(cfg["temperatures"]):
+            f = folder / f"stage_{k}" / "samples.npz"
+            if not f.is_file():
+                continue
+            ref = reference_at(float(temp))
+            if ref is None:
+                print(f"{label} stage {k} (T={temp:g}): no reference temperature within 0.5 K",
+                      file=sys.stderr)
+                continue
+            t_ref, _, a_ref, floor = ref
+            x = Samples.load(f).x.numpy()
+            a = angles(x, target.topology)
+            m = min(len(a), len(a_ref))
+            rng = np.random.default_rng(k)
+            a_sub = a[rng.choice(len(a), m, replace=False)] if len(a) > m else a
+            ar_sub = a_ref[np.linspace(0, len(a_ref) - 1, m).astype(int)] if len(a_ref) > m else a_ref
+            common = {"benchmark": "pita_peptide_stages", "method": label, "target": target.name,
+                      "temperature": float(temp), "stage": k, "n": len(x), "machine": machine,
+                      "command": command, "run": str(folder), "reference_temperature": t_ref}
+            for name, v in basin_fractions(x, target.topology).items():
+                rows.append({**common, "metric": f"basin_{name}", "value": v})
+            rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
+                         "noise_floor": floor})
+            print(f"{label} stage {k} (T={temp:g}): " + ", ".join(
+                f"{r['metric']} {r['value']:.3f}" for r in rows[-4:]), file=sys.stderr)
+    atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
+    print(f"wrote {args.out} ({len(rows)} rows)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
