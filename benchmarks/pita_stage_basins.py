@@ -23,6 +23,9 @@ sampled at its own temperature T_K (γ = 1, no weights, the gate's model check,
 ``methods.pita.model_check_anneal``) and relaxed at T_K, to be compared with the basins of the buffer
 it was trained on (``stage_K/buffer.npz``; printed first). ``--gamma G`` anneals to T_K/G instead of
 T_{K+1} (a finer or coarser rung from the same model; the rung's other options unchanged).
+``--reweight-true`` tries the rung without the tempered drift: the model sampled at T_K (γ = 1, no
+weights), relaxed at T_K, importance-resampled to T_{K+1} on the true energy (log w = −(γ − 1)·E/kT_K,
+γ = T_K/T_{K+1}; no extra evaluations) and relaxed at T_{K+1}.
 Every target energy evaluation is counted (the tail's and the relaxation's). One seed per call;
 compare with the run's own stage ``K+1`` samples, which came from another random stream.
 
@@ -52,6 +55,8 @@ from boltzpath.methods.pita import _chirality_fix, model_check_anneal
 from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
+from boltzpath.smc.annealing import anneal
+from boltzpath.smc.resample import systematic
 from boltzpath.smc.weights import effective_sample_size
 
 ROOT = Path(__file__).resolve().parent
@@ -72,6 +77,40 @@ def weighted_basins(x: np.ndarray, topology, log_w: torch.Tensor | None = None) 
     return out
 
 
+def _tempered_rung(cfg, k, model, n, schedule, acfg, target, target_k, par, gen):
+    """The rung as run_pita does it → ([(label, x, log-weights or None)], final resampling indices)."""
+    res, lw, idx, x_eq = par.anneal_population(model, n, schedule, acfg, gen, target.project, None, target_k)
+    # all-D particles reflected to L for the classification (as the run's chirality fix does next)
+    x_t0, _, keep0, _ = _chirality_fix(cfg, k + 1, res.x.detach(), target)
+    stages = [("annealed, unweighted", x_t0, None), ("annealed, FK-weighted", x_t0, res.log_weights[keep0]),
+              ("after tail correction, weighted", x_t0, lw[keep0])]
+    x_fix, _, _, _ = _chirality_fix(cfg, k + 1, x_eq.detach(), target)
+    stages.append(("after final resampling", x_fix, None))
+    rx, _, _, _ = par.relax(target_k, x_fix, gen, cfg.relax, callback=None)
+    rx, _, _, _ = _chirality_fix(cfg, k + 1, rx, target, torch.zeros_like(rx))
+    stages.append(("after relaxation", rx, None))
+    return stages, idx
+
+
+def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen):
+    """``--reweight-true``: the model at T_K (γ = 1, no weights), relaxed at T_K, resampled to T_{K+1}
+    by log w = −(γ − 1)·E/kT_K (the relaxation's own energies), relaxed at T_{K+1}."""
+    t_k = cfg.temperatures[k]
+    acfg = model_check_anneal(rung.anneal)
+    res = anneal(model, n, schedule, acfg, gen, target.project)
+    x0, _, _, _ = _chirality_fix(cfg, k, res.x.detach(), target)
+    rx, e_k, _, _ = par.relax(target.at_temperature(t_k), x0, gen, cfg.relax, callback=None)
+    rx, _, _, _ = _chirality_fix(cfg, k, rx, target, torch.zeros_like(rx))
+    log_w = -(t_k / t_next - 1.0) * e_k.double().cpu()
+    idx = systematic(gen, log_w, len(log_w))
+    x_rs = rx[idx.to(rx.device)]
+    rx2, _, _, _ = par.relax(target.at_temperature(t_next), x_rs, gen, cfg.relax, callback=None)
+    rx2, _, _, _ = _chirality_fix(cfg, k + 1, rx2, target, torch.zeros_like(rx2))
+    return [("model at T_K, unweighted", x0, None), ("after relaxation at T_K", rx, None),
+            ("reweighted to T_K+1 on E", rx, log_w), ("after resampling", x_rs, None),
+            ("after relaxation at T_K+1", rx2, None)], idx, acfg
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=DESCRIPTION)
     ap.add_argument("--run", required=True, type=Path)
@@ -82,6 +121,8 @@ def main(argv=None) -> int:
                     help="the score-scaling ablation (use_weights=false: no FK weights, no resampling)")
     ap.add_argument("--gamma", type=float, default=None,
                     help="anneal to T_K/gamma instead of T_K+1 (gamma > 1)")
+    ap.add_argument("--reweight-true", action="store_true",
+                    help="model at T_K, relaxed, resampled to T_K+1 on the true energy, relaxed again")
     ap.add_argument("--gamma-one", action="store_true",
                     help="the model at its own temperature (γ = 1, no weights) against its buffer")
     ap.add_argument("--threads", type=int, default=2)
@@ -90,6 +131,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.gamma is not None and (not args.gamma > 1 or args.gamma_one):
         raise BadInput(f"--gamma {args.gamma}: needs a value > 1 (and not with --gamma-one)")
+    if args.reweight_true and (args.gamma_one or args.no_weights):
+        raise BadInput("--reweight-true: not with --gamma-one or --no-weights (it is its own rung)")
 
     def peptide_only(cfg, target):
         if not getattr(target, "is_peptide", False):
@@ -120,21 +163,18 @@ def main(argv=None) -> int:
     par = PitaParallel(DistContext())
     gen = torch.Generator().manual_seed(args.seed)
     c0, t0 = target.counter.count, time.perf_counter()
-    res, lw, idx, x_eq = par.anneal_population(model, n, schedule, acfg, gen, target.project, None, target_k)
     top = target.topology
-    # all-D particles reflected to L for the classification (as the run's chirality fix does next)
-    x_t0, _, keep0, _ = _chirality_fix(cfg, k + 1, res.x.detach(), target)
-    stages = [] if buffer_x is None else [("buffer the model was trained on", buffer_x, None)]
-    stages += [("annealed, unweighted", x_t0, None), ("annealed, FK-weighted", x_t0, res.log_weights[keep0]),
-              ("after tail correction, weighted", x_t0, lw[keep0])]
-    x_fix, _, _, _ = _chirality_fix(cfg, k + 1, x_eq.detach(), target)
-    stages.append(("after final resampling", x_fix, None))
-    rx, _, _, _ = par.relax(target_k, x_fix, gen, cfg.relax, callback=None)
-    rx, _, _, _ = _chirality_fix(cfg, k + 1, rx, target, torch.zeros_like(rx))
-    stages.append(("after relaxation", rx, None))
+    if args.reweight_true:
+        stages, idx, acfg = _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen)
+    else:
+        stages, idx = _tempered_rung(cfg, k, model, n, schedule, acfg, target, target_k, par, gen)
+    if buffer_x is not None:
+        stages.insert(0, ("buffer the model was trained on", buffer_x, None))
     common = {"benchmark": "pita_stage_basins", "target": cfg.target, "run": str(args.run),
-              "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "gamma": acfg.gamma, "tail": acfg.tail,
+              "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "tail": acfg.tail,
+              "gamma": cfg.temperatures[k] / t_next if args.reweight_true else acfg.gamma,
               "use_weights": acfg.use_weights, "gamma_one": bool(args.gamma_one),
+              "reweight_true": bool(args.reweight_true),
               "n": n, "seed": args.seed, "energy_evaluations": target.counter.count - c0,
               "wall_time_s": round(time.perf_counter() - t0, 1), "machine": describe_machine(),
               "threads": args.threads, "distinct_after_final_resampling": int(torch.unique(idx).numel()),

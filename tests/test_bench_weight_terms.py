@@ -96,6 +96,8 @@ def test_stage_basins_refuses_a_run_it_cannot_read(tmp_path):
     for bad in (["--gamma", "0.9"], ["--gamma", "1.1", "--gamma-one"]):
         with pytest.raises(BadInput, match="--gamma"):
             pita_stage_basins.main(["--run", str(tmp_path), "--stage", "0", *bad])
+    with pytest.raises(BadInput, match="--reweight-true"):
+        pita_stage_basins.main(["--run", str(tmp_path), "--stage", "0", "--reweight-true", "--no-weights"])
     (tmp_path / "config.yaml").write_text("target: dw4\ntemperatures: [2.0, 1.0]\n")
     with pytest.raises(BadInput, match="stages 0..0"):
         pita_stage_basins.main(["--run", str(tmp_path), "--stage", "1", "--out", str(tmp_path / "o.json")])
