@@ -72,3 +72,19 @@ def test_one_step_matches_the_ablations_evaluations(tmp_path, capsys):
     assert pita_one_step.main(["--run", str(run), "--stage", "1", "--references", str(refs)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --stage 1") and "Traceback" not in "".join(err)
+
+
+def test_a_reweight_rung_samples_the_model_at_its_own_temperature_and_resamples_on_the_true_energy(tmp_path):
+    """rung: reweight — stage 1 comes from the stage-0 model at T0 (γ = 1), relaxed at T0 and resampled
+    to T1 on −(γ − 1)·E/kT0; the T0 relaxation's evaluations are counted apart, and the stage's
+    metrics say which rung made it. A rung name it does not know is refused."""
+    cfg = from_dict(PITAConfig, {**TINY_DW4, "rung": "reweight",
+                                 "anneal": {"n_steps": 5, "divergence": "exact"}})
+    res = run_pita(cfg, tmp_path / "run")
+    m1 = json.loads((tmp_path / "run" / "stage_1" / "metrics.json").read_text())
+    assert m1["rung"] == "reweight" and m1["gamma"] == 2.0
+    ev = m1["energy_evaluations"]
+    assert ev["relaxation_before"] == 32 * (1 + 4) and ev["relaxation"] == 32 * 4
+    assert 0 < m1["final_ess_fraction"] <= 1 and res.samples.n == 32
+    with pytest.raises(BadInput, match="rung"):
+        from_dict(PITAConfig, {**TINY_DW4, "rung": "bridge"}).validate()

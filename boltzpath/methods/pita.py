@@ -52,12 +52,13 @@ from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.divergence_choice import choose_divergence
 from boltzpath.smc.model import NetworkModel
+from boltzpath.smc.resample import systematic
 from boltzpath.smc.weights import effective_sample_size
 from boltzpath.targets.registry import make_target
 
 Callback = Callable[[str, dict], None]
 _PURPOSE = {"sample": 1, "train": 2, "metrics": 3, "init": 4, "holdout": 5, "quality": 6, "divergence": 7,
-            "previous-model": 8, "model-check": 9, "sigma-min": 10}
+            "previous-model": 8, "model-check": 9, "sigma-min": 10, "reweight-rung": 11}
 
 
 def _generator(seed: int, stage: int, purpose: str, device="cpu") -> torch.Generator:
@@ -171,6 +172,39 @@ def _stage0_md(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaPar
     return x, {"stage0_method": "md", "stage0_info": info, "md_evaluations": info["energy_evaluations"]}
 
 
+def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel):
+    """``rung: reweight``: the stage-(k−1) model sampled at its own temperature T_{k−1} (γ = 1, no
+    weights: the gate's model check anneal), relaxed there with ``cfg.relax``, then one systematic
+    resampling to T_k on the true energy, log w = −(γ_k − 1)·E/kT_{k−1} (the relaxation's energies: no
+    extra evaluation). ``_run_stage`` relaxes the result at T_k as for an annealed rung. No FK weight
+    and no U_η enter the samples. Returns (x, summary); the T_{k−1} relaxation's evaluations are
+    ``summary["relaxation_before_evaluations"]``."""
+    t_prev = cfg.temperatures[k - 1]
+    target_prev = target.at_temperature(t_prev)
+    acfg = model_check_anneal(cfg.anneal_for(k))
+    xs = []
+    for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
+        _, _, _, x = par.anneal_population(
+            model, cfg.n_particles, schedule, acfg, gen, target.project,
+            callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
+                                                                "step": i, "of": n, **info}),
+            target=target_prev)
+        xs.append(x.detach())
+    x = torch.cat(xs)[: cfg.buffer_size]
+    c0 = par.count(target.counter)
+    rx, e_prev, _, rinfo = par.relax(target_prev, x, gen, cfg.relax, callback=lambda i, n, info: callback(
+        "relax", {"stage": k, "step": i, "of": n, "at": t_prev, **info}))
+    before = par.count(target.counter) - c0
+    log_w = -(cfg.gamma(k) - 1.0) * e_prev.detach().double().cpu()
+    idx = systematic(_generator(cfg.seed, k, "reweight-rung"), log_w, x.shape[0])  # the same on every rank
+    ess = effective_sample_size(log_w)
+    summary = {"rung": "reweight", "gamma": cfg.gamma(k), "tail": None, "relaxation_before": rinfo,
+               "relaxation_before_evaluations": before,
+               "final_ess_fraction": float(ess) / x.shape[0],
+               "distinct_after_final_resampling": int(torch.unique(idx).numel())}
+    return rx.detach()[idx.to(rx.device)], summary
+
+
 def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback: Callback,
                   par: PitaParallel):
     """Anneal the stage-(k−1) model to T_k; returns resampled particles, diagnostics and the energy
@@ -184,6 +218,8 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     read_at = cfg.temperatures[k - 1] if cfg.train_on_all_buffers else None  # conditioned model: at T_{k−1}
     acfg = cfg.anneal_for(k)  # anneal with this stage's anneal_stages options merged over it
     model = _network_model(score, energy, target, schedule, read_at, acfg.score_from)
+    if cfg.rung == "reweight":
+        return (*_reweight_rung(cfg, k, model, target, schedule, gen, callback, par), energy)
     if acfg.reweights_on_true_energy:  # overshoot: anneal below T_k, the true-energy tail returns to it
         acfg.gamma = cfg.gamma(k) * acfg.overshoot
     choice = None
@@ -255,7 +291,10 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             x, extra, annealed_energy = _anneal_stage(cfg, k, prev_model, target, target_k, schedule, gen,
                                                       callback, par)
             now = par.count(counter)
-            evals["final_reweighting"], c = now - c, now  # 0 for tail "fk"
+            before = extra.pop("relaxation_before_evaluations", 0)  # rung "reweight": the T_{k−1} relaxation
+            if before:
+                evals["relaxation_before"] = before
+            evals["final_reweighting"], c = now - c - before, now  # 0 for tail "fk"
             if getattr(target, "is_peptide", False):
                 x, _, _, extra["chirality_before_relaxation"] = _chirality_fix(cfg, k, x, target)
                 chir.append(extra["chirality_before_relaxation"])

@@ -85,6 +85,10 @@ class PITAConfig:
     relax: RelaxConfig = field(default_factory=RelaxConfig)
     gate: QualityGate = field(default_factory=QualityGate)
     train_on_all_buffers: bool = False
+    # how a rung reaches T_k from the stage-(k−1) model: "anneal" (PITA: the tempered, FK-weighted
+    # anneal to T_k) or "reweight" (the model sampled at its own T_{k−1} with γ = 1 and no weights,
+    # relaxed there, importance-resampled to T_k on the true energy; docs/pita.md, twelfth session)
+    rung: str = "anneal"
     chirality_fix: bool = True
     n_particles: int = 1000
     buffer_size: int = 1000
@@ -136,6 +140,8 @@ class PITAConfig:
         for k in range(1, len(temps)):
             self.anneal_for(k)  # every stage's merged options are valid (BadInput names the stage)
         self.gate.validate()
+        if self.rung not in ("anneal", "reweight"):
+            raise BadInput(f"rung must be 'anneal' or 'reweight', got {self.rung!r}")
         if self.train_on_all_buffers and not self.net.temperature_conditioned:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
                            "(one model for every temperature reached)")
