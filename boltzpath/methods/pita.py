@@ -172,6 +172,12 @@ def _stage0_md(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaPar
     return x, {"stage0_method": "md", "stage0_info": info, "md_evaluations": info["energy_evaluations"]}
 
 
+def reweight_log_weights(energy_prev: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Log-weights that take samples of exp(−E/kT_{k−1}) to exp(−E/kT_k), γ = T_{k−1}/T_k, from their
+    E/kT_{k−1}: −(γ − 1)·E/kT_{k−1} (float64; normalisation left to the resampler)."""
+    return -(float(gamma) - 1.0) * energy_prev.double()
+
+
 def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel):
     """``rung: reweight``: the stage-(k−1) model sampled at its own temperature T_{k−1} (γ = 1, no
     weights: the gate's model check anneal), relaxed there with ``cfg.relax``, then one systematic
@@ -195,7 +201,7 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     rx, e_prev, _, rinfo = par.relax(target_prev, x, gen, cfg.relax, callback=lambda i, n, info: callback(
         "relax", {"stage": k, "step": i, "of": n, "at": t_prev, **info}))
     before = par.count(target.counter) - c0
-    log_w = -(cfg.gamma(k) - 1.0) * e_prev.detach().double().cpu()
+    log_w = reweight_log_weights(e_prev.detach().cpu(), cfg.gamma(k))
     idx = systematic(_generator(cfg.seed, k, "reweight-rung"), log_w, x.shape[0])  # the same on every rank
     ess = effective_sample_size(log_w)
     summary = {"rung": "reweight", "gamma": cfg.gamma(k), "tail": None, "relaxation_before": rinfo,
