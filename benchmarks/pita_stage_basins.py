@@ -51,7 +51,7 @@ from boltzpath.diffusion.buffer import TrainingBuffer
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _chirality_fix, model_check_anneal
+from boltzpath.methods.pita import _chirality_fix, model_check_anneal, reweight_log_weights
 from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
@@ -101,7 +101,7 @@ def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, g
     x0, _, _, _ = _chirality_fix(cfg, k, res.x.detach(), target)
     rx, e_k, _, _ = par.relax(target.at_temperature(t_k), x0, gen, cfg.relax, callback=None)
     rx, _, _, _ = _chirality_fix(cfg, k, rx, target, torch.zeros_like(rx))
-    log_w = -(t_k / t_next - 1.0) * e_k.double().cpu()
+    log_w = reweight_log_weights(e_k.cpu(), t_k / t_next)
     idx = systematic(gen, log_w, len(log_w))
     x_rs = rx[idx.to(rx.device)]
     rx2, _, _, _ = par.relax(target.at_temperature(t_next), x_rs, gen, cfg.relax, callback=None)
@@ -144,12 +144,11 @@ def main(argv=None) -> int:
     t_next = rung.t_next
     target_k = target.at_temperature(t_next)
     acfg = rung.anneal
-    acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
     if args.gamma is not None:
         t_next = cfg.temperatures[k] / args.gamma
         target_k = target.at_temperature(t_next)
-        acfg = replace(rung.anneal, gamma=args.gamma)
-        acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
+        acfg = replace(acfg, gamma=args.gamma)
+    acfg = replace(acfg, gamma=acfg.gamma * (acfg.overshoot if acfg.reweights_on_true_energy else 1.0))
     if args.no_weights:
         acfg = replace(acfg, use_weights=False)
     buffer_x = None

@@ -172,6 +172,18 @@ def _stage0_md(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaPar
     return x, {"stage0_method": "md", "stage0_info": info, "md_evaluations": info["energy_evaluations"]}
 
 
+def _populations(cfg, k, model, schedule, acfg, gen, callback: Callback, par: PitaParallel, target_at):
+    """The stage's ⌈buffer_size / n_particles⌉ populations of ``model`` under ``acfg``, each annealed,
+    tail-corrected on ``target_at`` and resampled (parallel hook: with several processes one sharded
+    population and a resampling every rank agrees on) → [(result, final log-weights, indices, x)]."""
+    return [par.anneal_population(
+                model, cfg.n_particles, schedule, acfg, gen, target_at.project,
+                callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
+                                                                    "step": i, "of": n, **info}),
+                target=target_at)
+            for b in range(math.ceil(cfg.buffer_size / cfg.n_particles))]
+
+
 def reweight_log_weights(energy_prev: torch.Tensor, gamma: float) -> torch.Tensor:
     """Log-weights that take samples of exp(−E/kT_{k−1}) to exp(−E/kT_k), γ = T_{k−1}/T_k, from their
     E/kT_{k−1}: −(γ − 1)·E/kT_{k−1} (float64; normalisation left to the resampler)."""
@@ -188,15 +200,8 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     t_prev = cfg.temperatures[k - 1]
     target_prev = target.at_temperature(t_prev)
     acfg = model_check_anneal(cfg.anneal_for(k))
-    xs = []
-    for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
-        _, _, _, x = par.anneal_population(
-            model, cfg.n_particles, schedule, acfg, gen, target.project,
-            callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
-                                                                "step": i, "of": n, **info}),
-            target=target_prev)
-        xs.append(x.detach())
-    x = torch.cat(xs)[: cfg.buffer_size]
+    pops = _populations(cfg, k, model, schedule, acfg, gen, callback, par, target_prev)
+    x = torch.cat([x_eq.detach() for *_, x_eq in pops])[: cfg.buffer_size]
     c0 = par.count(target.counter)
     rx, e_prev, _, rinfo = par.relax(target_prev, x, gen, cfg.relax, callback=lambda i, n, info: callback(
         "relax", {"stage": k, "step": i, "of": n, "at": t_prev, **info}))
@@ -235,22 +240,13 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
             model, prev, schedule, acfg.n_steps, acfg.gamma, acfg.weights_stop_t,
             _generator(cfg.seed, k, "divergence", par.device), acfg.divergence_budget,
             exact_below_t=acfg.exact_below_t)
-    xs, logs = [], []
-    for b in range(math.ceil(cfg.buffer_size / cfg.n_particles)):
-        # parallel hook: anneal + tail correction + final systematic resampling (equal weights for the
-        # buffer); with several processes one sharded population and a resampling every rank agrees on
-        res, lw, idx, x_eq = par.anneal_population(
-            model, cfg.n_particles, schedule, acfg, gen, target.project,
-            callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
-                                                                "step": i, "of": n, **info}),
-            target=target_k)
-        xs.append(x_eq.detach())
-        logs.append({"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
-                     "ess_after_tail_correction": effective_sample_size(lw),
-                     "distinct_after_final_resampling": int(torch.unique(idx).numel()),
-                     "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled,
-                     **({"bridge": res.info.tail} if res.info.tail else {})})
-    x = torch.cat(xs)[: cfg.buffer_size]
+    pops = _populations(cfg, k, model, schedule, acfg, gen, callback, par, target_k)
+    logs = [{"final_ess": res.ess, "log_z": res.log_z, **res.info.summary(cfg.n_particles),
+             "ess_after_tail_correction": effective_sample_size(lw),
+             "distinct_after_final_resampling": int(torch.unique(idx).numel()),
+             "ess_per_step": res.info.ess, "resampled_steps": res.info.resampled,
+             **({"bridge": res.info.tail} if res.info.tail else {})} for res, lw, idx, _ in pops]
+    x = torch.cat([x_eq.detach() for *_, x_eq in pops])[: cfg.buffer_size]
     summary = {"gamma": acfg.gamma, "overshoot": acfg.gamma / cfg.gamma(k), "tail": acfg.tail,
                "divergence_choice": choice, "populations": logs,
                "final_ess_fraction": float(np.mean([p["ess_after_tail_correction"] for p in logs]))
