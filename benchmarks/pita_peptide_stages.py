@@ -93,7 +93,6 @@ def main(argv=None) -> int:
     ref_cache: dict[float, tuple[np.ndarray, np.ndarray, float]] = {}
 
     def reference_at(temp: float):
-        nonlocal target
         t_ref = min(refs, key=lambda t: abs(t - temp))
         if abs(t_ref - temp) > 0.5:
             return None
