@@ -177,6 +177,49 @@ def test_relaxation_moves_particles_and_keeps_the_target():
     assert res.info["mean_rms_displacement"] > 0.2
 
 
+def test_relax_config_rejects_bad_baoab_settings():
+    for bad in ({"baoab_steps": -1}, {"baoab_step_size": 0.0}, {"baoab_step_size": math.inf},
+                {"baoab_friction": 0.0}, {"baoab_friction": math.nan}):
+        with pytest.raises(BadInput, match="baoab"):
+            RelaxConfig(**bad).validate()
+
+
+def test_baoab_phase_equilibrates_the_soft_mode_that_mala_leaves_and_keeps_the_target():
+    # A stiff/soft Gaussian (variances 1e-4 and 1, the peptide problem in two dimensions: MALA's
+    # step is set by the stiff direction) with every particle started at the origin. MALA alone
+    # (200 steps) leaves the soft variance far below 1; 300 BAOAB steps of h = 0.01 (h·√λ_max = 1,
+    # stable; γ = 1, so about three velocity relaxation times) then 200 MALA steps must give the
+    # soft variance 1 and the stiff 1e-4 within 5 SE (SE of a sample variance: √(2/n)·σ²,
+    # n = 2000 independent chains), and the mean 0 within 5 SE. BAOAB is exact in x for a Gaussian,
+    # MALA keeps it; a phase that did not run, or ran with the wrong noise, fails the variance.
+    target = CorrelatedGaussian(mean=[0.0, 0.0], cov=[[1e-4, 0.0], [0.0, 1.0]])
+    x0 = torch.zeros(2000, 2, dtype=torch.float64)
+    mala_only = relax(target, x0, torch.Generator().manual_seed(1),
+                      RelaxConfig(n_steps=200, adapt_steps=100, step_size=1e-5, repair_above=None))
+    assert float(mala_only.x[:, 1].var()) < 0.2
+    cfg = RelaxConfig(n_steps=200, adapt_steps=100, step_size=1e-5, repair_above=None, baoab_steps=300,
+                      baoab_step_size=0.01)
+    c = target.counter.count
+    res = relax(target, x0, torch.Generator().manual_seed(2), cfg)
+    assert target.counter.count - c == 2000 * (1 + 300 + 200)
+    n = 2000
+    for j, var in ((0, 1e-4), (1, 1.0)):
+        assert abs(float(res.x[:, j].var()) - var) < 5 * math.sqrt(2 / n) * var
+        assert abs(float(res.x[:, j].mean())) < 5 * math.sqrt(var / n)
+    assert res.info["baoab_steps"] == 300 and res.info["baoab_reverted"] == 0
+
+
+def test_baoab_phase_puts_back_configurations_it_blew_up():
+    # h·√λ_max = 0.5·√1e4 = 50 ≫ 2: BAOAB diverges on the stiff mode; every configuration ends above
+    # the repair threshold and must be returned where it started (no MALA steps after it here)
+    target = CorrelatedGaussian(mean=[0.0, 0.0], cov=[[1e-4, 0.0], [0.0, 1.0]])
+    x0 = torch.full((50, 2), 0.001, dtype=torch.float64)
+    res = relax(target, x0, torch.Generator().manual_seed(3),
+                RelaxConfig(n_steps=0, repair_above=100.0, baoab_steps=50, baoab_step_size=0.5))
+    assert res.info["baoab_reverted"] == 50
+    assert torch.equal(res.x, target.project(x0)) and torch.isfinite(res.energy).all()
+
+
 def test_overlap_repair_separates_overlapping_lj_particles_and_leaves_good_ones():
     # LJ-13 at kT = 1: a centred icosahedron of radius 1.1 (E < 0) and copies with particle 0 pushed
     # onto particle 1 (E/kT ~ 1e9). MALA alone cannot move those (its step adapts to ~0); the
