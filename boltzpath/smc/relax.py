@@ -22,17 +22,25 @@ This is an initialisation of the MALA chain, not part of its invariant kernel: t
 is as valid as one started anywhere else. ``info`` reports how many configurations needed repair
 and how many still exceed the threshold after it — a direct measure of the model's failures.
 
-Underdamped phase (``baoab_steps`` > 0, between repair and MALA): BAOAB Langevin
+Underdamped phase (``baoab_steps`` > 0, between MALA's ``adapt_steps`` warm-up and its frozen
+steps): BAOAB Langevin
 (``boltzpath.mcmc.langevin.baoab_step``, unit mass, step ``baoab_step_size``, friction
 ``baoab_friction``) from fresh Maxwell–Boltzmann velocities. On stiff molecules MALA's step is set
 by the bond stretches (h ≈ 1e-6 on the peptides, docs/molecules.md) and barely moves the soft
 torsions in a few hundred steps, so samples keep the model's within-basin dihedral errors; BAOAB
 moves ballistically along the soft modes (measured on ALDP at 300 K: 500 steps of h = 2e-3 took the
 αR/C7eq torus W2 of a reweight-rung ladder's samples from 0.55 to 0.35, n = 200). BAOAB is
-unadjusted (O(h²) bias, largest in the bond lengths), so the MALA steps that follow are what make
-the chain exact; a configuration whose energy is not finite or exceeds ``repair_above`` after the
-BAOAB phase goes back to where it started it (``baoab_reverted``). One counted evaluation per
-configuration per step.
+unadjusted (O(h²) bias, largest in the bond lengths), so the frozen MALA steps that follow are what
+make the chain exact. It comes after the warm-up so that it starts from thermal bonds: model
+samples start hot (ALDP at 848.5 K: median E/kT 44 against 5 for equilibrium data), and BAOAB's
+friction needs ~1/γ = 500 steps of 2e-3 to carry that excess away (equilibrium frames with noised
+bonds, median E/kT 58: still 20 after 300 BAOAB steps, 4.5–5 after MALA), while MALA's warm-up
+relaxes bonds in a few steps. Measured on replica-exchange frames (aldp-fab, n = 500–1000): with
+hot bonds at 848.5 K either order kept the basin fractions within 0.045 of the frames'; from
+equilibrium at 356.8 K, 300 or 1000 BAOAB steps of h = 1e-3 or 2e-3 kept αR within 0.03. With
+``adapt_steps`` ≥ ``n_steps`` the BAOAB phase comes last, uncorrected. A configuration whose
+energy is not finite or above ``repair_above`` after the BAOAB phase is put back where the phase
+found it (``baoab_reverted``). One counted evaluation per configuration per step.
 
 State/kernel/info: the state is a ``ChainState`` (position (n, dim), E/kT (n,), ∇E (n, dim)).
 """
@@ -55,7 +63,7 @@ from boltzpath.mcmc.mala import mala_step
 class RelaxConfig:
     """MALA relaxation: total steps, warm-up steps adapting ε, initial ε, target acceptance;
     overlap repair threshold (E/kT; None: off), its step budget and initial displacement δ;
-    BAOAB steps run before the MALA steps (0: none), their step size and friction."""
+    BAOAB steps run between MALA's warm-up and its frozen steps (0: none), their step size and friction."""
 
     n_steps: int = 100
     adapt_steps: int = 50
@@ -145,17 +153,17 @@ def repair(target, state: ChainState, threshold: float, n_steps: int, step: floa
     return ChainState(x, energy, grad), info
 
 
-def _baoab_phase(target, state: ChainState, generator: torch.Generator, cfg: RelaxConfig, callback):
+def _baoab_phase(target, state: ChainState, generator: torch.Generator, cfg: RelaxConfig, callback,
+                 offset: int, total: int):
     """``cfg.baoab_steps`` BAOAB steps from ``state`` (module docstring); configurations that end
     non-finite or above ``cfg.repair_above`` are put back where they started."""
     v = target.project(torch.randn(state.position.shape, generator=generator, dtype=state.position.dtype,
                                    device=state.position.device))
     lstate = LangevinState(state.position, v, state.energy, state.grad)
-    total = cfg.baoab_steps + cfg.n_steps
     for it in range(cfg.baoab_steps):
         lstate, _ = baoab_step(target, lstate, generator, cfg.baoab_step_size, cfg.baoab_friction)
         if callback is not None:
-            callback(it + 1, total, {"phase": "baoab"})
+            callback(offset + it + 1, total, {"phase": "baoab"})
     bad = ~torch.isfinite(lstate.energy)
     if cfg.repair_above is not None:
         bad |= lstate.energy > cfg.repair_above
@@ -185,13 +193,17 @@ def relax(
     if cfg.repair_above is not None:
         state, repair_info = repair(target, state, cfg.repair_above, cfg.repair_steps, cfg.repair_step)
     start = state.position.clone()
-    if cfg.baoab_steps:
-        state, baoab_info = _baoab_phase(target, state, generator, cfg, callback)
-        repair_info = {**repair_info, **baoab_info}
     n = x.shape[0]
     log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64, device=x.device)
     acc_all, acc_frozen, frozen = 0.0, 0.0, 0
-    for it in range(cfg.n_steps):
+    baoab_at = min(cfg.adapt_steps, cfg.n_steps)  # after MALA's warm-up, before its frozen steps
+    total = cfg.baoab_steps + cfg.n_steps
+    for it in range(cfg.n_steps + 1):
+        if it == baoab_at and cfg.baoab_steps:
+            state, baoab_info = _baoab_phase(target, state, generator, cfg, callback, it, total)
+            repair_info = {**repair_info, **baoab_info}
+        if it == cfg.n_steps:
+            break
         state, info = mala_step(target, state, generator, log_step.exp().to(x.dtype))
         a = float(info.accept_prob.mean())
         acc_all += a
@@ -201,7 +213,8 @@ def relax(
             acc_frozen += a
             frozen += 1
         if callback is not None:
-            callback(cfg.baoab_steps + it + 1, cfg.baoab_steps + cfg.n_steps, {"accept": a})
+            done = it + 1 + (cfg.baoab_steps if it >= baoab_at else 0)
+            callback(done, total, {"accept": a})
     disp = ((state.position - start) ** 2).mean(-1).sqrt()
     steps = log_step.exp()
     info = {
