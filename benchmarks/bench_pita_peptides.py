@@ -40,8 +40,16 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.metrics.bundled import bundled_reference
+from boltzpath.metrics.chirality import fix_chirality
 from boltzpath.metrics.peptide_suite import peptide_metrics
-from boltzpath.metrics.peptides import residue_basin_fractions
+from boltzpath.metrics.peptides import (
+    MAX_N_OT,
+    backbone_dihedrals,
+    basin_masks,
+    basin_matched_torus_w2,
+    residue_basin_fractions,
+    within_basin_torus_w2,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pita_peptides.json"
 TARGETS = ("aldp-fab", "al3", "aldp-pita")
@@ -74,8 +82,38 @@ def score(samples: Samples, target, reference: np.ndarray, ref_basins: dict, see
             out.append((name, m["value"], m["n"], m["noise_floor"], {}))
     for name, value in residue_basins(samples.x.numpy(), target).items():
         out.append((f"basin_{name}", value, samples.n, None, {"reference_value": ref_basins[name]}))
+    out += within_basin_rows(samples.x.numpy(), target, reference, seed)
     out.append(("mean_energy_kt", float(samples.energy.double().mean()), samples.n, None, {}))
     return out
+
+
+def within_basin_rows(x: np.ndarray, target, reference: np.ndarray, seed: int) -> list[tuple]:
+    """Single-residue peptides: torus W2 with the basins weighted to the reference's fractions
+    (``torus_w2_basin_matched``) and within each populated basin (``torus_w2_within_<basin>``),
+    against n reference frames; floor: those frames against n other reference frames. What the
+    basin fractions leave out (shape, width, sub-basin balance inside a basin)."""
+    x, _ = fix_chirality(x, target.topology)
+    n = min(len(x), MAX_N_OT, len(reference) // 2)
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(reference))
+    ref_a, ref_b = reference[pick[:n]], reference[pick[n:2 * n]]
+    sets = []
+    for frames in (x[rng.permutation(len(x))[:n]], ref_a, ref_b):
+        phi, psi = backbone_dihedrals(frames, target.topology)
+        if phi.shape[1] != 1:
+            return []
+        sets.append((np.stack([phi[:, 0], psi[:, 0]], 1), basin_masks(phi[:, 0], psi[:, 0])))
+    (a, ma), (r, mr), (f, mf) = sets
+    rows = []
+    value, floor = basin_matched_torus_w2(a, ma, r, mr), basin_matched_torus_w2(f, mf, r, mr)
+    if value is not None:
+        rows.append(("torus_w2_basin_matched", value, n, floor, {}))
+    for name in ma:
+        value = within_basin_torus_w2(a, ma[name], r, mr[name])
+        if value is not None:
+            rows.append((f"torus_w2_within_{name}", value, int(ma[name].sum()),
+                         within_basin_torus_w2(f, mf[name], r, mr[name]), {}))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,12 @@ from boltzpath.metrics.chirality import chirality_report, fix_chirality  # noqa:
 from boltzpath.metrics.peptides import (  # noqa: E402
     PSEUDOCOUNT,
     backbone_dihedrals,
+    basin_masks,
+    basin_matched_torus_w2,
     ramachandran_kl,
     torsion_kl,
     torus_w2,
+    within_basin_torus_w2,
     wrap_angle,
 )
 
@@ -71,6 +74,30 @@ def test_torus_w2_goes_the_short_way_round():
     b = np.array([[-10.0], [-170.0]]) * DEG
     assert torus_w2(a, b) == pytest.approx(20 * DEG, abs=1e-12)
     assert torus_w2(a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_basin_matched_and_within_basin_torus_w2_separate_populations_from_shapes():
+    # Reference: 90 points at (−80°, 70°) (C7eq) and 10 at (−80°, −40°) (αR). Samples with the
+    # same points in the other proportion (50/50): plain torus W2 = √(0.4·(110°)²) — the αR excess
+    # must travel 110° in ψ — but the basin-matched W2 and each within-basin W2 are exactly 0.
+    # Moving the sample's αR points by 10° in φ makes within-αR W2 = 10° and the matched W2
+    # √(0.1·(10°)²); a C7eq-free sample set has no matched W2 (None).
+    ref = np.array([[-80.0, 70.0]] * 90 + [[-80.0, -40.0]] * 10) * DEG
+    smp = np.array([[-80.0, 70.0]] * 50 + [[-80.0, -40.0]] * 50) * DEG
+    mr, ms = basin_masks(ref[:, 0], ref[:, 1]), basin_masks(smp[:, 0], smp[:, 1])
+    assert torus_w2(smp, ref) == pytest.approx(np.sqrt(0.4) * 110 * DEG, rel=1e-9)
+    assert basin_matched_torus_w2(smp, ms, ref, mr) == pytest.approx(0.0, abs=1e-6)  # √ of OT round-off
+    for name in ("c7eq_c5", "alpha_r"):
+        assert within_basin_torus_w2(smp, ms[name], ref, mr[name]) == pytest.approx(0.0, abs=1e-9)
+    shifted = smp.copy()
+    shifted[50:, 0] += 10 * DEG
+    ms2 = basin_masks(shifted[:, 0], shifted[:, 1])
+    assert within_basin_torus_w2(shifted, ms2["alpha_r"], ref, mr["alpha_r"]) == pytest.approx(10 * DEG)
+    assert basin_matched_torus_w2(shifted, ms2, ref, mr) == pytest.approx(np.sqrt(0.1) * 10 * DEG)
+    only_alpha = smp[50:]
+    ma = basin_masks(only_alpha[:, 0], only_alpha[:, 1])
+    assert basin_matched_torus_w2(only_alpha, ma, ref, mr) is None
+    assert within_basin_torus_w2(only_alpha, ma["c7eq_c5"], ref, mr["c7eq_c5"]) is None
 
 
 def test_kl_of_identical_sets_is_zero_and_of_a_missing_mode_is_large():

@@ -118,6 +118,35 @@ def basin_masks(phi: np.ndarray, psi: np.ndarray) -> dict[str, np.ndarray]:
     return {"c7eq_c5": neg & ~helix, "alpha_r": helix, "phi_positive": ~neg}
 
 
+def basin_matched_torus_w2(angles, masks: dict, angles_ref, masks_ref: dict) -> float | None:
+    """Torus W2 with the samples' basins weighted to the reference's basin fractions: sample i in
+    basin b gets mass f_ref(b)/n_b. What is left is the error *within* the basins (shape, width,
+    sub-basin balance), the part that the basin fractions do not show. None when a basin the
+    reference populates has no sample (no weighting can stand in for it)."""
+    a, b = np.asarray(angles, dtype=np.float64), np.asarray(angles_ref, dtype=np.float64)
+    weights = np.zeros(len(a))
+    for name, ref_mask in masks_ref.items():
+        f_ref, mask = float(np.mean(ref_mask)), np.asarray(masks[name])
+        if f_ref > 0 and not mask.any():
+            return None
+        if mask.any():
+            weights[mask] = f_ref / mask.sum()
+    import ot
+
+    cost = torus_cost(a, b)
+    value = ot.emd2(weights / weights.sum(), np.full(len(b), 1.0 / len(b)), cost, numItermax=10_000_000)
+    return float(np.sqrt(max(float(value), 0.0)))
+
+
+def within_basin_torus_w2(angles, mask, angles_ref, mask_ref, min_n: int = 10) -> float | None:
+    """Torus W2 between the samples and the reference restricted to one basin (each side's own
+    members); None when either side has fewer than ``min_n`` of them."""
+    mask, mask_ref = np.asarray(mask), np.asarray(mask_ref)
+    if mask.sum() < min_n or mask_ref.sum() < min_n:
+        return None
+    return torus_w2(np.asarray(angles)[mask], np.asarray(angles_ref)[mask_ref])
+
+
 def _basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
     """Basin fractions of one residue's (φ, ψ) in radians (``basin_masks``)."""
     return {name: float(np.mean(mask)) for name, mask in basin_masks(phi, psi).items()}
