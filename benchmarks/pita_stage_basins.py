@@ -51,8 +51,13 @@ from boltzpath.diffusion.buffer import TrainingBuffer
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
-from boltzpath.methods.pita import _chirality_fix, model_check_anneal, reweight_log_weights
-from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
+from boltzpath.methods.pita import (
+    _chirality_fix,
+    model_check_anneal,
+    reweight_log_weights,
+    strata_log_weights,
+)
+from boltzpath.metrics.peptides import backbone_dihedrals, backbone_strata, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.annealing import anneal
@@ -92,9 +97,11 @@ def _tempered_rung(cfg, k, model, n, schedule, acfg, target, target_k, par, gen)
     return stages, idx
 
 
-def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen):
+def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen, strata_x=None):
     """``--reweight-true``: the model at T_K (γ = 1, no weights), relaxed at T_K, resampled to T_{K+1}
-    by log w = −(γ − 1)·E/kT_K (the relaxation's own energies), relaxed at T_{K+1}."""
+    by log w = −(γ − 1)·E/kT_K (the relaxation's own energies), relaxed at T_{K+1}. ``strata_x`` (the
+    stage-K buffer, ``--strata``): the weights also carry ``methods.pita.strata_log_weights`` of the
+    backbone basins against it, as ``rung_strata: backbone`` does."""
     t_k = cfg.temperatures[k]
     acfg = model_check_anneal(rung.anneal)
     res = anneal(model, n, schedule, acfg, gen, target.project)
@@ -102,6 +109,9 @@ def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, g
     rx, e_k, _, _ = par.relax(target.at_temperature(t_k), x0, gen, cfg.relax, callback=None)
     rx, _, _, _ = _chirality_fix(cfg, k, rx, target, torch.zeros_like(rx))
     log_w = reweight_log_weights(e_k.cpu(), t_k / t_next)
+    if strata_x is not None:
+        log_w = log_w + strata_log_weights(backbone_strata(rx.detach().cpu().numpy(), target.topology),
+                                           backbone_strata(strata_x.cpu().numpy(), target.topology))[0]
     idx = systematic(gen, log_w, len(log_w))
     x_rs = rx[idx.to(rx.device)]
     rx2, _, _, _ = par.relax(target.at_temperature(t_next), x_rs, gen, cfg.relax, callback=None)
@@ -123,6 +133,9 @@ def main(argv=None) -> int:
                     help="anneal to T_K/gamma instead of T_K+1 (gamma > 1)")
     ap.add_argument("--reweight-true", action="store_true",
                     help="model at T_K, relaxed, resampled to T_K+1 on the true energy, relaxed again")
+    ap.add_argument("--strata", action="store_true",
+                    help="with --reweight-true: also weight the backbone basins to the stage's buffer "
+                         "(rung_strata: backbone)")
     ap.add_argument("--gamma-one", action="store_true",
                     help="the model at its own temperature (γ = 1, no weights) against its buffer")
     ap.add_argument("--threads", type=int, default=2)
@@ -131,6 +144,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.gamma is not None and (not args.gamma > 1 or args.gamma_one):
         raise BadInput(f"--gamma {args.gamma}: needs a value > 1 (and not with --gamma-one)")
+    if args.strata and not args.reweight_true:
+        raise BadInput("--strata: only with --reweight-true")
     if args.reweight_true and (args.gamma_one or args.no_weights):
         raise BadInput("--reweight-true: not with --gamma-one or --no-weights (it is its own rung)")
 
@@ -164,7 +179,10 @@ def main(argv=None) -> int:
     c0, t0 = target.counter.count, time.perf_counter()
     top = target.topology
     if args.reweight_true:
-        stages, idx, acfg = _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen)
+        strata_x = (TrainingBuffer.load(Path(args.run) / f"stage_{k}" / "buffer.npz").x
+                    if args.strata else None)
+        stages, idx, acfg = _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen,
+                                                strata_x)
     else:
         stages, idx = _tempered_rung(cfg, k, model, n, schedule, acfg, target, target_k, par, gen)
     if buffer_x is not None:
@@ -173,7 +191,7 @@ def main(argv=None) -> int:
               "rung": f"{cfg.temperatures[k]:g} → {t_next:g} K", "tail": acfg.tail,
               "gamma": cfg.temperatures[k] / t_next if args.reweight_true else acfg.gamma,
               "use_weights": acfg.use_weights, "gamma_one": bool(args.gamma_one),
-              "reweight_true": bool(args.reweight_true),
+              "reweight_true": bool(args.reweight_true), "strata": bool(args.strata),
               "n": n, "seed": args.seed, "energy_evaluations": target.counter.count - c0,
               "wall_time_s": round(time.perf_counter() - t0, 1), "machine": describe_machine(),
               "threads": args.threads, "distinct_after_final_resampling": int(torch.unique(idx).numel()),

@@ -105,3 +105,31 @@ def test_reweight_log_weights_take_a_gaussian_to_the_colder_temperature():
     y = x[systematic(gen, lw, x.numel())]
     assert abs(float(y.var()) - 0.5) < 5 * 0.0038
     assert abs(float(y.mean())) < 5 * (0.5 / 34_600) ** 0.5
+
+
+def test_strata_log_weights_give_the_reference_fractions_and_report_missing_mass():
+    """Samples in strata 0/1/2 with fractions 0.5/0.3/0.2, reference 0.6/0.2/0/(stratum 7: 0.2):
+    weighted fractions must be the reference's over the strata both hold, renormalised (0.75/0.25),
+    stratum 2 gets weight 0 (−inf) and the missing mass is 0.2. Exact arithmetic, no tolerance beyond
+    rounding."""
+    from boltzpath.methods.pita import strata_log_weights
+
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    ref = np.array([0] * 60 + [1] * 20 + [7] * 20)
+    log_w, summary = strata_log_weights(labels, ref)
+    w = torch.exp(log_w)
+    w = w / w.sum()
+    assert abs(float(w[:50].sum()) - 0.75) < 1e-12 and abs(float(w[50:80].sum()) - 0.25) < 1e-12
+    assert torch.isneginf(log_w[80:]).all() and summary["missing_mass"] == pytest.approx(0.2)
+    assert summary["samples"] == {"0": 0.5, "1": 0.3, "2": 0.2}
+
+
+def test_rung_strata_needs_the_reweight_rung_and_a_peptide(tmp_path):
+    with pytest.raises(BadInput, match="rung_strata"):
+        from_dict(PITAConfig, {**TINY_DW4, "rung_strata": "backbone"}).validate()
+    with pytest.raises(BadInput, match="rung_strata"):
+        from_dict(PITAConfig, {**TINY_DW4, "rung": "reweight", "rung_strata": "dihedrals"}).validate()
+    cfg = from_dict(PITAConfig, {**TINY_DW4, "rung": "reweight", "rung_strata": "backbone"})
+    with pytest.raises(BadInput, match="peptide"):
+        run_pita(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

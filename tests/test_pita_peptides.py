@@ -426,3 +426,37 @@ def test_egnn_on_a_peptide_gets_atom_features_and_an_achiral_energy(aldp):
     expected = (s.reshape(4, 22, 3) @ rot).reshape(4, 66)
     torch.testing.assert_close(energy.score(moved, 0.05), expected, atol=1e-8 * float(s.abs().max()), rtol=0)
     assert float(u.std()) > 1e-6  # not a constant
+
+
+def test_backbone_strata_rung_weights_the_model_samples_to_the_buffer_basins(tmp_path):
+    """rung: reweight with rung_strata: backbone on aldp-fab (tiny): stage 1 records the model's and the
+    stage-0 buffer's backbone-basin fractions (each summing to 1) and the mass it could not restore;
+    the ESS reflects both weightings. ``strata_log_weights`` itself: tests/test_bench_one_step.py."""
+    x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
+    data = tmp_path / "t0.npy"
+    np.save(data, x0.numpy())
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data)}, rung="reweight",
+                                     rung_strata="backbone"))
+    res = run_pita(cfg, tmp_path / "run")
+    st1 = json.loads((tmp_path / "run" / "stage_1" / "metrics.json").read_text())
+    strata = st1["strata"]
+    for side in ("samples", "reference"):
+        assert abs(sum(strata[side].values()) - 1) < 1e-9, side
+    assert 0 <= strata["missing_mass"] < 1 and 0 < st1["final_ess_fraction"] <= 1
+    assert res.samples.x.shape == (32, 66)
+
+
+def test_backbone_strata_do_not_depend_on_chirality_and_follow_the_basins(aldp):
+    from boltzpath.metrics.chirality import chirality_masks, reflect
+    from boltzpath.metrics.peptides import BASIN_NAMES, backbone_dihedrals, backbone_strata, basin_masks
+
+    x = aldp.prior_sample(200, torch.Generator().manual_seed(3)).numpy()
+    x = x + np.random.default_rng(0).normal(0, 0.03, x.shape).astype(x.dtype)  # spread the dihedrals
+    codes = backbone_strata(x, aldp.topology)
+    assert np.array_equal(codes, backbone_strata(reflect(x, aldp.n_atoms), aldp.topology))
+    _, all_d, _ = chirality_masks(x, aldp.topology)  # the noise turns some samples D
+    assert 0 < all_d.sum() < len(x)
+    phi, psi = backbone_dihedrals(x[~all_d], aldp.topology)  # the L ones: their own basins
+    masks = basin_masks(phi[:, 0], psi[:, 0])
+    expect = sum(i * masks[name].astype(int) for i, name in enumerate(BASIN_NAMES))
+    assert np.array_equal(codes[~all_d], expect) and len(np.unique(codes)) >= 2

@@ -190,8 +190,9 @@ def test_baoab_phase_equilibrates_the_soft_mode_that_mala_leaves_and_keeps_the_t
     # (200 steps) leaves the soft variance far below 1; 300 BAOAB steps of h = 0.01 (h·√λ_max = 1,
     # stable; γ = 1, so about three velocity relaxation times) between 100 warm-up and 100 frozen
     # MALA steps must give the soft variance 1 and the stiff 1e-4 within 5 SE (SE of a sample
-    # variance: √(2/n)·σ², n = 2000 independent chains), and the mean 0 within 5 SE. BAOAB is exact in x for a Gaussian,
-    # MALA keeps it; a phase that did not run, or ran with the wrong noise, fails the variance.
+    # variance: √(2/n)·σ², n = 2000 independent chains), and the mean 0 within 5 SE. BAOAB is exact
+    # in x for a Gaussian, MALA keeps it; a phase that did not run, or ran with the wrong noise, fails
+    # the variance.
     target = CorrelatedGaussian(mean=[0.0, 0.0], cov=[[1e-4, 0.0], [0.0, 1.0]])
     x0 = torch.zeros(2000, 2, dtype=torch.float64)
     mala_only = relax(target, x0, torch.Generator().manual_seed(1),

@@ -190,13 +190,36 @@ def reweight_log_weights(energy_prev: torch.Tensor, gamma: float) -> torch.Tenso
     return -(float(gamma) - 1.0) * energy_prev.double()
 
 
-def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel):
+def strata_log_weights(labels: np.ndarray, reference_labels: np.ndarray) -> tuple[torch.Tensor, dict]:
+    """Log-weights log(f_ref(b)/f(b)) that give samples with stratum labels ``labels`` the stratum
+    fractions of ``reference_labels`` (a sample whose stratum the reference lacks: −inf), and a
+    summary: both sets' fractions and ``missing_mass``, the reference's share in strata that no
+    sample occupies (no weighting can restore it; the weighted fractions are then renormalised)."""
+    labels, reference_labels = np.asarray(labels), np.asarray(reference_labels)
+    strata, counts = np.unique(labels, return_counts=True)
+    ref_strata, ref_counts = np.unique(reference_labels, return_counts=True)
+    f_ref = dict(zip(ref_strata.tolist(), (ref_counts / ref_counts.sum()).tolist(), strict=True))
+    f = dict(zip(strata.tolist(), (counts / counts.sum()).tolist(), strict=True))
+    log_w = torch.full((len(labels),), -math.inf, dtype=torch.float64)
+    for b, fb in f.items():
+        if f_ref.get(b, 0.0) > 0:
+            log_w[torch.as_tensor(labels == b)] = math.log(f_ref[b] / fb)
+    summary = {"samples": {str(b): v for b, v in f.items()},
+               "reference": {str(b): v for b, v in f_ref.items()},
+               "missing_mass": float(sum(v for b, v in f_ref.items() if b not in f))}
+    return log_w, summary
+
+
+def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel,
+                   previous_buffer_x: torch.Tensor | None = None):
     """``rung: reweight``: the stage-(k−1) model sampled at its own temperature T_{k−1} (γ = 1, no
     weights: the gate's model check anneal), relaxed there with ``cfg.relax``, then one systematic
     resampling to T_k on the true energy, log w = −(γ_k − 1)·E/kT_{k−1} (the relaxation's energies: no
     extra evaluation). ``_run_stage`` relaxes the result at T_k as for an annealed rung. No FK weight
-    and no U_η enter the samples. Returns (x, summary); the T_{k−1} relaxation's evaluations are
-    ``summary["relaxation_before_evaluations"]``."""
+    and no U_η enter the samples. With ``cfg.rung_strata`` "backbone" the log-weights also carry
+    ``strata_log_weights`` of the relaxed samples' backbone basins against ``previous_buffer_x`` (the
+    stage-(k−1) buffer): the model's basin fractions are replaced by its training data's. Returns
+    (x, summary); the T_{k−1} relaxation's evaluations are ``summary["relaxation_before_evaluations"]``."""
     t_prev = cfg.temperatures[k - 1]
     target_prev = target.at_temperature(t_prev)
     acfg = model_check_anneal(cfg.anneal_for(k))
@@ -207,12 +230,24 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
         "relax", {"stage": k, "step": i, "of": n, "at": t_prev, **info}))
     before = par.count(target.counter) - c0
     log_w = reweight_log_weights(e_prev.detach().cpu(), cfg.gamma(k))
+    strata = None
+    if cfg.rung_strata == "backbone":
+        from boltzpath.metrics.peptides import backbone_strata
+
+        log_s, strata = strata_log_weights(backbone_strata(rx.detach().cpu().numpy(), target.topology),
+                                           backbone_strata(previous_buffer_x.cpu().numpy(), target.topology))
+        log_w = log_w + log_s
+        if not torch.isfinite(log_w).any():
+            raise BadInput(f"stage {k}: none of the model's samples lies in a backbone basin of the "
+                           "previous stage's buffer (rung_strata=backbone); raise finetune.steps")
     idx = systematic(_generator(cfg.seed, k, "reweight-rung"), log_w, x.shape[0])  # the same on every rank
     ess = effective_sample_size(log_w)
     summary = {"rung": "reweight", "gamma": cfg.gamma(k), "tail": None, "relaxation_before": rinfo,
                "relaxation_before_evaluations": before,
                "final_ess_fraction": float(ess) / x.shape[0],
                "distinct_after_final_resampling": int(torch.unique(idx).numel())}
+    if strata is not None:
+        summary["strata"] = strata
     return rx.detach()[idx.to(rx.device)], summary
 
 
@@ -230,7 +265,9 @@ def _anneal_stage(cfg, k, models_path, target, target_k, schedule, gen, callback
     acfg = cfg.anneal_for(k)  # anneal with this stage's anneal_stages options merged over it
     model = _network_model(score, energy, target, schedule, read_at, acfg.score_from)
     if cfg.rung == "reweight":
-        return (*_reweight_rung(cfg, k, model, target, schedule, gen, callback, par), energy)
+        prev_x = (TrainingBuffer.load(Path(models_path).parent / "buffer.npz").x
+                  if cfg.rung_strata != "none" else None)
+        return (*_reweight_rung(cfg, k, model, target, schedule, gen, callback, par, prev_x), energy)
     if acfg.reweights_on_true_energy:  # overshoot: anneal below T_k, the true-energy tail returns to it
         acfg.gamma = cfg.gamma(k) * acfg.overshoot
     choice = None
@@ -673,6 +710,8 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         target = make_target(cfg.target, **cfg.target_options)
     target = target.to(ctx.device)  # device hook
     _check_ladder_fits(cfg, target)  # before anything is written
+    if cfg.rung_strata == "backbone" and not getattr(target, "is_peptide", False):
+        raise BadInput(f"rung_strata=backbone needs a peptide target (backbone basins), not {cfg.target}")
     with torch.random.fork_rng(devices=[]):  # a network option that does not fit: refused before stage 0
         build_models(target, cfg.net)
     if cfg.stage0.data is not None:

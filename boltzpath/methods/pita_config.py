@@ -89,6 +89,10 @@ class PITAConfig:
     # anneal to T_k) or "reweight" (the model sampled at its own T_{k−1} with γ = 1 and no weights,
     # relaxed there, importance-resampled to T_k on the true energy; docs/pita.md, twelfth session)
     rung: str = "anneal"
+    # rung "reweight" only: "backbone" (peptides) also weights the model's samples so that their
+    # backbone-basin fractions match the previous stage's buffer (``methods.pita.strata_log_weights``):
+    # the model's basin errors are not carried into the next stage; "none": off
+    rung_strata: str = "none"
     chirality_fix: bool = True
     n_particles: int = 1000
     buffer_size: int = 1000
@@ -142,6 +146,10 @@ class PITAConfig:
         self.gate.validate()
         if self.rung not in ("anneal", "reweight"):
             raise BadInput(f"rung must be 'anneal' or 'reweight', got {self.rung!r}")
+        if self.rung_strata not in ("none", "backbone"):
+            raise BadInput(f"rung_strata must be 'none' or 'backbone', got {self.rung_strata!r}")
+        if self.rung_strata != "none" and self.rung != "reweight":
+            raise BadInput(f"rung_strata={self.rung_strata!r} needs rung=reweight")
         if self.train_on_all_buffers and not self.net.temperature_conditioned:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
                            "(one model for every temperature reached)")

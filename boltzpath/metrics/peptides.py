@@ -152,6 +152,28 @@ def _basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
     return {name: float(np.mean(mask)) for name, mask in basin_masks(phi, psi).items()}
 
 
+BASIN_NAMES = ("c7eq_c5", "alpha_r", "phi_positive")
+
+
+def backbone_strata(x, topology: Any) -> np.ndarray:
+    """Per sample, an integer naming its backbone basin on every residue (``basin_masks``), Σ_r
+    label_r·3^r with labels in ``BASIN_NAMES`` order; all-D samples are labelled as their L mirror
+    image (a reflection maps (φ, ψ) to (−φ, −ψ)), so the stratum does not depend on chirality."""
+    from boltzpath.metrics.chirality import chirality_masks, reflect
+
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    _, all_d, _ = chirality_masks(x, topology)
+    if all_d.any():
+        x = np.where(all_d[:, None], reflect(x, topology.n_atoms), x)
+    phi, psi = backbone_dihedrals(x, topology)
+    codes = np.zeros(len(x), dtype=np.int64)
+    for r in range(phi.shape[1]):
+        masks = basin_masks(phi[:, r], psi[:, r])
+        label = sum(i * masks[name].astype(np.int64) for i, name in enumerate(BASIN_NAMES))
+        codes += label * 3 ** r
+    return codes
+
+
 def basin_fractions(x, topology: Any, residue: int = 0) -> dict[str, float]:
     """Fractions of samples in the ``c7eq_c5``, ``alpha_r`` and ``phi_positive`` basins of one
     residue's (φ, ψ) (``BASIN_PSI_EDGES_DEG``; default the first); the three sum to 1."""
