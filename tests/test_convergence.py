@@ -73,6 +73,10 @@ def test_smc_warning_reads_the_final_ess_fraction(frac, flagged):
     assert staged is not None and "stage 1" in staged and "corr 0.41" in staged
     # a failed gate with healthy weights is not called a collapse (the ESS was 80 %)
     assert "collapsed" not in staged and "quality gate" in staged
+    # rung: reweight puts no U_eta into the samples: the same gate failure is not a warning there
+    stage = {"stage": 1, "temperature": 2.0, "final_ess_fraction": 0.8,
+             "energy_model_gate": {"passed": False, "corr": 0.41}}
+    assert smc_warning({"rung": "reweight", "stages": [stage]}) is None
 
 
 def test_smc_warning_names_a_stage_whose_anneal_was_replaced_by_the_repair():

@@ -745,6 +745,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                for m in stages)
     final = {
         "method": "pita", "target": cfg.target, "temperature": cfg.temperatures[-1], "n": samples.n,
+        "rung": cfg.rung, "rung_strata": cfg.rung_strata,
         "energy_evaluations": {**totals, "total": sum(totals.values())},
         "wall_time_s": wall, "wall_time_this_invocation_s": time.perf_counter() - t0,
         "evaluation": stages[-1]["evaluation"],

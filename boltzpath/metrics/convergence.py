@@ -176,6 +176,8 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
     gate = _gate_failure(metrics.get("energy_model_gate"))
     if gate:
         gates.append(f"the run ({gate})")
+    if metrics.get("rung") == "reweight":  # no U_eta enters the samples: its gate says nothing about them
+        gates = []
     if repaired:  # the anneal itself failed there: its particles overlapped and were replaced by descent
         return ("annealed particles overlapped and were repaired by descent at " + "; ".join(repaired)
                 + " — those stages' samples come from the repair, not from the anneal (run.log says more); "
