@@ -53,11 +53,11 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita import (
     _chirality_fix,
+    backbone_strata_log_weights,
     model_check_anneal,
     reweight_log_weights,
-    strata_log_weights,
 )
-from boltzpath.metrics.peptides import backbone_dihedrals, backbone_strata, basin_masks
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
 from boltzpath.parallel.dist import DistContext
 from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.annealing import anneal
@@ -100,8 +100,8 @@ def _tempered_rung(cfg, k, model, n, schedule, acfg, target, target_k, par, gen)
 def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, gen, strata_x=None):
     """``--reweight-true``: the model at T_K (γ = 1, no weights), relaxed at T_K, resampled to T_{K+1}
     by log w = −(γ − 1)·E/kT_K (the relaxation's own energies), relaxed at T_{K+1}. ``strata_x`` (the
-    stage-K buffer, ``--strata``): the weights also carry ``methods.pita.strata_log_weights`` of the
-    backbone basins against it, as ``rung_strata: backbone`` does."""
+    stage-K buffer, ``--strata``): the weights also carry ``methods.pita.backbone_strata_log_weights``
+    against it, as ``rung_strata: backbone`` does."""
     t_k = cfg.temperatures[k]
     acfg = model_check_anneal(rung.anneal)
     res = anneal(model, n, schedule, acfg, gen, target.project)
@@ -110,8 +110,7 @@ def _reweight_true_rung(cfg, k, rung, model, n, schedule, target, t_next, par, g
     rx, _, _, _ = _chirality_fix(cfg, k, rx, target, torch.zeros_like(rx))
     log_w = reweight_log_weights(e_k.cpu(), t_k / t_next)
     if strata_x is not None:
-        log_w = log_w + strata_log_weights(backbone_strata(rx.detach().cpu().numpy(), target.topology),
-                                           backbone_strata(strata_x.cpu().numpy(), target.topology))[0]
+        log_w = log_w + backbone_strata_log_weights(rx, strata_x, target.topology)[0]
     idx = systematic(gen, log_w, len(log_w))
     x_rs = rx[idx.to(rx.device)]
     rx2, _, _, _ = par.relax(target.at_temperature(t_next), x_rs, gen, cfg.relax, callback=None)

@@ -210,6 +210,16 @@ def strata_log_weights(labels: np.ndarray, reference_labels: np.ndarray) -> tupl
     return log_w, summary
 
 
+def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
+                                topology) -> tuple[torch.Tensor, dict]:
+    """``strata_log_weights`` over the backbone-basin strata (``metrics.peptides.backbone_strata``) of
+    configurations ``x`` against ``reference_x`` (``rung_strata: backbone``)."""
+    from boltzpath.metrics.peptides import backbone_strata
+
+    return strata_log_weights(backbone_strata(x.detach().cpu().numpy(), topology),
+                              backbone_strata(reference_x.detach().cpu().numpy(), topology))
+
+
 def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel,
                    previous_buffer_x: torch.Tensor | None = None):
     """``rung: reweight``: the stage-(k−1) model sampled at its own temperature T_{k−1} (γ = 1, no
@@ -232,10 +242,7 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     log_w = reweight_log_weights(e_prev.detach().cpu(), cfg.gamma(k))
     strata = None
     if cfg.rung_strata == "backbone":
-        from boltzpath.metrics.peptides import backbone_strata
-
-        log_s, strata = strata_log_weights(backbone_strata(rx.detach().cpu().numpy(), target.topology),
-                                           backbone_strata(previous_buffer_x.cpu().numpy(), target.topology))
+        log_s, strata = backbone_strata_log_weights(rx, previous_buffer_x, target.topology)
         log_w = log_w + log_s
         if not torch.isfinite(log_w).any():
             raise BadInput(f"stage {k}: none of the model's samples lies in a backbone basin of the "

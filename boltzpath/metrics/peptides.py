@@ -83,11 +83,14 @@ def torus_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(d * d, axis=-1)
 
 
-def _ot_w2(cost: np.ndarray) -> float:
+def _ot_w2(cost: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """√ of the exact OT cost between the rows (uniform, or ``weights`` normalised) and the
+    uniform columns of ``cost``."""
     import ot
 
     n, m = cost.shape
-    value = ot.emd2(np.full(n, 1.0 / n), np.full(m, 1.0 / m), cost, numItermax=10_000_000)
+    a = np.full(n, 1.0 / n) if weights is None else weights / weights.sum()
+    value = ot.emd2(a, np.full(m, 1.0 / m), cost, numItermax=10_000_000)
     return float(np.sqrt(max(float(value), 0.0)))
 
 
@@ -123,19 +126,14 @@ def basin_matched_torus_w2(angles, masks: dict, angles_ref, masks_ref: dict) -> 
     basin b gets mass f_ref(b)/n_b. What is left is the error *within* the basins (shape, width,
     sub-basin balance), the part that the basin fractions do not show. None when a basin the
     reference populates has no sample (no weighting can stand in for it)."""
-    a, b = np.asarray(angles, dtype=np.float64), np.asarray(angles_ref, dtype=np.float64)
-    weights = np.zeros(len(a))
+    weights = np.zeros(len(angles))
     for name, ref_mask in masks_ref.items():
         f_ref, mask = float(np.mean(ref_mask)), np.asarray(masks[name])
         if f_ref > 0 and not mask.any():
             return None
         if mask.any():
             weights[mask] = f_ref / mask.sum()
-    import ot
-
-    cost = torus_cost(a, b)
-    value = ot.emd2(weights / weights.sum(), np.full(len(b), 1.0 / len(b)), cost, numItermax=10_000_000)
-    return float(np.sqrt(max(float(value), 0.0)))
+    return _ot_w2(torus_cost(angles, angles_ref), weights)
 
 
 def within_basin_torus_w2(angles, mask, angles_ref, mask_ref, min_n: int = 10) -> float | None:
@@ -159,12 +157,7 @@ def backbone_strata(x, topology: Any) -> np.ndarray:
     """Per sample, an integer naming its backbone basin on every residue (``basin_masks``), Σ_r
     label_r·3^r with labels in ``BASIN_NAMES`` order; all-D samples are labelled as their L mirror
     image (a reflection maps (φ, ψ) to (−φ, −ψ)), so the stratum does not depend on chirality."""
-    from boltzpath.metrics.chirality import chirality_masks, reflect
-
-    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-    _, all_d, _ = chirality_masks(x, topology)
-    if all_d.any():
-        x = np.where(all_d[:, None], reflect(x, topology.n_atoms), x)
+    x, _ = fix_chirality(x, topology)
     phi, psi = backbone_dihedrals(x, topology)
     codes = np.zeros(len(x), dtype=np.int64)
     for r in range(phi.shape[1]):
