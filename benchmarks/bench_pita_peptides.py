@@ -14,6 +14,9 @@ same n) and the basin fractions (``metrics.peptides.basin_fractions``), and take
 and wall time from the run's ``metrics.json``. Then it runs each ``--baselines`` method with its
 peptide defaults (docs/molecules.md) for the same n and the first run's total evaluations, split and
 thinned as in ``bench_peptide_samplers.py`` (16 chains, half warm-up), scored by the same code.
+``--baseline-samples langevin=DIR/langevin_samples.npz`` scores a baseline kept by an earlier
+``--keep`` instead (same target and n, evaluations within 1 %; the row names the file), so a second
+ladder with the same budget does not pay for the baseline twice.
 
     python benchmarks/bench_pita_peptides.py [--target aldp-fab|al3|aldp-pita] --runs pita=runs/aldp_long \
         --runs scaling=runs/aldp_abl [--baselines langevin,mala] [--out FILE]
@@ -35,7 +38,7 @@ import torch
 from bench_peptide_samplers import HOLDOUT, run_at_budget
 
 from boltzpath import make_target
-from boltzpath.errors import run_cli
+from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
@@ -116,6 +119,23 @@ def within_basin_rows(x: np.ndarray, target, reference: np.ndarray, seed: int) -
     return rows
 
 
+def reuse_baseline(path: Path, method: str, target, budget: int | None, n: int | None):
+    """(samples, options, wall) of a baseline saved by ``--keep``: same method and target, the same
+    n, and evaluations within 1 % of ``budget``; anything else is refused (``BadInput``)."""
+    samples = Samples.load(path)
+    info = samples.info
+    evals = int(info.get("energy_evaluations", -1))
+    where = f"--baseline-samples {method}={path}"
+    if info.get("method") != method or info.get("target", {}).get("name") != target.name:
+        raise BadInput(f"{where}: holds {info.get('method')} on {info.get('target', {}).get('name')}, "
+                         f"not {method} on {target.name}")
+    if budget is None or abs(evals - budget) > 0.01 * budget:
+        raise BadInput(f"{where}: {evals:,} evaluations, not within 1 % of the run's {budget}")
+    if n is not None and samples.n != n:
+        raise BadInput(f"{where}: {samples.n} samples, the runs have {n}")
+    return samples, info.get("config", {}), float(info.get("wall_time_s", float("nan")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", default="aldp-fab", choices=TARGETS)
@@ -125,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="save each baseline's samples as DIR/<method>_samples.npz")
+    parser.add_argument("--baseline-samples", action="append", default=[], metavar="METHOD=NPZ",
+                        help="score a baseline kept by an earlier --keep instead of rerunning it; refused "
+                             "unless it is the same target and its evaluations are within 1 %% of the "
+                             "first run's (repeatable)")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
@@ -148,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     command = f"python benchmarks/bench_pita_peptides.py --target {args.target} "
     command += " ".join(f"--runs {r}" for r in args.runs)
     command += f" --baselines {args.baselines}"
+    command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
+    kept = {}
+    for item in args.baseline_samples:
+        method, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            print(f"--baseline-samples {item}: expected METHOD=NPZ of an existing file", file=sys.stderr)
+            return 2
+        kept[method] = Path(path)
     machine = describe_machine()
     ref_basins = residue_basins(reference, target)
     rows: list[dict] = []
@@ -172,10 +204,16 @@ def main(argv: list[str] | None = None) -> int:
             evaluations_by_phase=metrics["energy_evaluations"])
         print(f"{label}: {evals:,} evaluations, n = {samples.n}", file=sys.stderr)
     for method in [m for m in args.baselines.split(",") if m]:
-        samples, opts, wall = run_at_budget(method, target, budget, n, args.seed)
+        if method in kept:
+            samples, opts, wall = reuse_baseline(kept[method], method, target, budget, n)
+            reused = str(kept[method])
+        else:
+            samples, opts, wall = run_at_budget(method, target, budget, n, args.seed)
+            reused = None
         wall = round(wall, 1)
         evals = int(samples.info["energy_evaluations"])
-        add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts)
+        add(method, score(samples, target, reference, ref_basins, args.seed + 1), evals, wall, options=opts,
+            **({"reused_samples": reused} if reused else {}))
         print(f"{method}: {evals:,} evaluations, {wall} s", file=sys.stderr)
         atomic_write_json(out, {"rows": rows})
         drawn.append((method, samples.x.numpy()))

@@ -81,3 +81,27 @@ def test_bench_dikl_clash_fraction_counts_positive_and_non_finite_energies(monke
     samples = Samples(torch.zeros(8, 8), energy)
     value, n, floor = bench_dikl._metrics(samples, None, reference=object(), seed=0)["clash_fraction"]
     assert (value, n, floor) == (3 / 8, 8, None)
+
+
+def test_bench_pita_peptides_reuses_a_kept_baseline_only_at_the_same_budget(tmp_path):
+    # --baseline-samples: a baseline saved by --keep is scored again only if it is the same method on
+    # the same target with the same n and evaluations within 1 % of the run's
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from bench_pita_peptides import reuse_baseline
+
+    from boltzpath.io.samples import Samples
+
+    class Target:
+        name = "aldp-fab"
+
+    info = {"method": "langevin", "target": {"name": "aldp-fab"}, "energy_evaluations": 1000,
+            "config": {"step_size": 0.002}, "wall_time_s": 12.5}
+    path = Samples(torch.zeros(4, 66), torch.zeros(4), info=info).save(tmp_path / "langevin_samples.npz")
+    samples, options, wall = reuse_baseline(path, "langevin", Target(), 995, 4)
+    assert samples.n == 4 and options == {"step_size": 0.002} and wall == 12.5
+    for method, budget, n, words in [("mala", 1000, 4, "holds langevin"), ("langevin", 1100, 4, "1 %"),
+                                     ("langevin", None, 4, "1 %"), ("langevin", 1000, 5, "4 samples")]:
+        with pytest.raises(BadInput, match=words):
+            reuse_baseline(path, method, Target(), budget, n)
