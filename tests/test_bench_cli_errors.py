@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from boltzpath.errors import BadInput, run_cli
@@ -105,3 +106,25 @@ def test_bench_pita_peptides_reuses_a_kept_baseline_only_at_the_same_budget(tmp_
                                      ("langevin", None, 4, "1 %"), ("langevin", 1000, 5, "4 samples")]:
         with pytest.raises(BadInput, match=words):
             reuse_baseline(path, method, Target(), budget, n)
+
+
+def test_reference_stationarity_finds_a_hot_set_and_passes_an_exact_one():
+    # exact ManyWell-32 samples keep their mean E/kT under MALA (paired change within 4 standard
+    # errors of 0, the test's tolerance: a two-sided 6e-5 false-alarm rate); the same samples with
+    # Gaussian noise (sd 0.2 per coordinate: E/kT raised by ~ 0.04·Σ∂²E) relax down by many errors
+    sys.path.insert(0, str(BENCH))
+    import torch
+    from reference_stationarity import paired_changes
+
+    from boltzpath import make_target
+    from boltzpath.smc.relax import RelaxConfig
+
+    target = make_target("manywell32")
+    exact = target.exact_sample(800, torch.Generator().manual_seed(0)).numpy()
+    hot = exact + 0.2 * np.random.default_rng(1).standard_normal(exact.shape)
+    cfg = RelaxConfig(n_steps=200, adapt_steps=50, step_size=1e-2, repair_above=None)
+    good = paired_changes(target, exact, 800, cfg, 0)
+    bad = paired_changes(target, hot, 800, cfg, 0)
+    assert abs(good["change_pass1"]) < 4 * good["change_pass1_se"], good
+    assert bad["change_pass1"] < -10 * bad["change_pass1_se"], bad
+    assert abs(bad["change_pass2"]) < 4 * bad["change_pass2_se"], bad
