@@ -128,7 +128,7 @@ def reuse_baseline(path: Path, method: str, target, budget: int | None, n: int |
     where = f"--baseline-samples {method}={path}"
     if info.get("method") != method or info.get("target", {}).get("name") != target.name:
         raise BadInput(f"{where}: holds {info.get('method')} on {info.get('target', {}).get('name')}, "
-                         f"not {method} on {target.name}")
+                       f"not {method} on {target.name}")
     if budget is None or abs(evals - budget) > 0.01 * budget:
         raise BadInput(f"{where}: {evals:,} evaluations, not within 1 % of the run's {budget}")
     if n is not None and samples.n != n:

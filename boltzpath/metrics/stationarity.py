@@ -32,12 +32,12 @@ def laplacian_and_grad_sq(target, x: torch.Tensor, chunk: int = 256) -> tuple[np
         pos = x[start:start + chunk].detach().to(torch.float64).clone().requires_grad_(True)
         energy = target.energy(pos)
         (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        lap = torch.zeros(pos.shape[0], dtype=torch.float64)
+        lap = torch.zeros(pos.shape[0], dtype=torch.float64, device=pos.device)
         for i in range(pos.shape[1]):
             (row,) = torch.autograd.grad(grad[:, i].sum(), pos, retain_graph=i + 1 < pos.shape[1])
             lap += row[:, i].detach()
-        lap_all.append(lap.numpy())
-        g2_all.append((grad.detach() ** 2).sum(1).numpy())
+        lap_all.append(lap.cpu().numpy())
+        g2_all.append((grad.detach() ** 2).sum(1).cpu().numpy())
     return np.concatenate(lap_all), np.concatenate(g2_all)
 
 
