@@ -11,8 +11,8 @@ k·T'/T and ΔU is k. The stiffest modes (bond vibrations of a molecule) dominat
 ratio is most sensitive to exactly what finite-step MD gets wrong, and it needs no reference and no
 model: a reference set can be checked against the energy function it claims to sample.
 
-The Laplacian is exact (one second-derivative pass per coordinate, under autograd), so the cost is
-about ``dim`` energy-gradient evaluations per frame; ``max_n`` frames are used.
+The Laplacian is exact (``smc.divergence``'s exact trace of ∇U: one backward pass per coordinate),
+so the cost is about ``dim`` energy-gradient evaluations per frame; ``max_n`` frames are used.
 """
 
 from __future__ import annotations
@@ -23,21 +23,22 @@ import numpy as np
 import torch
 
 from boltzpath.errors import BadInput
+from boltzpath.smc.divergence import divergence
 
 
 def laplacian_and_grad_sq(target, x: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: (ΔU, |∇U|²) of U = target.energy (E/kT), exact (float64)."""
+    """Per frame: (ΔU, |∇U|²) of U = target.energy (E/kT), exact (float64): ΔU is the exact
+    divergence of ∇U (``smc.divergence``)."""
+
+    def grad_u(pos: torch.Tensor) -> torch.Tensor:
+        (grad,) = torch.autograd.grad(target.energy(pos).sum(), pos, create_graph=True)
+        return grad
+
     lap_all, g2_all = [], []
     for start in range(0, x.shape[0], chunk):
-        pos = x[start:start + chunk].detach().to(torch.float64).clone().requires_grad_(True)
-        energy = target.energy(pos)
-        (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=True)
-        lap = torch.zeros(pos.shape[0], dtype=torch.float64, device=pos.device)
-        for i in range(pos.shape[1]):
-            (row,) = torch.autograd.grad(grad[:, i].sum(), pos, retain_graph=i + 1 < pos.shape[1])
-            lap += row[:, i].detach()
+        lap, grad = divergence(grad_u, x[start:start + chunk].detach().to(torch.float64), "exact")
         lap_all.append(lap.cpu().numpy())
-        g2_all.append((grad.detach() ** 2).sum(1).cpu().numpy())
+        g2_all.append((grad ** 2).sum(1).cpu().numpy())
     return np.concatenate(lap_all), np.concatenate(g2_all)
 
 
