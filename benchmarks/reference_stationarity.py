@@ -40,22 +40,11 @@ from boltzpath import make_target
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
+from boltzpath.io.samples import load_reference
 from boltzpath.metrics.stationarity import configurational_temperature
 from boltzpath.smc.relax import RelaxConfig, relax
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def load_frames(spec: str, dim: int) -> np.ndarray:
-    """(n, dim) frames of ``holdout`` or a .npz (key ``x``) / .npy file."""
-    path = HOLDOUT if spec == "holdout" else Path(spec)
-    if not path.is_file():
-        raise BadInput(f"--sets: no file {path}")
-    data = np.load(path)
-    x = data["x"] if isinstance(data, np.lib.npyio.NpzFile) else data
-    if x.size % dim:
-        raise BadInput(f"--sets: {path} holds {x.size} numbers, not a multiple of the target's {dim}")
-    return x.reshape(-1, dim)
 
 
 def paired_changes(target, x: np.ndarray, n: int, cfg: RelaxConfig, seed: int) -> dict:
@@ -103,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         label, sep, spec = item.partition("=")
         if not sep or not label:
             raise BadInput(f"--sets {item}: expected LABEL=FILE")
-        parsed.append((label, spec, load_frames(spec, target.dim)))
+        parsed.append((label, spec, load_reference(HOLDOUT if spec == "holdout" else spec, target.dim)))
     cfg = RelaxConfig(n_steps=args.steps, adapt_steps=args.adapt, step_size=args.step_size,
                       repair_above=None)
     out = Path(args.out) if args.out else RESULTS / f"reference_stationarity_{args.target}.json"
