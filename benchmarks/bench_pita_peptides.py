@@ -153,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
     args = parser.parse_args(argv)
+    kept = {}
+    for item in args.baseline_samples:
+        method, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            print(f"--baseline-samples {item}: expected METHOD=NPZ of an existing file", file=sys.stderr)
+            return 2
+        if method not in args.baselines.split(","):
+            print(f"--baseline-samples {item}: {method} is not among --baselines {args.baselines}",
+                  file=sys.stderr)
+            return 2
+        kept[method] = Path(path)
     out = args.out or str(RESULTS if args.target == "aldp-fab"
                           else RESULTS.with_name(f"pita_peptides_{args.target}.json"))
     target = make_target(args.target)
@@ -173,13 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     command += " ".join(f"--runs {r}" for r in args.runs)
     command += f" --baselines {args.baselines}"
     command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
-    kept = {}
-    for item in args.baseline_samples:
-        method, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            print(f"--baseline-samples {item}: expected METHOD=NPZ of an existing file", file=sys.stderr)
-            return 2
-        kept[method] = Path(path)
     machine = describe_machine()
     ref_basins = residue_basins(reference, target)
     rows: list[dict] = []

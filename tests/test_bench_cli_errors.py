@@ -128,3 +128,15 @@ def test_reference_stationarity_finds_a_hot_set_and_passes_an_exact_one():
     assert abs(good["change_pass1"]) < 4 * good["change_pass1_se"], good
     assert bad["change_pass1"] < -10 * bad["change_pass1_se"], bad
     assert abs(bad["change_pass2"]) < 4 * bad["change_pass2_se"], bad
+
+
+def test_bench_pita_peptides_refuses_kept_samples_of_a_baseline_it_does_not_run(tmp_path):
+    # --baseline-samples for a method missing from --baselines would be silently unused: one line, exit 2
+    sys.path.insert(0, str(BENCH))
+    from bench_pita_peptides import main
+
+    kept = tmp_path / "mala_samples.npz"
+    kept.write_bytes(b"")
+    assert main(["--baselines", "langevin", "--baseline-samples", f"mala={kept}",
+                 "--out", str(tmp_path / "o.json")]) == 2
+    assert not (tmp_path / "o.json").exists()
