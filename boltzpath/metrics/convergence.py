@@ -162,6 +162,8 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
     """A one-line warning for a PITA/SMC run whose weights collapsed (or whose energy model failed
     its gate), from the metrics the run wrote; None when nothing looks wrong."""
     collapsed, gates, repaired = [], [], []
+    # rung: reweight puts no U_eta into the samples, so its gate says nothing about them
+    read_gate = _gate_failure if metrics.get("rung") != "reweight" else (lambda gate: None)
     for stage in metrics.get("stages", []):
         where = f"stage {stage.get('stage')} (T={stage.get('temperature')})"
         rep = stage.get("repaired_fraction")
@@ -170,14 +172,12 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
         frac = stage.get("final_ess_fraction")
         if isinstance(frac, int | float) and frac < SMC_ESS_MIN:
             collapsed.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
-        gate = _gate_failure(stage.get("energy_model_gate"))
+        gate = read_gate(stage.get("energy_model_gate"))
         if gate:
             gates.append(f"{where} ({gate})")
-    gate = _gate_failure(metrics.get("energy_model_gate"))
+    gate = read_gate(metrics.get("energy_model_gate"))
     if gate:
         gates.append(f"the run ({gate})")
-    if metrics.get("rung") == "reweight":  # no U_eta enters the samples: its gate says nothing about them
-        gates = []
     if repaired:  # the anneal itself failed there: its particles overlapped and were replaced by descent
         return ("annealed particles overlapped and were repaired by descent at " + "; ".join(repaired)
                 + " — those stages' samples come from the repair, not from the anneal (run.log says more); "
