@@ -51,9 +51,11 @@ METRICS = ("ramachandran_kl", "kl_phi", "kl_psi", "torus_w2", "tica_w2", "energy
 
 
 def cost_per_iteration(method: str, cfg, target) -> int:
-    """Counted evaluations per chain per iteration (Gibbs sweep for DiGS, ladder step for PT)."""
+    """Counted evaluations per chain per iteration (Gibbs sweep for DiGS, ladder step for PT: one
+    gradient per replica for MALA moves, ``n_leapfrog`` for HMC moves, the peptide default)."""
     if method == "pt":
-        return len(cfg.ladder(target.temperature))
+        per_replica = cfg.n_leapfrog if cfg.local == "hmc" else 1
+        return len(cfg.ladder(target.temperature)) * per_replica
     if method == "digs":
         return 1 + cfg.mala_steps
     return 1
