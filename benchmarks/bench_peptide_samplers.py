@@ -61,20 +61,22 @@ def cost_per_iteration(method: str, cfg, target) -> int:
     return 1
 
 
-def method_options(method: str, target, budget: int, n: int, chains: int) -> dict:
-    """The target's defaults for ``method`` with chains/burn_in/thin set to spend ≈ ``budget``."""
-    cfg = method_config(method, {"chains": chains}, target=target)
+def method_options(method: str, target, budget: int, n: int, chains: int, extra: dict | None = None) -> dict:
+    """The target's defaults for ``method`` (with ``extra`` options over them) and chains/burn_in/thin
+    set to spend ≈ ``budget``."""
+    extra = dict(extra or {})
+    cfg = method_config(method, {**extra, "chains": chains}, target=target)
     iterations = max(budget // (chains * cost_per_iteration(method, cfg, target)), 2)
     per_chain = math.ceil(n / chains)
     thin = max(1, int((1 - WARMUP_FRACTION) * iterations) // per_chain)
     burn_in = max(iterations - thin * per_chain, 0)
-    return {"chains": chains, "burn_in": burn_in, "thin": thin}
+    return {**extra, "chains": chains, "burn_in": burn_in, "thin": thin}
 
 
-def run_at_budget(method: str, target, budget: int, n: int, seed: int):
-    """``method`` with its peptide defaults, ``CHAINS`` chains, ≈ ``budget`` evaluations, n samples
-    → (samples, options, wall seconds)."""
-    opts = method_options(method, target, budget, n, CHAINS)
+def run_at_budget(method: str, target, budget: int, n: int, seed: int, extra: dict | None = None):
+    """``method`` with its peptide defaults (``extra`` options over them), ``CHAINS`` chains,
+    ≈ ``budget`` evaluations, n samples → (samples, options, wall seconds)."""
+    opts = method_options(method, target, budget, n, CHAINS, extra)
     cfg = method_config(method, opts, target=target)
     t0 = time.perf_counter()
     samples = run_method(method, target, n, torch.Generator().manual_seed(seed), cfg)

@@ -42,6 +42,7 @@ from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
+from boltzpath.mcmc.registry import method_config
 from boltzpath.metrics.bundled import bundled_reference
 from boltzpath.metrics.chirality import fix_chirality
 from boltzpath.metrics.peptide_suite import peptide_metrics
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="score a baseline kept by an earlier --keep instead of rerunning it; refused "
                              "unless it is the same target and its evaluations are within 1 %% of the "
                              "first run's (repeatable)")
+    parser.add_argument("--baseline-set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="an option of one baseline over its peptide defaults, the value read as "
+                             "JSON (e.g. pt.n_replicas=9 --baseline-set pt.t_max=1200: replica exchange "
+                             "over the cpu ladder's temperatures); repeatable")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
@@ -164,6 +169,32 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         kept[method] = Path(path)
+    extra: dict[str, dict] = {}
+    for item in args.baseline_set:
+        key, sep, value = item.partition("=")
+        method, dot, option = key.partition(".")
+        if not sep or not dot or not option:
+            print(f"--baseline-set {item}: expected METHOD.KEY=VALUE", file=sys.stderr)
+            return 2
+        if method not in args.baselines.split(","):
+            print(f"--baseline-set {item}: {method} is not among --baselines {args.baselines}",
+                  file=sys.stderr)
+            return 2
+        try:
+            extra.setdefault(method, {})[option] = json.loads(value)
+        except json.JSONDecodeError:
+            print(f"--baseline-set {item}: {value!r} is not a JSON value", file=sys.stderr)
+            return 2
+    for method, options in extra.items():
+        if method in kept:
+            print(f"--baseline-set {method}.…: {method} is scored from --baseline-samples, not run",
+                  file=sys.stderr)
+            return 2
+        try:
+            method_config(method, options, target=None)
+        except BadInput as err:
+            print(f"--baseline-set {method}: {err}", file=sys.stderr)
+            return 2
     out = args.out or str(RESULTS if args.target == "aldp-fab"
                           else RESULTS.with_name(f"pita_peptides_{args.target}.json"))
     target = make_target(args.target)
@@ -184,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     command += " ".join(f"--runs {r}" for r in args.runs)
     command += f" --baselines {args.baselines}"
     command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
+    command += "".join(f" --baseline-set {b}" for b in args.baseline_set)
     machine = describe_machine()
     ref_basins = residue_basins(reference, target)
     rows: list[dict] = []
@@ -212,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             samples, opts, wall = reuse_baseline(kept[method], method, target, budget, n)
             reused = str(kept[method])
         else:
-            samples, opts, wall = run_at_budget(method, target, budget, n, args.seed)
+            samples, opts, wall = run_at_budget(method, target, budget, n, args.seed, extra.get(method))
             reused = None
         wall = round(wall, 1)
         evals = int(samples.info["energy_evaluations"])

@@ -140,3 +140,35 @@ def test_bench_pita_peptides_refuses_kept_samples_of_a_baseline_it_does_not_run(
     assert main(["--baselines", "langevin", "--baseline-samples", f"mala={kept}",
                  "--out", str(tmp_path / "o.json")]) == 2
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("item", ["pt.t_max", "t_max=1200", "mala.t_max=1200", "pt.t_max=12OO",
+                                  "pt.no_such_option=1"])
+def test_bench_pita_peptides_refuses_a_bad_baseline_set(tmp_path, item, capsys):
+    # --baseline-set METHOD.KEY=VALUE: malformed, for a baseline not run, not JSON, or not an option of
+    # the method: one line, exit 2, before anything is read or run
+    sys.path.insert(0, str(BENCH))
+    from bench_pita_peptides import main
+
+    assert main(["--baselines", "pt", "--baseline-set", item, "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--baseline-set" in err, err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_bench_peptide_samplers_budget_with_baseline_options():
+    # pt.n_replicas=9, pt.t_max=1200 (the aldp cpu ladder's temperatures): the options reach the config
+    # and the split pays for nine replicas of five leapfrog gradients per iteration
+    pytest.importorskip("openmm", reason="peptide targets need the [molecules] extra")
+    sys.path.insert(0, str(BENCH))
+    from bench_peptide_samplers import method_options
+
+    from boltzpath.mcmc.registry import method_config
+    from boltzpath.targets.registry import make_target
+
+    target = make_target("aldp-fab")
+    opts = method_options("pt", target, 9 * 5 * 16 * 1000, 1000, 16, {"n_replicas": 9, "t_max": 1200.0})
+    assert opts["n_replicas"] == 9 and opts["t_max"] == 1200.0
+    assert opts["burn_in"] + opts["thin"] * 63 == 1000  # 1000 iterations: 63 samples per chain, thinned
+    ladder = method_config("pt", opts, target=target).ladder(300.0)
+    assert len(ladder) == 9 and ladder[-1] == pytest.approx(1200.0) and ladder[4] == pytest.approx(600.0)
