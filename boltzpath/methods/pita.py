@@ -395,7 +395,7 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         if k > 0:
             metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
-            if pm["slope"] < 0.9:
+            if pm["slope"] < 0.9 and cfg.rung != "reweight":  # a reweight rung puts no U_η into the samples
                 run.log(f"WARNING stage {k}: on this stage's samples the annealed model's energy differences "
                         f"are {pm['slope']:.2f}x the true ones — its tempered density is ≈ T = "
                         f"{pm['implied_temperature']:.3g}, not {temp:g} (FK weights alone target that; "
@@ -431,7 +431,11 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             metrics["energy_evaluations"]["model_check"] = (sum(gated) * par.ctx.world_size if gated
                                                             else metrics["model_check"]["n"])
             if metrics["model_check"]["in_range_fraction"] < cfg.gate.min_in_range:
-                run.log("WARNING " + _model_check_warning(k, temp, metrics["model_check"]))
+                if cfg.rung == "reweight":  # by design: the next rung relaxes these samples before weighting
+                    run.log(f"stage {k}: model check: {_model_check_line(metrics['model_check'])} (rung: "
+                            f"reweight relaxes the model's samples at T={temp:g} before it weights them)")
+                else:
+                    run.log("WARNING " + _model_check_warning(k, temp, metrics["model_check"]))
         if cfg.gate.jitter_n and par.is_main:  # can U_η(·, σ_min) be E/kT at all? (quality.sigma_min_jitter)
             rows = buffer.x[: cfg.gate.jitter_n]
             jit = sigma_min_jitter(target_k, rows, cfg.schedule.sigma_min, cfg.gate.jitter_draws,
@@ -441,7 +445,8 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
                                                                              tcfg.p_mean, tcfg.p_std)
             metrics["sigma_min_check"] = jit
             metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
-            if jit["median_std"] > cfg.gate.max_jitter:
+            # (a reweight rung puts no U_η value into a weight)
+            if jit["median_std"] > cfg.gate.max_jitter and cfg.rung != "reweight":
                 run.log("WARNING " + _jitter_warning(k, temp, jit))
         drift = _drift_disagreement(gate, cfg.schedule.sigma_min, cfg.gate.max_inconsistency,
                                     cfg.net.sigma_data)
@@ -614,9 +619,12 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
             mc = _model_check(cfg, k, result.ema, target, buffer, schedule, par)
         checks.append({"step": result.step, **q, **({"model_check": mc} if mc else {})})
         failing = gcfg.failing(q, mc)
+        if cfg.rung == "reweight":  # U_η's values enter no weight: the energy criterion is reported only
+            failing.pop("energy", None)
         if not failing or steps >= cap:
             return result, {"passed": not failing, "failing": list(failing.values()),
                             "failing_criteria": list(failing), "criteria": list(gcfg.criteria),
+                            "not_applied": ["energy"] if cfg.rung == "reweight" else [],
                             "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
                             "min_corr": gcfg.min_corr, "min_in_range": gcfg.min_in_range}, len(train_buf), mc
         steps = min(steps + tcfg.steps, cap)
@@ -669,12 +677,15 @@ def _jitter_warning(k: int, temp: float, jit: dict) -> str:
             "broke stage 1) (docs/pita.md, 'The sigma_min check')")
 
 
+def _model_check_line(check: dict) -> str:
+    return (f"{check['in_range_fraction']:.0%} of {check['n']} model samples lie within the buffer's energy "
+            f"range (median E/kT {check['median_energy']:.4g} vs {check['buffer_median_energy']:.4g})")
+
+
 def _model_check_warning(k: int, temp: float, check: dict) -> str:
     return (f"stage {k}: the trained model does not reproduce its own training data at T={temp:g}: "
-            f"{check['in_range_fraction']:.0%} of {check['n']} model samples lie within the buffer's energy "
-            f"range (median E/kT {check['median_energy']:.4g} vs {check['buffer_median_energy']:.4g}); "
-            "annealing it to the next temperature leaves the work to the weights and the relaxation — "
-            "train longer or use a larger model")
+            f"{_model_check_line(check)}; annealing it to the next temperature leaves the work to the "
+            "weights and the relaxation — train longer or use a larger model")
 
 
 def _gate_summary(gate: dict | None) -> dict | None:
