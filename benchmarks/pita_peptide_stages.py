@@ -10,6 +10,11 @@ residue), the torus W2 of the (φ, ψ) pairs of every residue (``metrics.peptide
 smaller of the two sets), and as its noise floor the torus W2 between the reference's first and second
 halves (consecutive frames, so the floor includes the reference's own correlation). The reference
 rows carry the frames and the effective samples (``decorrelation.json``) of each temperature.
+Each set also gets the mean-energy gap between its αR and C7eq/C5 samples, ⟨E/kT⟩_αR − ⟨E/kT⟩_C7eq at
+its temperature, with the standard error of independent samples (``energy_gap_alpha_r_c7eq``; too
+small for correlated frames and resampled duplicates): a true-energy resampling changes the two
+basins' odds by about e^{−(Δβ/β)·gap}, so a ladder whose αR samples sit high in energy loses αR
+at every rung (docs/pita.md, fifteenth session).
 
     python benchmarks/pita_peptide_stages.py --reference REMD_DIR --runs label=RUN [--runs …] [--out FILE]
 
@@ -32,7 +37,8 @@ from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
-from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions, torus_w2
+from boltzpath.metrics.energies import uncounted_energy
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions, basin_masks, torus_w2
 from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent
@@ -66,6 +72,25 @@ def reference_sets(folder: Path) -> dict[float, tuple[Path, float | None]]:
 def angles(x: np.ndarray, topology) -> np.ndarray:
     phi, psi = backbone_dihedrals(x, topology)
     return np.concatenate([phi, psi], axis=1)
+
+
+def energy_gap(x: np.ndarray, target, temperature: float) -> tuple[float, float] | None:
+    """(⟨E/kT⟩_αR − ⟨E/kT⟩_C7eq/C5 at ``temperature``, its i.i.d. standard error) of the first residue's
+    basins; None when either basin has fewer than two samples."""
+    phi, psi = backbone_dihedrals(x, target.topology)
+    masks = basin_masks(phi[:, 0], psi[:, 0])
+    a, c = masks["alpha_r"], masks["c7eq_c5"]
+    if a.sum() < 2 or c.sum() < 2:
+        return None
+    e = uncounted_energy(target.at_temperature(temperature), torch.as_tensor(x)).double().numpy()
+    se = (e[a].var(ddof=1) / a.sum() + e[c].var(ddof=1) / c.sum()) ** 0.5
+    return float(e[a].mean() - e[c].mean()), float(se)
+
+
+def _gap_row(common: dict, x: np.ndarray, target, temperature: float) -> list[dict]:
+    gap = energy_gap(x, target, temperature)
+    return [] if gap is None else [{**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0],
+                                    "standard_error": gap[1]}]
 
 
 def main(argv=None) -> int:
@@ -107,6 +132,7 @@ def main(argv=None) -> int:
                       "command": command, "reference": str(args.reference)}
             for name, v in b.items():
                 rows.append({**common, "metric": f"basin_{name}", "value": v})
+            rows.extend(_gap_row(common, x, target, t_ref))
             rows.append({**common, "metric": "torus_w2_half_vs_half", "value": ref_cache[t_ref][2],
                          "n": half})
         return t_ref, *ref_cache[t_ref]
@@ -140,10 +166,12 @@ def main(argv=None) -> int:
                       "command": command, "run": str(folder), "reference_temperature": t_ref}
             for name, v in basin_fractions(x, target.topology).items():
                 rows.append({**common, "metric": f"basin_{name}", "value": v})
+            rows.extend(_gap_row(common, x, target, float(temp)))
             rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
                          "noise_floor": floor})
+            mine = [r for r in rows if r.get("run") == str(folder) and r.get("stage") == k]
             print(f"{label} stage {k} (T={temp:g}): " + ", ".join(
-                f"{r['metric']} {r['value']:.3f}" for r in rows[-4:]), file=sys.stderr)
+                f"{r['metric']} {r['value']:.3f}" for r in mine), file=sys.stderr)
     atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
     print(f"wrote {args.out} ({len(rows)} rows)", file=sys.stderr)
     return 0

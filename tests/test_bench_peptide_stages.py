@@ -69,3 +69,25 @@ def test_inputs_it_cannot_read_are_refused(tmp_path):
     _write(tmp_path, _frames(0), 300.0)
     with pytest.raises(BadInput, match="LABEL=DIR"):
         pita_peptide_stages.main(["--reference", str(tmp_path), "--runs", f"a={tmp_path / 'nothing'}"])
+
+
+def test_energy_gap_is_the_basin_mean_difference_at_the_given_temperature():
+    # ⟨E/kT⟩_αR − ⟨E/kT⟩_C7eq/C5 of held-out frames, recomputed by hand; E/kT at 600 K is half of
+    # that at 300 K, so the gap is too (the temperature is the one asked for, not the target's)
+    holdout = Path(__file__).resolve().parents[2] / "shared" / "holdout" / "aldp_300K_fab_10k_xyz_nm.npy"
+    if not holdout.is_file():
+        pytest.skip(f"{holdout} absent (the shared hold-out sets are outside the repository)")
+    from boltzpath.metrics.energies import uncounted_energy
+    from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
+
+    target = make_target("aldp-fab")
+    x = np.load(holdout).reshape(-1, 66)[::25].astype(np.float32)  # 400 frames
+    gap, se = pita_peptide_stages.energy_gap(x, target, 300.0)
+    phi, psi = backbone_dihedrals(x, target.topology)
+    m = basin_masks(phi[:, 0], psi[:, 0])
+    e = uncounted_energy(target, torch.as_tensor(x)).numpy()
+    assert m["alpha_r"].sum() >= 2 and gap == pytest.approx(e[m["alpha_r"]].mean() - e[m["c7eq_c5"]].mean())
+    assert 0 < se < 2
+    gap600, se600 = pita_peptide_stages.energy_gap(x, target, 600.0)
+    assert gap600 == pytest.approx(gap / 2) and se600 == pytest.approx(se / 2)
+    assert pita_peptide_stages.energy_gap(x[m["c7eq_c5"]], target, 300.0) is None
