@@ -158,15 +158,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
     args = parser.parse_args(argv)
+    baselines = [m for m in args.baselines.split(",") if m]
+
+    def not_run(flag: str, item: str, method: str) -> bool:
+        """True (and one line on stderr) when ``method`` is not among --baselines."""
+        if method in baselines:
+            return False
+        print(f"{flag} {item}: {method} is not among --baselines {args.baselines}", file=sys.stderr)
+        return True
+
     kept = {}
     for item in args.baseline_samples:
         method, sep, path = item.partition("=")
         if not sep or not Path(path).is_file():
             print(f"--baseline-samples {item}: expected METHOD=NPZ of an existing file", file=sys.stderr)
             return 2
-        if method not in args.baselines.split(","):
-            print(f"--baseline-samples {item}: {method} is not among --baselines {args.baselines}",
-                  file=sys.stderr)
+        if not_run("--baseline-samples", item, method):
             return 2
         kept[method] = Path(path)
     extra: dict[str, dict] = {}
@@ -176,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not dot or not option:
             print(f"--baseline-set {item}: expected METHOD.KEY=VALUE", file=sys.stderr)
             return 2
-        if method not in args.baselines.split(","):
-            print(f"--baseline-set {item}: {method} is not among --baselines {args.baselines}",
-                  file=sys.stderr)
+        if not_run("--baseline-set", item, method):
             return 2
         try:
             extra.setdefault(method, {})[option] = json.loads(value)
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             round(float(metrics["wall_time_s"]), 1), run=str(folder),
             evaluations_by_phase=metrics["energy_evaluations"])
         print(f"{label}: {evals:,} evaluations, n = {samples.n}", file=sys.stderr)
-    for method in [m for m in args.baselines.split(",") if m]:
+    for method in baselines:
         if method in kept:
             samples, opts, wall = reuse_baseline(kept[method], method, target, budget, n)
             reused = str(kept[method])

@@ -164,14 +164,14 @@ def main(argv=None) -> int:
             common = {"benchmark": "pita_peptide_stages", "method": label, "target": target.name,
                       "temperature": float(temp), "stage": k, "n": len(x), "machine": machine,
                       "command": command, "run": str(folder), "reference_temperature": t_ref}
+            first = len(rows)
             for name, v in basin_fractions(x, target.topology).items():
                 rows.append({**common, "metric": f"basin_{name}", "value": v})
             rows.extend(_gap_row(common, x, target, float(temp)))
             rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
                          "noise_floor": floor})
-            mine = [r for r in rows if r.get("run") == str(folder) and r.get("stage") == k]
             print(f"{label} stage {k} (T={temp:g}): " + ", ".join(
-                f"{r['metric']} {r['value']:.3f}" for r in mine), file=sys.stderr)
+                f"{r['metric']} {r['value']:.3f}" for r in rows[first:]), file=sys.stderr)
     atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})
     print(f"wrote {args.out} ({len(rows)} rows)", file=sys.stderr)
     return 0
