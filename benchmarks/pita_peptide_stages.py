@@ -38,7 +38,7 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.io.samples import Samples
 from boltzpath.metrics.energies import uncounted_energy
-from boltzpath.metrics.peptides import backbone_dihedrals, basin_fractions, basin_masks, torus_w2
+from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks, torus_w2
 from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent
@@ -69,16 +69,16 @@ def reference_sets(folder: Path) -> dict[float, tuple[Path, float | None]]:
     return found
 
 
-def angles(x: np.ndarray, topology) -> np.ndarray:
+def dihedral_view(x: np.ndarray, topology) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(all backbone (φ, ψ) side by side, the first residue's basin masks), the dihedrals computed once."""
     phi, psi = backbone_dihedrals(x, topology)
-    return np.concatenate([phi, psi], axis=1)
+    return np.concatenate([phi, psi], axis=1), basin_masks(phi[:, 0], psi[:, 0])
 
 
-def energy_gap(x: np.ndarray, target, temperature: float) -> tuple[float, float] | None:
+def energy_gap(x: np.ndarray, masks: dict[str, np.ndarray], target,
+               temperature: float) -> tuple[float, float] | None:
     """(⟨E/kT⟩_αR − ⟨E/kT⟩_C7eq/C5 at ``temperature``, its i.i.d. standard error) of the first residue's
-    basins; None when either basin has fewer than two samples."""
-    phi, psi = backbone_dihedrals(x, target.topology)
-    masks = basin_masks(phi[:, 0], psi[:, 0])
+    basins (``masks`` from ``dihedral_view``); None when either basin has fewer than two samples."""
     a, c = masks["alpha_r"], masks["c7eq_c5"]
     if a.sum() < 2 or c.sum() < 2:
         return None
@@ -87,10 +87,15 @@ def energy_gap(x: np.ndarray, target, temperature: float) -> tuple[float, float]
     return float(e[a].mean() - e[c].mean()), float(se)
 
 
-def _gap_row(common: dict, x: np.ndarray, target, temperature: float) -> list[dict]:
-    gap = energy_gap(x, target, temperature)
-    return [] if gap is None else [{**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0],
-                                    "standard_error": gap[1]}]
+def _set_rows(common: dict, x: np.ndarray, masks: dict[str, np.ndarray], target,
+              temperature: float) -> list[dict]:
+    """Basin fractions and the αR − C7eq/C5 energy gap of one sample set."""
+    rows = [{**common, "metric": f"basin_{name}", "value": float(np.mean(m))} for name, m in masks.items()]
+    gap = energy_gap(x, masks, target, temperature)
+    if gap is not None:
+        rows.append({**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0],
+                     "standard_error": gap[1]})
+    return rows
 
 
 def main(argv=None) -> int:
@@ -123,16 +128,13 @@ def main(argv=None) -> int:
             return None
         if t_ref not in ref_cache:
             x = Samples.load(refs[t_ref][0]).x.numpy()
-            a = angles(x, target.topology)
+            a, masks = dihedral_view(x, target.topology)
             half = len(a) // 2
             ref_cache[t_ref] = (x, a, torus_w2(a[:half], a[half:2 * half]))
-            b = basin_fractions(x, target.topology)
             common = {"benchmark": "pita_peptide_stages", "method": "remd", "target": target.name,
                       "temperature": t_ref, "n": len(x), "n_effective": refs[t_ref][1], "machine": machine,
                       "command": command, "reference": str(args.reference)}
-            for name, v in b.items():
-                rows.append({**common, "metric": f"basin_{name}", "value": v})
-            rows.extend(_gap_row(common, x, target, t_ref))
+            rows.extend(_set_rows(common, x, masks, target, t_ref))
             rows.append({**common, "metric": "torus_w2_half_vs_half", "value": ref_cache[t_ref][2],
                          "n": half})
         return t_ref, *ref_cache[t_ref]
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
                 continue
             t_ref, _, a_ref, floor = ref
             x = Samples.load(f).x.numpy()
-            a = angles(x, target.topology)
+            a, masks = dihedral_view(x, target.topology)
             m = min(len(a), len(a_ref))
             rng = np.random.default_rng(k)
             a_sub = a[rng.choice(len(a), m, replace=False)] if len(a) > m else a
@@ -165,9 +167,7 @@ def main(argv=None) -> int:
                       "temperature": float(temp), "stage": k, "n": len(x), "machine": machine,
                       "command": command, "run": str(folder), "reference_temperature": t_ref}
             first = len(rows)
-            for name, v in basin_fractions(x, target.topology).items():
-                rows.append({**common, "metric": f"basin_{name}", "value": v})
-            rows.extend(_gap_row(common, x, target, float(temp)))
+            rows.extend(_set_rows(common, x, masks, target, float(temp)))
             rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
                          "noise_floor": floor})
             print(f"{label} stage {k} (T={temp:g}): " + ", ".join(

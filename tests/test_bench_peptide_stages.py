@@ -82,12 +82,16 @@ def test_energy_gap_is_the_basin_mean_difference_at_the_given_temperature():
 
     target = make_target("aldp-fab")
     x = np.load(holdout).reshape(-1, 66)[::25].astype(np.float32)  # 400 frames
-    gap, se = pita_peptide_stages.energy_gap(x, target, 300.0)
     phi, psi = backbone_dihedrals(x, target.topology)
     m = basin_masks(phi[:, 0], psi[:, 0])
+    angles, masks = pita_peptide_stages.dihedral_view(x, target.topology)
+    assert np.array_equal(angles, np.concatenate([phi, psi], axis=1))
+    assert all(np.array_equal(masks[k], m[k]) for k in m)
+    gap, se = pita_peptide_stages.energy_gap(x, masks, target, 300.0)
     e = uncounted_energy(target, torch.as_tensor(x)).numpy()
     assert m["alpha_r"].sum() >= 2 and gap == pytest.approx(e[m["alpha_r"]].mean() - e[m["c7eq_c5"]].mean())
     assert 0 < se < 2
-    gap600, se600 = pita_peptide_stages.energy_gap(x, target, 600.0)
+    gap600, se600 = pita_peptide_stages.energy_gap(x, masks, target, 600.0)
     assert gap600 == pytest.approx(gap / 2) and se600 == pytest.approx(se / 2)
-    assert pita_peptide_stages.energy_gap(x[m["c7eq_c5"]], target, 300.0) is None
+    only_c7 = {k: v[m["c7eq_c5"]] for k, v in masks.items()}
+    assert pita_peptide_stages.energy_gap(x[m["c7eq_c5"]], only_c7, target, 300.0) is None

@@ -395,7 +395,7 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         if k > 0:
             metrics["previous_model_here"] = _previous_model_here(cfg, k, annealed_energy, buffer, par)
             pm = metrics["previous_model_here"]
-            if pm["slope"] < 0.9 and cfg.rung != "reweight":  # a reweight rung puts no U_η into the samples
+            if pm["slope"] < 0.9 and cfg.energy_model_in_weights:
                 run.log(f"WARNING stage {k}: on this stage's samples the annealed model's energy differences "
                         f"are {pm['slope']:.2f}x the true ones — its tempered density is ≈ T = "
                         f"{pm['implied_temperature']:.3g}, not {temp:g} (FK weights alone target that; "
@@ -445,8 +445,7 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
                                                                              tcfg.p_mean, tcfg.p_std)
             metrics["sigma_min_check"] = jit
             metrics["energy_evaluations"]["sigma_min_check"] = jit["evaluations"]
-            # (a reweight rung puts no U_η value into a weight)
-            if jit["median_std"] > cfg.gate.max_jitter and cfg.rung != "reweight":
+            if jit["median_std"] > cfg.gate.max_jitter and cfg.energy_model_in_weights:
                 run.log("WARNING " + _jitter_warning(k, temp, jit))
         drift = _drift_disagreement(gate, cfg.schedule.sigma_min, cfg.gate.max_inconsistency,
                                     cfg.net.sigma_data)
@@ -619,12 +618,12 @@ def _train_with_gate(cfg, k, models, buffer, earlier, tcfg, sdir, callback: Call
             mc = _model_check(cfg, k, result.ema, target, buffer, schedule, par)
         checks.append({"step": result.step, **q, **({"model_check": mc} if mc else {})})
         failing = gcfg.failing(q, mc)
-        if cfg.rung == "reweight":  # U_η's values enter no weight: the energy criterion is reported only
+        if not cfg.energy_model_in_weights:  # the energy criterion is reported only
             failing.pop("energy", None)
         if not failing or steps >= cap:
             return result, {"passed": not failing, "failing": list(failing.values()),
                             "failing_criteria": list(failing), "criteria": list(gcfg.criteria),
-                            "not_applied": ["energy"] if cfg.rung == "reweight" else [],
+                            "not_applied": [] if cfg.energy_model_in_weights else ["energy"],
                             "checks": checks, "min_reweight_ess": gcfg.min_reweight_ess,
                             "min_corr": gcfg.min_corr, "min_in_range": gcfg.min_in_range}, len(train_buf), mc
         steps = min(steps + tcfg.steps, cap)

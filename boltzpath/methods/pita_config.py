@@ -154,6 +154,14 @@ class PITAConfig:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
                            "(one model for every temperature reached)")
 
+    @property
+    def energy_model_in_weights(self) -> bool:
+        """Whether U_η's values enter the samples' weights: true for the FK-weighted anneal, false for
+        rung "reweight" (γ = 1, no FK weights, resampled on the true energy). The checks that concern
+        only U_η's values (the gate's energy criterion, the σ_min check, the annealed model's energy
+        slope) warn and gate only when it is true."""
+        return self.rung != "reweight"
+
     def reference_at(self, stage: int) -> str | None:
         """The reference file for stage k's metrics: ``stage_references`` at T_k, else ``reference``
         for the last stage, else None."""
