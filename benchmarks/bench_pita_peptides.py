@@ -137,6 +137,26 @@ def reuse_baseline(path: Path, method: str, target, budget: int | None, n: int |
     return samples, info.get("config", {}), float(info.get("wall_time_s", float("nan")))
 
 
+def budget_from(item: str, target_name: str) -> tuple[int, int, list[dict]]:
+    """(evaluations, n, rows) of run LABEL in an earlier result JSON ``item`` = ``JSON=LABEL``: the
+    budget and sample count its baselines must match, and its rows as they were scored (each marked
+    ``copied_from``). Refused (``BadInput``) unless the file holds rows of LABEL on ``target_name``
+    with one evaluation count."""
+    path, sep, label = item.partition("=")
+    if not sep or not label or not Path(path).is_file():
+        raise BadInput("expected JSON=LABEL of an existing result file")
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise BadInput(f"not a result file of this script ({err})") from None
+    mine = [r for r in rows if r.get("method") == label and r.get("target") == target_name]
+    evals = {r.get("energy_evaluations") for r in mine}
+    sizes = [r["n"] for r in mine if r.get("metric") == "mean_energy_kt"]
+    if not mine or len(evals) != 1 or not sizes:
+        raise BadInput(f"no single-budget rows of {label} on {target_name} with a mean_energy_kt row")
+    return int(evals.pop()), int(sizes[0]), [{**r, "copied_from": path} for r in mine]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", default="aldp-fab", choices=TARGETS)
@@ -154,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="an option of one baseline over its peptide defaults, the value read as "
                              "JSON (e.g. pt.n_replicas=9 --baseline-set pt.t_max=1200: replica exchange "
                              "over the cpu ladder's temperatures); repeatable")
+    parser.add_argument("--budget-from", default=None, metavar="JSON=LABEL",
+                        help="instead of --runs: take the evaluations and n of run LABEL's rows in an "
+                             "earlier result JSON of this script (its run folder may be gone), and copy "
+                             "those rows into --out next to the baselines run at that budget")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
@@ -234,6 +258,18 @@ def main(argv: list[str] | None = None) -> int:
 
     budget, n = None, None
     drawn: list[tuple[str, np.ndarray]] = []  # (label, x) for --figure
+    if args.budget_from:
+        if runs:
+            print("--budget-from: give it instead of --runs, not with them", file=sys.stderr)
+            return 2
+        try:
+            budget, n, copied = budget_from(args.budget_from, args.target)
+        except BadInput as err:
+            print(f"--budget-from {args.budget_from}: {err}", file=sys.stderr)
+            return 2
+        command += f" --budget-from {args.budget_from}"
+        rows += copied
+        print(f"budget from {args.budget_from}: {budget:,} evaluations, n = {n}", file=sys.stderr)
     for label, folder in runs:
         metrics = json.loads((folder / "metrics.json").read_text())
         samples = Samples.load(folder / "samples.npz")

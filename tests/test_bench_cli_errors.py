@@ -142,6 +142,33 @@ def test_bench_pita_peptides_refuses_kept_samples_of_a_baseline_it_does_not_run(
     assert not (tmp_path / "o.json").exists()
 
 
+def test_bench_pita_peptides_budget_from_an_earlier_result(tmp_path):
+    # --budget-from JSON=LABEL: the budget and n of a scored run whose folder is gone; its rows are
+    # copied (marked); a missing label, two budgets or no mean_energy_kt row is refused
+    sys.path.insert(0, str(BENCH))
+    from bench_pita_peptides import budget_from
+
+    def row(method, metric, n, evals):
+        return {"method": method, "target": "al3", "metric": metric, "n": n, "energy_evaluations": evals}
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"rows": [row("pita", "energy_w1", 939, 8_438_152),
+                                         row("pita", "mean_energy_kt", 939, 8_438_152),
+                                         row("langevin", "mean_energy_kt", 500, 10)]}))
+    budget, n, rows = budget_from(f"{path}=pita", "al3")
+    assert (budget, n, len(rows)) == (8_438_152, 939, 2)
+    assert all(r["copied_from"] == str(path) and r["method"] == "pita" for r in rows)
+    for item, target in [(f"{path}=other", "al3"), (f"{path}=pita", "aldp-fab"), (str(path), "al3"),
+                         (f"{tmp_path / 'missing.json'}=pita", "al3")]:
+        with pytest.raises(BadInput):
+            budget_from(item, target)
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"rows": [row("pita", "mean_energy_kt", 9, 1),
+                                        row("pita", "energy_w1", 9, 2)]}))
+    with pytest.raises(BadInput):
+        budget_from(f"{two}=pita", "al3")
+
+
 @pytest.mark.parametrize("item", ["pt.t_max", "t_max=1200", "mala.t_max=1200", "pt.t_max=12OO",
                                   "pt.no_such_option=1"])
 def test_bench_pita_peptides_refuses_a_bad_baseline_set(tmp_path, item, capsys):
