@@ -185,6 +185,41 @@ def test_analytic_energy_grad_has_the_same_parameter_and_sigma_gradients():
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
 
 
+def test_func_grad_path_equals_autograd_for_the_peptide_transformer():
+    """``_func_energy_and_grad`` (torch.func.grad, the path ``TrainConfig.compile`` traces for nets
+    without ``forward_vjp``) gives autograd's U_η, ∇ₓU_η and, through a distillation + force-matching
+    type loss, the same parameter gradients (the double backward), float64, centred molecule model
+    with the pair head. A wrong sign, a missing centring or a detached gradient would fail it."""
+    from boltzpath.nets.transformer import AtomTransformer
+
+    torch.manual_seed(3)
+    net = AtomTransformer(6, hidden=8, layers=2, emb_dim=8, heads=2, pair_features=4,
+                          pair_reference=torch.randn(6, 3), sigma_data=0.5).double()
+    for p in net.parameters():  # the zero-initialised gates and read-outs would hide the blocks
+        nn.init.normal_(p, std=0.3)
+    model = EnergyModel(net, 0.5, CoMProjection(6, 3), centre=True)
+    x = torch.randn(3, 18, generator=seeded(4), dtype=torch.float64)
+    target = torch.randn(3, 18, generator=seeded(5), dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.2, 1.5], dtype=torch.float64)
+    results = []
+    for func in (False, True):
+        if func:
+            u, g = model._func_energy_and_grad(x, sigma)
+            g = model.project(g)
+        else:
+            u, g = model.energy_and_grad(x, sigma, create_graph=True)
+        loss = ((x - sigma[:, None] ** 2 * g - target) ** 2).sum() + (g ** 2).sum() + (u ** 2).sum()
+        params = list(model.parameters())
+        grads = torch.autograd.grad(loss, params)
+        results.append((u, g, grads))
+    (u0, g0, p0), (u1, g1, p1) = results
+    assert float(g0.detach().abs().max()) > 1e-3 and float(u0.detach().abs().max()) > 1e-3
+    torch.testing.assert_close(u1, u0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12)
+    for a, b in zip(p0, p1, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+
+
 def test_analytic_grad_needs_a_net_with_forward_vjp():
     with pytest.raises(ValueError):
         EnergyModel(_net(), analytic_grad=True)

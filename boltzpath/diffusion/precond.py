@@ -226,12 +226,30 @@ class EnergyModel(_Preconditioned):
                 return self.analytic_energy_and_grad(x, sigma, temperature)
             with torch.no_grad():
                 return self.analytic_energy_and_grad(x.detach(), sigma, temperature)
-        with torch.enable_grad():
-            xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
-            u = self.energy(xg, sigma, temperature)
-            (g,) = torch.autograd.grad(u.sum(), xg, create_graph=create_graph)
+        if torch.compiler.is_compiling():  # inside TrainConfig.compile's graph: see _func_energy_and_grad
+            u, g = self._func_energy_and_grad(x, sigma, temperature)
+        else:
+            with torch.enable_grad():
+                xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+                u = self.energy(xg, sigma, temperature)
+                (g,) = torch.autograd.grad(u.sum(), xg, create_graph=create_graph)
         g = self.project(g)
         return (u, g) if create_graph else (u.detach(), g.detach())
+
+    def _func_energy_and_grad(self, x, sigma, temperature=None):
+        """(U_η, ∇ₓU_η before projection) through ``torch.func.grad``: the same numbers as the autograd
+        path, differentiable in the parameters, and traceable by ``torch.compile`` (which breaks its
+        graph at ``torch.autograd.grad``). So with ``TrainConfig.compile`` a net without
+        ``forward_vjp`` (the peptide transformer) gets its distillation and force-matching double
+        backward compiled into the step's graph as ordinary ops (docs/diffusion.md, measured in
+        ``benchmarks/bench_peptide_train_speed.py``)."""
+
+        def total(xx):
+            u = self.energy(xx, sigma, temperature)
+            return u.sum(), u
+
+        g, u = torch.func.grad(total, has_aux=True)(x)
+        return u, g
 
     def denoise(self, x, sigma, temperature=None, create_graph: bool = False) -> torch.Tensor:
         """D_E(x, σ) = x − σ²∇ₓU_η(x, σ)."""
