@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--runs {item}: expected label=DIR of a finished run", file=sys.stderr)
             return 2
         runs.append((label, Path(folder)))
-    command = f"python benchmarks/bench_pita_peptides.py --target {args.target} "
-    command += " ".join(f"--runs {r}" for r in args.runs)
+    command = f"python benchmarks/bench_pita_peptides.py --target {args.target}"
+    command += "".join(f" --runs {r}" for r in args.runs)
     command += f" --baselines {args.baselines}"
     command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
     command += "".join(f" --baseline-set {b}" for b in args.baseline_set)
