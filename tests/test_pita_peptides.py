@@ -396,13 +396,18 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
                 assert len(temps) == 9
                 ratios = [temps[i] / temps[i + 1] for i in range(8)]
                 assert ratios == pytest.approx([4 ** 0.125] * 8, rel=2e-3)
+            elif preset == "quick" and target == "aldp-fab":  # four rungs of γ = √2 (eighteenth session)
+                assert len(temps) == 5
+                ratios = [temps[i] / temps[i + 1] for i in range(4)]
+                assert ratios == pytest.approx([2 ** 0.5] * 4, rel=2e-3)
+                assert cfg.rung == "reweight" and cfg.net.pair_features == 16
             else:  # the paper's ladder
                 assert len(temps) == n
             assert cfg.net.sigma_data == pytest.approx(S)
             assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
             assert cfg.chirality_fix is True
-            # the cpu ladders compile their training step (bench_peptide_train_speed: 1.6× per step)
-            compiled = preset == "cpu" and target in ("aldp-fab", "al3")
+            # these ladders compile their training step (bench_peptide_train_speed: 1.6× per step)
+            compiled = (preset, target) in {("cpu", "aldp-fab"), ("cpu", "al3"), ("quick", "aldp-fab")}
             assert cfg.train.compile is compiled and cfg.finetune.compile is compiled
     assert 408.24 in resolve_config("al3", "quick", None, ()).temperatures
 
