@@ -396,7 +396,7 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
                 assert len(temps) == 9
                 ratios = [temps[i] / temps[i + 1] for i in range(8)]
                 assert ratios == pytest.approx([4 ** 0.125] * 8, rel=2e-3)
-            elif preset == "quick" and target == "aldp-fab":  # four rungs of γ = √2 (eighteenth session)
+            elif preset == "quick" and target in ("aldp-fab", "al3"):  # four rungs of γ = √2
                 assert len(temps) == 5
                 ratios = [temps[i] / temps[i + 1] for i in range(4)]
                 assert ratios == pytest.approx([2 ** 0.5] * 4, rel=2e-3)
@@ -407,9 +407,9 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
             assert cfg.schedule.sigma_min == pytest.approx(0.01 * S)
             assert cfg.chirality_fix is True
             # these ladders compile their training step (bench_peptide_train_speed: 1.6× per step)
-            compiled = (preset, target) in {("cpu", "aldp-fab"), ("cpu", "al3"), ("quick", "aldp-fab")}
+            compiled = preset in ("quick", "cpu") and target in ("aldp-fab", "al3")
             assert cfg.train.compile is compiled and cfg.finetune.compile is compiled
-    assert 408.24 in resolve_config("al3", "quick", None, ()).temperatures
+    assert 408.24 in resolve_config("al3", "paper", None, ()).temperatures
 
 
 def test_egnn_on_a_peptide_gets_atom_features_and_an_achiral_energy(aldp):
