@@ -16,7 +16,9 @@ peptide defaults (docs/molecules.md) for the same n and the first run's total ev
 thinned as in ``bench_peptide_samplers.py`` (16 chains, half warm-up), scored by the same code.
 ``--baseline-samples langevin=DIR/langevin_samples.npz`` scores a baseline kept by an earlier
 ``--keep`` instead (same target and n, evaluations within 1 %; the row names the file), so a second
-ladder with the same budget does not pay for the baseline twice.
+ladder with the same budget does not pay for the baseline twice. ``--budget-from JSON=LABEL``
+(instead of ``--runs``) takes the evaluations and n of a run already scored into a result file of
+this script, for when its run folder is gone, and copies that run's rows beside the new baselines.
 
     python benchmarks/bench_pita_peptides.py [--target aldp-fab|al3|aldp-pita] --runs pita=runs/aldp_long \
         --runs scaling=runs/aldp_abl [--baselines langevin,mala] [--out FILE]
