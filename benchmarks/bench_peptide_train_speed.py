@@ -55,7 +55,7 @@ DESCRIPTION = (
 
 
 def problem(target_name: str, preset: str, seed: int = 0):
-    """(target, buffer, models, train config, σ_min, net config) at the preset's sizes."""
+    """(buffer, models, train config, σ_min, net config) at the preset's sizes."""
     cfg = resolve_config(target_name, preset, seed)
     target = make_target(target_name)
     x0 = torch.as_tensor(target.initial_positions_nm, dtype=torch.float32).reshape(1, -1)
@@ -63,7 +63,7 @@ def problem(target_name: str, preset: str, seed: int = 0):
     buffer = TrainingBuffer.from_target(target, x)
     torch.manual_seed(seed)
     models = Models(*build_models(target, cfg.net), net_config=cfg.net)
-    return target, buffer, models, cfg.train, float(cfg.schedule.sigma_min), cfg.net
+    return buffer, models, cfg.train, float(cfg.schedule.sigma_min), cfg.net
 
 
 def timed(models, buffer, tcfg, steps: int, seed: int, sigma_min: float) -> tuple[float, float]:
@@ -75,7 +75,7 @@ def timed(models, buffer, tcfg, steps: int, seed: int, sigma_min: float) -> tupl
 
 
 def bench_target(name: str, args, machine: str, command: str) -> list[dict]:
-    _, buffer, models, tcfg, sigma_min, nc = problem(name, args.preset)
+    buffer, models, tcfg, sigma_min, nc = problem(name, args.preset)
     eager_models = models
     compiled_models = copy.deepcopy(models)
     eager_cfg, compiled_cfg = replace(tcfg, compile=False), replace(tcfg, compile=True)
