@@ -169,16 +169,40 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESETS = ("quick", "cpu", "paper")
 
 
+_BASE_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def load_preset_file(path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One preset file with its ``base:`` resolved: ``base: NAME`` names a shipped preset
+    (``presets/NAME.yaml``, itself possibly with a base) whose keys the file's own keys are merged
+    over, so that two targets sharing a recipe keep one copy of it."""
+    data = load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not _BASE_NAME.fullmatch(base):
+        raise BadInput(f"{path}: base must be the name of a shipped preset (e.g. pita_aldp_fab_cpu), "
+                       f"got {base!r}")
+    if base in _seen:
+        raise BadInput(f"{path}: preset bases form a cycle: {' -> '.join((*_seen, base))}")
+    base_path = PRESET_DIR / f"{base}.yaml"
+    if not base_path.is_file():
+        shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise BadInput(f"{path}: base preset {base!r} does not exist; shipped presets: {', '.join(shipped)}")
+    return deep_merge(load_preset_file(base_path, (*_seen, base)), data)
+
+
 def resolve_preset(method: str, config_cls, target: str | None, preset: str, seed: int | None,
                    overrides, extra: dict | None = None):
     """A method's typed config from its presets, lowest to highest precedence: ``config_cls``
     defaults → ``presets/<method>_<preset>.yaml`` (or ``preset`` as a .yaml path) →
     ``presets/<method>_<target>_<preset>.yaml`` when it exists → ``target``/``seed`` →
-    ``overrides`` (``key=value`` strings) → ``extra`` (a nested mapping)."""
+    ``overrides`` (``key=value`` strings) → ``extra`` (a nested mapping). A preset file may start
+    from a shipped one with ``base: NAME`` (``load_preset_file``)."""
     if preset in PRESETS:
-        data = load_yaml(PRESET_DIR / f"{method}_{preset}.yaml")
+        data = load_preset_file(PRESET_DIR / f"{method}_{preset}.yaml")
     elif preset.endswith((".yaml", ".yml")):
-        data = load_yaml(preset)
+        data = load_preset_file(preset)
     else:
         raise BadInput(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)} or a .yaml file")
     over = deep_merge(parse_overrides(list(overrides)), dict(extra or {}))
@@ -187,7 +211,7 @@ def resolve_preset(method: str, config_cls, target: str | None, preset: str, see
         raise BadInput(f"target must be a name, got {name!r}")
     specific = PRESET_DIR / f"{method}_{name.replace('-', '_')}_{preset}.yaml"
     if preset in PRESETS and specific.is_file():
-        data = deep_merge(data, load_yaml(specific))
+        data = deep_merge(data, load_preset_file(specific))
     data = deep_merge(data, {"target": name})
     if seed is not None:
         data["seed"] = int(seed)

@@ -120,6 +120,30 @@ def test_presets_resolve_and_overrides_apply():
         resolve_config("gmm40", "quick", None, ("nosuchkey=1",))
 
 
+def test_a_preset_file_starts_from_a_shipped_preset_with_base(tmp_path, monkeypatch):
+    # the user's file changes two keys of the shipped dw4 cpu recipe and keeps the rest
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: pita_dw4_cpu\ntarget: dw4\nanneal: {n_steps: 7}\nn_particles: 33\n")
+    shipped, cfg = resolve_config("dw4", "cpu", None, ()), resolve_config(None, str(mine), None, ())
+    assert cfg.anneal.n_steps == 7 and cfg.n_particles == 33
+    assert cfg.net == shipped.net and cfg.temperatures == shipped.temperatures
+    assert cfg.anneal.divergence == shipped.anneal.divergence
+    bad_name = "name of a shipped preset"
+    for text, msg in (("base: no_such_preset\n", "does not exist"), ("base: ../x\n", bad_name),
+                      ("base: [1]\n", bad_name)):
+        mine.write_text(text)
+        with pytest.raises(BadInput, match=msg):
+            resolve_config("dw4", str(mine), None, ())
+    # a cycle is named, not a RecursionError
+    from boltzpath import config as config_module
+    from boltzpath.config import load_preset_file
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    monkeypatch.setattr(config_module, "PRESET_DIR", tmp_path)
+    with pytest.raises(BadInput, match="cycle: a -> b -> a"):
+        load_preset_file(tmp_path / "a.yaml", ("a",))
+
+
 def test_cli_runs_and_refuses_to_clobber(tmp_path):
     # a preset given as a YAML path, plus overrides on top of it
     runner = CliRunner()
