@@ -45,6 +45,7 @@ from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita_config import resolve_config
+from boltzpath.targets.peptide_systems import PEPTIDES
 
 RESULT = Path(__file__).resolve().parent / "results" / "bench_peptide_train_speed.json"
 DESCRIPTION = (
@@ -128,8 +129,8 @@ def main(argv=None) -> int:
         raise BadInput("--rounds, --steps, --warmup and --threads must be >= 1")
     targets = [t for t in args.target.split(",") if t]
     for name in targets:
-        if name not in ("aldp-fab", "aldp-pita", "al3"):
-            raise BadInput(f"--target {name}: not a peptide target (aldp-fab, aldp-pita, al3)")
+        if name not in PEPTIDES:
+            raise BadInput(f"--target {name}: not a peptide target ({', '.join(PEPTIDES)})")
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
     machine = describe_machine()
