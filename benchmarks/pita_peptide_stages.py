@@ -16,7 +16,10 @@ small for correlated frames and resampled duplicates): a true-energy resampling 
 basins' odds by about e^{−(Δβ/β)·gap}, so a ladder whose αR samples sit high in energy loses αR
 at every rung (docs/pita.md, fifteenth session).
 
-    python benchmarks/pita_peptide_stages.py --reference REMD_DIR --runs label=RUN [--runs …] [--out FILE]
+    python benchmarks/pita_peptide_stages.py [--reference REMD_DIR] --runs label=RUN [--runs …] [--out FILE]
+
+Without ``--reference`` (AL3 has no replica ladder reference yet) each stage gets only its basin
+fractions and energy gap: where along the ladder a basin's share changes.
 
 Writes ``benchmarks/results/pita_peptide_stages.json`` unless ``--out``. Nothing is trained or
 sampled here: the cost is the OT solves (seconds).
@@ -100,15 +103,16 @@ def _set_rows(common: dict, x: np.ndarray, masks: dict[str, np.ndarray], target,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=DESCRIPTION)
-    ap.add_argument("--reference", required=True, type=Path,
-                    help="a `boltzpath reference --all-temperatures` run")
+    ap.add_argument("--reference", type=Path,
+                    help="a `boltzpath reference --all-temperatures` run; without one, each stage gets its "
+                         "basin fractions and energy gap only (no torus W2)")
     ap.add_argument("--runs", action="append", default=[], metavar="LABEL=DIR", help="PITA run folders")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pita_peptide_stages.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if not args.runs:
         raise BadInput("--runs: give at least one LABEL=DIR")
-    refs = reference_sets(args.reference)
+    refs = reference_sets(args.reference) if args.reference is not None else {}
     runs = []
     for item in args.runs:
         label, sep, folder = item.partition("=")
@@ -123,6 +127,8 @@ def main(argv=None) -> int:
     ref_cache: dict[float, tuple[np.ndarray, float]] = {}  # T → (angles, half-vs-half floor)
 
     def reference_at(temp: float):
+        if not refs:
+            return None
         t_ref = min(refs, key=lambda t: abs(t - temp))
         if abs(t_ref - temp) > 0.5:
             return None
@@ -152,24 +158,28 @@ def main(argv=None) -> int:
             if not f.is_file():
                 continue
             ref = reference_at(float(temp))
-            if ref is None:
+            if ref is None and refs:
                 print(f"{label} stage {k} (T={temp:g}): no reference temperature within 0.5 K",
                       file=sys.stderr)
                 continue
-            t_ref, a_ref, floor = ref
             x = Samples.load(f).x.numpy()
             a, masks = dihedral_view(x, target.topology)
-            m = min(len(a), len(a_ref))
-            rng = np.random.default_rng(k)
-            a_sub = a[rng.choice(len(a), m, replace=False)] if len(a) > m else a
-            ar_sub = a_ref[np.linspace(0, len(a_ref) - 1, m).astype(int)] if len(a_ref) > m else a_ref
             common = {"benchmark": "pita_peptide_stages", "method": label, "target": target.name,
                       "temperature": float(temp), "stage": k, "n": len(x), "machine": machine,
-                      "command": command, "run": str(folder), "reference_temperature": t_ref}
+                      "command": command, "run": str(folder)}
             first = len(rows)
-            rows.extend(_set_rows(common, x, masks, target, float(temp)))
-            rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
-                         "noise_floor": floor})
+            if ref is None:  # no reference at all: the stage's own basins and energy gap
+                rows.extend(_set_rows(common, x, masks, target, float(temp)))
+            else:
+                t_ref, a_ref, floor = ref
+                m = min(len(a), len(a_ref))
+                rng = np.random.default_rng(k)
+                a_sub = a[rng.choice(len(a), m, replace=False)] if len(a) > m else a
+                ar_sub = a_ref[np.linspace(0, len(a_ref) - 1, m).astype(int)] if len(a_ref) > m else a_ref
+                common["reference_temperature"] = t_ref
+                rows.extend(_set_rows(common, x, masks, target, float(temp)))
+                rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
+                             "noise_floor": floor})
             print(f"{label} stage {k} (T={temp:g}): " + ", ".join(
                 f"{r['metric']} {r['value']:.3f}" for r in rows[first:]), file=sys.stderr)
     atomic_write_json(args.out, {"description": DESCRIPTION, "rows": rows})

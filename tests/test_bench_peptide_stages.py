@@ -56,6 +56,12 @@ def test_stages_are_matched_by_temperature_and_scored_against_the_reference(tmp_
     for name in ("c7eq_c5", "alpha_r", "phi_positive"):
         assert mine[(2, f"basin_{name}")]["value"] == remd[(300.0, f"basin_{name}")]["value"]
     assert mine[(0, "torus_w2")]["noise_floor"] == remd[(600.0, "torus_w2_half_vs_half")]["value"]
+    # without a reference: every stage, its basins only, the same fractions as above
+    pita_peptide_stages.main(["--runs", f"r={run}", "--out", str(out)])
+    alone = {(r["stage"], r["metric"]): r for r in json.loads(out.read_text())["rows"]}
+    assert {k for k, _ in alone} == {0, 1, 2} and not any(m == "torus_w2" for _, m in alone)
+    assert all(r["method"] == "r" for r in alone.values())
+    assert alone[(2, "basin_alpha_r")]["value"] == mine[(2, "basin_alpha_r")]["value"]
 
 
 def test_inputs_it_cannot_read_are_refused(tmp_path):
