@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((label, Path(folder)))
     command = f"python benchmarks/bench_pita_peptides.py --target {args.target}"
     command += "".join(f" --runs {r}" for r in args.runs)
-    command += f" --baselines {args.baselines}"
+    command += f" --baselines {shlex.quote(args.baselines)}"  # '' (none) stays visible
     command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
     command += "".join(f" --baseline-set {b}" for b in args.baseline_set)
     machine = describe_machine()
