@@ -90,15 +90,21 @@ def energy_gap(x: np.ndarray, masks: dict[str, np.ndarray], target,
     return float(e[a].mean() - e[c].mean()), float(se)
 
 
+def gap_rows(common: dict, x: np.ndarray, masks: dict[str, np.ndarray], target,
+             temperature: float) -> list[dict]:
+    """The ``energy_gap_alpha_r_c7eq`` row (with its standard error) of one sample set, or none when
+    ``energy_gap`` has too few samples in a basin."""
+    gap = energy_gap(x, masks, target, temperature)
+    if gap is None:
+        return []
+    return [{**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0], "standard_error": gap[1]}]
+
+
 def _set_rows(common: dict, x: np.ndarray, masks: dict[str, np.ndarray], target,
               temperature: float) -> list[dict]:
     """Basin fractions and the αR − C7eq/C5 energy gap of one sample set."""
     rows = [{**common, "metric": f"basin_{name}", "value": float(np.mean(m))} for name, m in masks.items()]
-    gap = energy_gap(x, masks, target, temperature)
-    if gap is not None:
-        rows.append({**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0],
-                     "standard_error": gap[1]})
-    return rows
+    return rows + gap_rows(common, x, masks, target, temperature)
 
 
 def main(argv=None) -> int:
@@ -168,16 +174,15 @@ def main(argv=None) -> int:
                       "temperature": float(temp), "stage": k, "n": len(x), "machine": machine,
                       "command": command, "run": str(folder)}
             first = len(rows)
-            if ref is None:  # no reference at all: the stage's own basins and energy gap
-                rows.extend(_set_rows(common, x, masks, target, float(temp)))
-            else:
-                t_ref, a_ref, floor = ref
+            if ref is not None:
+                common["reference_temperature"] = ref[0]
+            rows.extend(_set_rows(common, x, masks, target, float(temp)))
+            if ref is not None:  # without a reference: the stage's own basins and energy gap only
+                _, a_ref, floor = ref
                 m = min(len(a), len(a_ref))
                 rng = np.random.default_rng(k)
                 a_sub = a[rng.choice(len(a), m, replace=False)] if len(a) > m else a
                 ar_sub = a_ref[np.linspace(0, len(a_ref) - 1, m).astype(int)] if len(a_ref) > m else a_ref
-                common["reference_temperature"] = t_ref
-                rows.extend(_set_rows(common, x, masks, target, float(temp)))
                 rows.append({**common, "metric": "torus_w2", "value": torus_w2(a_sub, ar_sub), "n": m,
                              "noise_floor": floor})
             print(f"{label} stage {k} (T={temp:g}): " + ", ".join(

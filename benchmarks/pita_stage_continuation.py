@@ -10,7 +10,7 @@ Maxwell–Boltzmann velocities and runs ``--blocks`` × ``--steps`` BAOAB steps
 (``mcmc.langevin.baoab_step``, unit mass, step ``--step-size``, friction 1: the peptide Langevin
 defaults) on the torch force field at T_K, recording after every block (block 0 = the stage's own
 samples) the backbone basin fractions of every residue and the first residue's energy gap with its
-i.i.d. standard error (``pita_peptide_stages.energy_gap``). Every energy evaluation is counted.
+i.i.d. standard error (``pita_peptide_stages.gap_rows``). Every energy evaluation is counted.
 
     python benchmarks/pita_stage_continuation.py --run RUN --stage K [--n 500] [--blocks 4] \\
         [--steps 1000] [--step-size 2e-3] [--threads 2] [--seed 0] [--out FILE]
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pita_peptide_stages import dihedral_view, energy_gap
+from pita_peptide_stages import dihedral_view, gap_rows
 
 from boltzpath.config import load_yaml
 from boltzpath.errors import BadInput, run_cli
@@ -50,11 +50,7 @@ def _block_rows(common: dict, x: np.ndarray, target, temperature: float) -> list
     for r, fr in enumerate(residue_basin_fractions(x, target.topology), start=1):
         rows += [{**common, "metric": f"basin_{name}_residue{r}", "value": v} for name, v in fr.items()]
     _, masks = dihedral_view(x, target.topology)
-    gap = energy_gap(x, masks, target, temperature)
-    if gap is not None:
-        rows.append({**common, "metric": "energy_gap_alpha_r_c7eq", "value": gap[0],
-                     "standard_error": gap[1]})
-    return rows
+    return rows + gap_rows(common, x, masks, target, temperature)
 
 
 def main(argv=None) -> int:
