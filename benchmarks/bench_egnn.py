@@ -118,7 +118,8 @@ def _train_step_rows(args, size: list[int], machine: str) -> list[dict]:
     command = (
         f"OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/bench_egnn.py --train-step "
         + " ".join(f"--size {','.join(map(str, sz))}" for sz in args.size)
-        + f" --rounds {args.rounds} --threads {args.threads}"
+        + f" --rounds {args.rounds} --steps-per-round {args.steps_per_round} --threads {args.threads}"
+        + (f" --out {args.out}" if args.out else "")
     )
     size = f"hidden {hidden}, {layers} layers, emb {emb}"
     rows = []
@@ -166,13 +167,15 @@ def main(argv=None) -> int:
                     "(repeatable; default 32,3,16,64, the pita_quick preset)")
     ap.add_argument("--rounds", type=int, default=8, help="--train-step: interleaved rounds")
     ap.add_argument("--steps-per-round", type=int, default=3)
+    ap.add_argument("--out", help="the JSON to write (default: results/egnn_train_step.json with "
+                                  "--train-step, results/egnn_speed.json without)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.train_step:
         args.size = [[int(v) for v in sz.split(",")] for sz in (args.size or ["32,3,16,64"])]
         machine = describe_machine()
         rows = [r for sz in args.size for r in _train_step_rows(args, sz, machine)]
-        out = Path(__file__).resolve().parent / "results" / "egnn_train_step.json"
+        out = Path(args.out or Path(__file__).resolve().parent / "results" / "egnn_train_step.json")
         atomic_write_json(out, {"rows": rows, "threads": args.threads, "description": (
             "PITA training step on LJ-13 (score+energy, DSM + distillation + pinning): autograd vs the "
             "hand-written ∇ₓU_η (analytic) vs analytic + torch.compile, interleaved in one process."
@@ -270,7 +273,7 @@ def main(argv=None) -> int:
                 }
             )
 
-    out = Path(__file__).resolve().parent / "results" / "egnn_speed.json"
+    out = Path(args.out or Path(__file__).resolve().parent / "results" / "egnn_speed.json")
     atomic_write_json(out, {"rows": rows, "threads": args.threads, "quick": args.quick})
     print(json.dumps({"written": str(out), "rows": len(rows)}), file=sys.stderr)
     return 0
