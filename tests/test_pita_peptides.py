@@ -467,6 +467,25 @@ def test_backbone_strata_rung_weights_the_model_samples_to_the_buffer_basins(tmp
     assert "stage 0: model check: " in log and "does not reproduce its own training data" not in log
 
 
+def test_path_basin_weights_rung_records_its_corrections(tmp_path):
+    """rung_basin_weights: path on aldp-fab (tiny): the rung relaxes with recorded energies and logs,
+    per backbone stratum of the model's samples, a finite correction over the frozen MALA steps
+    (the estimator itself: tests/test_path_basin_weights.py)."""
+    x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
+    data = tmp_path / "t0.npy"
+    np.save(data, x0.numpy())
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data)}, rung="reweight",
+                                     rung_strata="backbone", rung_basin_weights="path"))
+    res = run_pita(cfg, tmp_path / "run")
+    st1 = json.loads((tmp_path / "run" / "stage_1" / "metrics.json").read_text())
+    path = st1["path_basin_weights"]
+    assert path["frozen_steps"] == TINY["relax"]["n_steps"] - TINY["relax"]["adapt_steps"]
+    assert set(path["log_correction"]) == set(st1["strata"]["samples"])
+    assert all(np.isfinite(v) for v in path["log_correction"].values())
+    assert res.samples.x.shape == (32, 66)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["rung_basin_weights"] == "path"
+
+
 def test_backbone_strata_do_not_depend_on_chirality_and_follow_the_basins(aldp):
     from boltzpath.metrics.chirality import chirality_masks, reflect
     from boltzpath.metrics.peptides import BASIN_NAMES, backbone_dihedrals, backbone_strata, basin_masks

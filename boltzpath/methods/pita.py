@@ -210,6 +210,31 @@ def strata_log_weights(labels: np.ndarray, reference_labels: np.ndarray) -> tupl
     return log_w, summary
 
 
+def path_stratum_log_correction(labels: np.ndarray, log_w: torch.Tensor,
+                                log_w_path: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Per-sample log-corrections that give each stratum the total weight of the path estimator
+    (``rung_basin_weights: path``) while the samples inside it keep their instantaneous weights.
+
+    ``log_w``: each sample's log-weight from its final state, −(γ − 1)·E_i/kT_{k−1}; ``log_w_path``:
+    log w̄_i, w̄_i = mean_t e^{−(γ − 1)·E_i(t)/kT_{k−1}} over the frozen MALA steps of the same chain.
+    For exact (frozen-step) chains started in equilibrium both Σ_{i∈b} w_i and Σ_{i∈b} w̄_i estimate
+    n_b·⟨e^{−(γ−1)E/kT_{k−1}}⟩_b without bias; w̄_i averages the fast modes' energy fluctuations (bond
+    and angle vibrations, most of E's variance inside a basin) over the path, so the strata's odds
+    to T_k — what a rung carries to every later stage — are less noisy. The correction is the
+    constant log(Σ_{i∈b} w̄_i / Σ_{i∈b} w_i) on every sample of stratum b. Returns it and a summary
+    ({stratum: correction})."""
+    labels = np.asarray(labels)
+    log_w, log_w_path = log_w.double().cpu(), log_w_path.double().cpu()
+    corr = torch.zeros_like(log_w)
+    summary = {}
+    for b in np.unique(labels).tolist():
+        mask = torch.as_tensor(labels == b)
+        c = float(torch.logsumexp(log_w_path[mask], 0) - torch.logsumexp(log_w[mask], 0))
+        corr[mask] = c
+        summary[str(b)] = c
+    return corr, summary
+
+
 def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
                                 topology) -> tuple[torch.Tensor, dict]:
     """``strata_log_weights`` over the backbone-basin strata (``metrics.peptides.backbone_strata``) of
@@ -228,7 +253,9 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     extra evaluation). ``_run_stage`` relaxes the result at T_k as for an annealed rung. No FK weight
     and no U_η enter the samples. With ``cfg.rung_strata`` "backbone" the log-weights also carry
     ``strata_log_weights`` of the relaxed samples' backbone basins against ``previous_buffer_x`` (the
-    stage-(k−1) buffer): the model's basin fractions are replaced by its training data's. Returns
+    stage-(k−1) buffer): the model's basin fractions are replaced by its training data's; with
+    ``cfg.rung_basin_weights`` "path" each stratum's total weight comes from the T_{k−1} relaxation's
+    frozen MALA path (``path_stratum_log_correction``). Returns
     (x, summary); the T_{k−1} relaxation's evaluations are ``summary["relaxation_before_evaluations"]``."""
     t_prev = cfg.temperatures[k - 1]
     target_prev = target.at_temperature(t_prev)
@@ -236,13 +263,25 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     pops = _populations(cfg, k, model, schedule, acfg, gen, callback, par, target_prev)
     x = torch.cat([x_eq.detach() for *_, x_eq in pops])[: cfg.buffer_size]
     c0 = par.count(target.counter)
-    rx, e_prev, _, rinfo = par.relax(target_prev, x, gen, cfg.relax, callback=lambda i, n, info: callback(
+    path = cfg.rung_basin_weights == "path"
+    relax_fn = par.relax_path if path else par.relax
+    out = relax_fn(target_prev, x, gen, cfg.relax, callback=lambda i, n, info: callback(
         "relax", {"stage": k, "step": i, "of": n, "at": t_prev, **info}))
+    rx, e_prev, _, rinfo = out[:4]
     before = par.count(target.counter) - c0
     log_w = reweight_log_weights(e_prev.detach().cpu(), cfg.gamma(k))
-    strata = None
+    strata, path_summary = None, None
     if cfg.rung_strata == "backbone":
         log_s, strata = backbone_strata_log_weights(rx, previous_buffer_x, target.topology)
+        if path:
+            from boltzpath.metrics.peptides import backbone_strata
+
+            frozen = out[4].detach().double().cpu()  # (frozen steps, n) E/kT_{k−1}
+            log_w_path = torch.logsumexp(-(cfg.gamma(k) - 1.0) * frozen, 0) - math.log(frozen.shape[0])
+            log_c, per = path_stratum_log_correction(
+                backbone_strata(rx.detach().cpu().numpy(), target.topology), log_w, log_w_path)
+            log_w = log_w + log_c
+            path_summary = {"frozen_steps": int(frozen.shape[0]), "log_correction": per}
         log_w = log_w + log_s
         if not torch.isfinite(log_w).any():
             raise BadInput(f"stage {k}: none of the model's samples lies in a backbone basin of the "
@@ -255,6 +294,8 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
                "distinct_after_final_resampling": int(torch.unique(idx).numel())}
     if strata is not None:
         summary["strata"] = strata
+    if path_summary is not None:
+        summary["path_basin_weights"] = path_summary
     return rx.detach()[idx.to(rx.device)], summary
 
 
@@ -762,7 +803,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
                for m in stages)
     final = {
         "method": "pita", "target": cfg.target, "temperature": cfg.temperatures[-1], "n": samples.n,
-        "rung": cfg.rung, "rung_strata": cfg.rung_strata,
+        "rung": cfg.rung, "rung_strata": cfg.rung_strata, "rung_basin_weights": cfg.rung_basin_weights,
         "energy_evaluations": {**totals, "total": sum(totals.values())},
         "wall_time_s": wall, "wall_time_this_invocation_s": time.perf_counter() - t0,
         "evaluation": stages[-1]["evaluation"],

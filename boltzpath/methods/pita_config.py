@@ -93,6 +93,12 @@ class PITAConfig:
     # backbone-basin fractions match the previous stage's buffer (``methods.pita.strata_log_weights``):
     # the model's basin errors are not carried into the next stage; "none": off
     rung_strata: str = "none"
+    # rung "reweight" with strata only: how each stratum's total weight (its share at T_k) is estimated.
+    # "instant": from the relaxed samples' final energies (one energy per sample); "path": from every
+    # frozen MALA step of the T_{k−1} relaxation, w̄_i = mean_t e^{−(γ−1)·E_i(t)/kT_{k−1}} (no extra
+    # evaluation; averages out the fast modes' energy noise). Within a stratum the samples keep their
+    # instantaneous weights either way (``methods.pita.path_stratum_log_correction``).
+    rung_basin_weights: str = "instant"
     chirality_fix: bool = True
     n_particles: int = 1000
     buffer_size: int = 1000
@@ -150,6 +156,14 @@ class PITAConfig:
             raise BadInput(f"rung_strata must be 'none' or 'backbone', got {self.rung_strata!r}")
         if self.rung_strata != "none" and self.rung != "reweight":
             raise BadInput(f"rung_strata={self.rung_strata!r} needs rung=reweight")
+        if self.rung_basin_weights not in ("instant", "path"):
+            raise BadInput(f"rung_basin_weights must be 'instant' or 'path', got {self.rung_basin_weights!r}")
+        if self.rung_basin_weights == "path":
+            if self.rung_strata == "none":
+                raise BadInput("rung_basin_weights=path needs rung=reweight and rung_strata=backbone")
+            if self.relax.n_steps <= self.relax.adapt_steps:
+                raise BadInput("rung_basin_weights=path needs frozen MALA steps: relax.n_steps "
+                               f"({self.relax.n_steps}) > relax.adapt_steps ({self.relax.adapt_steps})")
         if self.train_on_all_buffers and not self.net.temperature_conditioned:
             raise BadInput("train_on_all_buffers needs net.temperature_conditioned: true "
                            "(one model for every temperature reached)")

@@ -170,6 +170,20 @@ class PitaParallel:
         gather = (all_gather_cat(t, self.ctx) for t in (rel.x, rel.energy, rel.grad))
         return (*gather, rel.info)
 
+    def relax_path(self, target, x, gen, cfg, callback):
+        """``relax`` that also returns the E/kT of every chain after each frozen MALA step,
+        (steps, n) over all of ``x`` (``smc.relax.relax(record_energies=True)``)."""
+        if not self.ctx.distributed:
+            rel = relax(target, x, gen, cfg, callback=callback, record_energies=True)
+            return rel.x, rel.energy, rel.grad, rel.info, rel.frozen_energies
+        own, _ = self._streams(gen)
+        off, cnt = shard(x.shape[0], self.ctx)
+        rel = sharded_relax(target, x[off: off + cnt], own, cfg, self.ctx, callback=callback,
+                            record_energies=True)
+        gather = (all_gather_cat(t, self.ctx) for t in (rel.x, rel.energy, rel.grad))
+        frozen = all_gather_cat(rel.frozen_energies.T.contiguous(), self.ctx).T
+        return (*gather, rel.info, frozen)
+
     def reset_streams(self) -> None:
         """Forget the per-stage streams (call at the start of each stage)."""
         for name in ("_own", "_shared"):

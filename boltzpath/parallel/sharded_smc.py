@@ -161,7 +161,7 @@ def gather_result(res: AnnealResult, ctx: DistContext) -> AnnealResult:
 
 
 def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx: DistContext,
-                  callback: Callable[[int, int, dict], None] | None = None):
+                  callback: Callable[[int, int, dict], None] | None = None, record_energies: bool = False):
     """``smc.relax.relax`` of this rank's particles (each chain is independent, with its own step
     size, so splitting particles over ranks changes nothing but the random streams).
 
@@ -172,7 +172,8 @@ def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx:
     from boltzpath.parallel.dist import all_gather_json
     from boltzpath.smc.relax import relax
 
-    res = relax(target, x, generator, cfg, callback=callback if ctx.is_main else None)
+    res = relax(target, x, generator, cfg, callback=callback if ctx.is_main else None,
+                record_energies=record_energies)
     if not ctx.distributed:
         return res
     parts = all_gather_json({**res.info, "n": int(x.shape[0])}, ctx)

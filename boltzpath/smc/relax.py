@@ -108,6 +108,7 @@ class RelaxResult:
     grad: torch.Tensor
     info: dict
     initial_energy: torch.Tensor | None = None
+    frozen_energies: torch.Tensor | None = None  # (frozen steps, n) E/kT after each frozen MALA step
 
 
 def _max_displacement(v: torch.Tensor, target) -> torch.Tensor:
@@ -180,8 +181,13 @@ def relax(
     generator: torch.Generator,
     cfg: RelaxConfig,
     callback: Callable[[int, int, dict], None] | None = None,
+    record_energies: bool = False,
 ) -> RelaxResult:
     """Run ``cfg.n_steps`` MALA steps on ``target`` (E/kT at its temperature) from ``x``.
+
+    ``record_energies``: keep E/kT of every chain after each frozen (non-adapting, hence exact) MALA
+    step as ``RelaxResult.frozen_energies`` (steps, n) — time averages over a chain's path (the
+    ``rung_basin_weights: path`` estimator of ``methods.pita``); None when off or no step is frozen.
 
     ``info``: acceptance (mean over the frozen-step phase, or over all steps if there is none),
     step-size median/min/max, mean RMS displacement per coordinate, and steps.
@@ -196,6 +202,7 @@ def relax(
     n = x.shape[0]
     log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64, device=x.device)
     acc_all, acc_frozen, frozen = 0.0, 0.0, 0
+    recorded: list[torch.Tensor] = []
     baoab_at = min(cfg.adapt_steps, cfg.n_steps)  # after MALA's warm-up, before its frozen steps
     total = cfg.baoab_steps + cfg.n_steps
     for it in range(cfg.n_steps + 1):
@@ -212,6 +219,8 @@ def relax(
         else:
             acc_frozen += a
             frozen += 1
+            if record_energies:
+                recorded.append(state.energy.detach().clone())
         if callback is not None:
             done = it + 1 + (cfg.baoab_steps if it >= baoab_at else 0)
             callback(done, total, {"accept": a})
@@ -226,4 +235,5 @@ def relax(
         "mean_rms_displacement": float(disp.mean()),
         **repair_info,
     }
-    return RelaxResult(state.position, state.energy, state.grad, info, initial_energy)
+    return RelaxResult(state.position, state.energy, state.grad, info, initial_energy,
+                       torch.stack(recorded) if recorded else None)
