@@ -396,6 +396,9 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
                 assert len(temps) == 9
                 ratios = [temps[i] / temps[i + 1] for i in range(8)]
                 assert ratios == pytest.approx([4 ** 0.125] * 8, rel=2e-3)
+                # basin weights over the relaxation path on aldp-fab (measured there); AL3 keeps its
+                # measured one-energy estimate (docs/pita.md, twenty-first session)
+                assert cfg.rung_basin_weights == ("path" if target == "aldp-fab" else "instant")
             elif preset == "quick" and target in ("aldp-fab", "al3"):  # four rungs of γ = √2
                 assert len(temps) == 5
                 ratios = [temps[i] / temps[i + 1] for i in range(4)]
