@@ -249,3 +249,29 @@ def abort_once_worker(out: str) -> None:
     if rank == 0 and Path(out).name == "attempt1":
         os.abort()
     Path(out, f"ok{rank}").write_text("ok")
+
+
+# ------------------------------------------------------------------ relaxation with recorded energies
+RELAX_N, RELAX_STEPS, RELAX_ADAPT = 301, 12, 4  # 301: shards of 151 + 150
+
+
+def relax_path_worker(out: str) -> None:
+    """``PitaParallel.relax_path`` over two ranks: the gathered frozen-step energies (steps, n) and
+    the gathered final energies, in the same particle order."""
+    from boltzpath.parallel.pita_parallel import PitaParallel
+    from boltzpath.smc.relax import RelaxConfig
+    from boltzpath.targets.base import Target
+
+    class Quadratic(Target):
+        name = "quadratic"
+
+        def _reference_energy(self, x):
+            return 0.5 * (x ** 2).sum(-1)
+
+    ctx = init_from_env("cpu")
+    x = torch.randn(RELAX_N, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cfg = RelaxConfig(n_steps=RELAX_STEPS, adapt_steps=RELAX_ADAPT, step_size=0.05, repair_above=None)
+    rx, e, _, info, frozen = PitaParallel(ctx).relax_path(Quadratic(3), x, torch.Generator().manual_seed(1),
+                                                           cfg, callback=None)
+    torch.save({"x": rx, "energy": e, "frozen": frozen, "start": x}, Path(out) / f"relax{ctx.rank}.pt")
+    shutdown(ctx)
