@@ -161,27 +161,27 @@ class PitaParallel:
 
     def relax(self, target, x, gen, cfg, callback):
         """Relaxed (x, energy, grad, info) of all of ``x`` (each rank relaxes its share)."""
-        if not self.ctx.distributed:
-            rel = relax(target, x, gen, cfg, callback=callback)
-            return rel.x, rel.energy, rel.grad, rel.info
-        own, _ = self._streams(gen)
-        off, cnt = shard(x.shape[0], self.ctx)
-        rel = sharded_relax(target, x[off: off + cnt], own, cfg, self.ctx, callback=callback)
-        gather = (all_gather_cat(t, self.ctx) for t in (rel.x, rel.energy, rel.grad))
-        return (*gather, rel.info)
+        return self._relax(target, x, gen, cfg, callback, record_energies=False)[:4]
 
     def relax_path(self, target, x, gen, cfg, callback):
         """``relax`` that also returns the E/kT of every chain after each frozen MALA step,
         (steps, n) over all of ``x`` (``smc.relax.relax(record_energies=True)``)."""
+        return self._relax(target, x, gen, cfg, callback, record_energies=True)
+
+    def _relax(self, target, x, gen, cfg, callback, record_energies: bool):
+        """(x, energy, grad, info, frozen-step energies or None) of all of ``x``, gathered over ranks
+        in particle order (the frozen energies along their particle axis)."""
         if not self.ctx.distributed:
-            rel = relax(target, x, gen, cfg, callback=callback, record_energies=True)
+            rel = relax(target, x, gen, cfg, callback=callback, record_energies=record_energies)
             return rel.x, rel.energy, rel.grad, rel.info, rel.frozen_energies
         own, _ = self._streams(gen)
         off, cnt = shard(x.shape[0], self.ctx)
         rel = sharded_relax(target, x[off: off + cnt], own, cfg, self.ctx, callback=callback,
-                            record_energies=True)
+                            record_energies=record_energies)
         gather = (all_gather_cat(t, self.ctx) for t in (rel.x, rel.energy, rel.grad))
-        frozen = all_gather_cat(rel.frozen_energies.T.contiguous(), self.ctx).T
+        frozen = rel.frozen_energies
+        if frozen is not None:
+            frozen = all_gather_cat(frozen.T.contiguous(), self.ctx).T
         return (*gather, rel.info, frozen)
 
     def reset_streams(self) -> None:
