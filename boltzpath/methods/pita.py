@@ -236,13 +236,15 @@ def path_stratum_log_correction(labels: np.ndarray, log_w: torch.Tensor,
 
 
 def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
-                                topology) -> tuple[torch.Tensor, dict]:
+                                topology, labels: np.ndarray | None = None) -> tuple[torch.Tensor, dict]:
     """``strata_log_weights`` over the backbone-basin strata (``metrics.peptides.backbone_strata``) of
-    configurations ``x`` against ``reference_x`` (``rung_strata: backbone``)."""
+    configurations ``x`` against ``reference_x`` (``rung_strata: backbone``); ``labels``: ``x``'s
+    strata when the caller has them already."""
     from boltzpath.metrics.peptides import backbone_strata
 
-    return strata_log_weights(backbone_strata(x.detach().cpu().numpy(), topology),
-                              backbone_strata(reference_x.detach().cpu().numpy(), topology))
+    if labels is None:
+        labels = backbone_strata(x.detach().cpu().numpy(), topology)
+    return strata_log_weights(labels, backbone_strata(reference_x.detach().cpu().numpy(), topology))
 
 
 def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel,
@@ -272,14 +274,14 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     log_w = reweight_log_weights(e_prev.detach().cpu(), cfg.gamma(k))
     strata, path_summary = None, None
     if cfg.rung_strata == "backbone":
-        log_s, strata = backbone_strata_log_weights(rx, previous_buffer_x, target.topology)
-        if path:
-            from boltzpath.metrics.peptides import backbone_strata
+        from boltzpath.metrics.peptides import backbone_strata
 
+        labels = backbone_strata(rx.detach().cpu().numpy(), target.topology)
+        log_s, strata = backbone_strata_log_weights(rx, previous_buffer_x, target.topology, labels)
+        if path:
             frozen = out[4].detach().double().cpu()  # (frozen steps, n) E/kT_{k−1}
             log_w_path = torch.logsumexp(-(cfg.gamma(k) - 1.0) * frozen, 0) - math.log(frozen.shape[0])
-            log_c, per = path_stratum_log_correction(
-                backbone_strata(rx.detach().cpu().numpy(), target.topology), log_w, log_w_path)
+            log_c, per = path_stratum_log_correction(labels, log_w, log_w_path)
             log_w = log_w + log_c
             path_summary = {"frozen_steps": int(frozen.shape[0]), "log_correction": per}
         log_w = log_w + log_s
