@@ -236,15 +236,13 @@ def path_stratum_log_correction(labels: np.ndarray, log_w: torch.Tensor,
 
 
 def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
-                                topology, labels: np.ndarray | None = None) -> tuple[torch.Tensor, dict]:
+                                topology) -> tuple[torch.Tensor, dict]:
     """``strata_log_weights`` over the backbone-basin strata (``metrics.peptides.backbone_strata``) of
-    configurations ``x`` against ``reference_x`` (``rung_strata: backbone``); ``labels``: ``x``'s
-    strata when the caller has them already."""
+    configurations ``x`` against ``reference_x`` (``rung_strata: backbone``)."""
     from boltzpath.metrics.peptides import backbone_strata
 
-    if labels is None:
-        labels = backbone_strata(x.detach().cpu().numpy(), topology)
-    return strata_log_weights(labels, backbone_strata(reference_x.detach().cpu().numpy(), topology))
+    return strata_log_weights(backbone_strata(x.detach().cpu().numpy(), topology),
+                              backbone_strata(reference_x.detach().cpu().numpy(), topology))
 
 
 def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par: PitaParallel,
@@ -277,7 +275,8 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
         from boltzpath.metrics.peptides import backbone_strata
 
         labels = backbone_strata(rx.detach().cpu().numpy(), target.topology)
-        log_s, strata = backbone_strata_log_weights(rx, previous_buffer_x, target.topology, labels)
+        log_s, strata = strata_log_weights(
+            labels, backbone_strata(previous_buffer_x.detach().cpu().numpy(), target.topology))
         if path:
             frozen = out[4].detach().double().cpu()  # (frozen steps, n) E/kT_{k−1}
             log_w_path = torch.logsumexp(-(cfg.gamma(k) - 1.0) * frozen, 0) - math.log(frozen.shape[0])
