@@ -124,3 +124,12 @@ def test_path_weights_need_strata_and_frozen_steps():
                                "relax": {"n_steps": 50, "adapt_steps": 50}}).validate()
     from_dict(PITAConfig, {**base, "rung_strata": "backbone", "rung_basin_weights": "path",
                            "relax": {"n_steps": 100, "adapt_steps": 50}}).validate()
+
+
+def test_rung_samples_needs_a_reweight_rung_and_at_least_a_buffer():
+    base = {"target": "aldp-fab", "temperatures": [600.0, 300.0], "buffer_size": 100}
+    with pytest.raises(BadInput, match="rung_samples=300 needs rung=reweight"):
+        from_dict(PITAConfig, {**base, "rung_samples": 300}).validate()
+    with pytest.raises(BadInput, match=r"rung_samples \(50\) must be >= buffer_size \(100\)"):
+        from_dict(PITAConfig, {**base, "rung": "reweight", "rung_samples": 50}).validate()
+    from_dict(PITAConfig, {**base, "rung": "reweight", "rung_samples": 300}).validate()

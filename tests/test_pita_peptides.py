@@ -503,3 +503,24 @@ def test_backbone_strata_do_not_depend_on_chirality_and_follow_the_basins(aldp):
     masks = basin_masks(phi[:, 0], psi[:, 0])
     expect = sum(i * masks[name].astype(int) for i, name in enumerate(BASIN_NAMES))
     assert np.array_equal(codes[~all_d], expect) and len(np.unique(codes)) >= 2
+
+
+def test_rung_samples_relaxes_the_whole_pool_and_resamples_a_buffer(tmp_path):
+    """rung_samples = 2 × buffer_size on aldp-fab (tiny): the rung draws and relaxes 64 model samples at
+    T_{k−1} (≥ 64 · relax.n_steps evaluations), sets the strata's weights from all 64 (fractions in
+    sixty-fourths) and resamples a 32-sample buffer from them."""
+    x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
+    data = tmp_path / "t0.npy"
+    np.save(data, x0.numpy())
+    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data)}, rung="reweight",
+                                     rung_strata="backbone", rung_basin_weights="path", rung_samples=64))
+    res = run_pita(cfg, tmp_path / "run")
+    st1 = json.loads((tmp_path / "run" / "stage_1" / "metrics.json").read_text())
+    assert st1["rung_samples"] == 64
+    evals = st1["energy_evaluations"]
+    assert evals["relaxation_before"] >= 64 * TINY["relax"]["n_steps"]
+    assert evals["relaxation"] < 64 * TINY["relax"]["n_steps"]  # the resampled buffer's 32 only
+    counts = np.array(list(st1["strata"]["samples"].values())) * 64
+    assert np.allclose(counts, np.round(counts)) and round(counts.sum()) == 64
+    assert res.samples.x.shape == (32, 66)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["rung_samples"] == 64

@@ -172,16 +172,18 @@ def _stage0_md(cfg: PITAConfig, target_t0, gen, callback: Callback, par: PitaPar
     return x, {"stage0_method": "md", "stage0_info": info, "md_evaluations": info["energy_evaluations"]}
 
 
-def _populations(cfg, k, model, schedule, acfg, gen, callback: Callback, par: PitaParallel, target_at):
-    """The stage's ⌈buffer_size / n_particles⌉ populations of ``model`` under ``acfg``, each annealed,
-    tail-corrected on ``target_at`` and resampled (parallel hook: with several processes one sharded
-    population and a resampling every rank agrees on) → [(result, final log-weights, indices, x)]."""
+def _populations(cfg, k, model, schedule, acfg, gen, callback: Callback, par: PitaParallel, target_at,
+                 n_total: int | None = None):
+    """The stage's ⌈n_total / n_particles⌉ populations (n_total: ``buffer_size`` unless given) of
+    ``model`` under ``acfg``, each annealed, tail-corrected on ``target_at`` and resampled (parallel
+    hook: with several processes one sharded population and a resampling every rank agrees on) →
+    [(result, final log-weights, indices, x)]."""
     return [par.anneal_population(
                 model, cfg.n_particles, schedule, acfg, gen, target_at.project,
                 callback=lambda i, n, info, b=b: callback("anneal", {"stage": k, "population": b,
                                                                     "step": i, "of": n, **info}),
                 target=target_at)
-            for b in range(math.ceil(cfg.buffer_size / cfg.n_particles))]
+            for b in range(math.ceil((n_total or cfg.buffer_size) / cfg.n_particles))]
 
 
 def reweight_log_weights(energy_prev: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -250,7 +252,9 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     """``rung: reweight``: the stage-(k−1) model sampled at its own temperature T_{k−1} (γ = 1, no
     weights: the gate's model check anneal), relaxed there with ``cfg.relax``, then one systematic
     resampling to T_k on the true energy, log w = −(γ_k − 1)·E/kT_{k−1} (the relaxation's energies: no
-    extra evaluation). ``_run_stage`` relaxes the result at T_k as for an annealed rung. No FK weight
+    extra evaluation); with ``cfg.rung_samples`` the model draws that many samples, all relaxed and
+    weighted, and the resampling draws ``buffer_size`` of them (the strata's odds from all).
+    ``_run_stage`` relaxes the result at T_k as for an annealed rung. No FK weight
     and no U_η enter the samples. With ``cfg.rung_strata`` "backbone" the log-weights also carry
     ``strata_log_weights`` of the relaxed samples' backbone basins against ``previous_buffer_x`` (the
     stage-(k−1) buffer): the model's basin fractions are replaced by its training data's; with
@@ -260,8 +264,9 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
     t_prev = cfg.temperatures[k - 1]
     target_prev = target.at_temperature(t_prev)
     acfg = model_check_anneal(cfg.anneal_for(k))
-    pops = _populations(cfg, k, model, schedule, acfg, gen, callback, par, target_prev)
-    x = torch.cat([x_eq.detach() for *_, x_eq in pops])[: cfg.buffer_size]
+    n_pool = cfg.rung_samples or cfg.buffer_size
+    pops = _populations(cfg, k, model, schedule, acfg, gen, callback, par, target_prev, n_pool)
+    x = torch.cat([x_eq.detach() for *_, x_eq in pops])[:n_pool]
     c0 = par.count(target.counter)
     path = cfg.rung_basin_weights == "path"
     relax_fn = par.relax_path if path else par.relax
@@ -287,10 +292,11 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
         if not torch.isfinite(log_w).any():
             raise BadInput(f"stage {k}: none of the model's samples lies in a backbone basin of the "
                            "previous stage's buffer (rung_strata=backbone); raise finetune.steps")
-    idx = systematic(_generator(cfg.seed, k, "reweight-rung"), log_w, x.shape[0])  # the same on every rank
+    # the same on every rank; buffer_size of the n_pool relaxed samples
+    idx = systematic(_generator(cfg.seed, k, "reweight-rung"), log_w, cfg.buffer_size)
     ess = effective_sample_size(log_w)
     summary = {"rung": "reweight", "gamma": cfg.gamma(k), "tail": None, "relaxation_before": rinfo,
-               "relaxation_before_evaluations": before,
+               "relaxation_before_evaluations": before, "rung_samples": int(x.shape[0]),
                "final_ess_fraction": float(ess) / x.shape[0],
                "distinct_after_final_resampling": int(torch.unique(idx).numel())}
     if strata is not None:
@@ -805,6 +811,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
     final = {
         "method": "pita", "target": cfg.target, "temperature": cfg.temperatures[-1], "n": samples.n,
         "rung": cfg.rung, "rung_strata": cfg.rung_strata, "rung_basin_weights": cfg.rung_basin_weights,
+        "rung_samples": cfg.rung_samples or (cfg.buffer_size if cfg.rung == "reweight" else None),
         "energy_evaluations": {**totals, "total": sum(totals.values())},
         "wall_time_s": wall, "wall_time_this_invocation_s": time.perf_counter() - t0,
         "evaluation": stages[-1]["evaluation"],

@@ -99,6 +99,11 @@ class PITAConfig:
     # evaluation; averages out the fast modes' energy noise). Within a stratum the samples keep their
     # instantaneous weights either way (``methods.pita.path_stratum_log_correction``).
     rung_basin_weights: str = "instant"
+    # rung "reweight" only: how many stage-(k−1) model samples each rung draws and relaxes at T_{k−1}
+    # (None: ``buffer_size``). All of them set the strata's weights to T_k and the resampling draws
+    # ``buffer_size`` from them: more samples per rung, less noise in the basin odds every later
+    # stage inherits, at ``relax.n_steps`` evaluations per extra sample
+    rung_samples: int | None = None
     chirality_fix: bool = True
     n_particles: int = 1000
     buffer_size: int = 1000
@@ -156,6 +161,12 @@ class PITAConfig:
             raise BadInput(f"rung_strata must be 'none' or 'backbone', got {self.rung_strata!r}")
         if self.rung_strata != "none" and self.rung != "reweight":
             raise BadInput(f"rung_strata={self.rung_strata!r} needs rung=reweight")
+        if self.rung_samples is not None:
+            if self.rung != "reweight":
+                raise BadInput(f"rung_samples={self.rung_samples} needs rung=reweight")
+            if int(self.rung_samples) < self.buffer_size:
+                raise BadInput(f"rung_samples ({self.rung_samples}) must be >= buffer_size "
+                               f"({self.buffer_size}): the rung resamples buffer_size of them")
         if self.rung_basin_weights not in ("instant", "path"):
             raise BadInput(f"rung_basin_weights must be 'instant' or 'path', got {self.rung_basin_weights!r}")
         if self.rung_basin_weights == "path":
