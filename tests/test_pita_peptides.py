@@ -310,7 +310,7 @@ def test_peptide_pipeline_end_to_end_writes_stage_folders_with_peptide_metrics(t
     for k in range(2):
         cis = json.loads((d / f"stage_{k}" / "metrics.json").read_text())["evaluation"]["metrics"][
             "cis_peptide_fraction"]["value"]
-        assert (f"WARNING stage {k}: {cis:.0%} of the samples at T=" in log) == (cis > 0), (k, cis)
+        assert (f"WARNING stage {k}: {cis:.1%} of the samples at T=" in log) == (cis > 0), (k, cis)
     metrics = json.loads((d / "metrics.json").read_text())
     ev = metrics["energy_evaluations"]
     assert ev["initial_data"] > 0 and ev["relaxation"] > 0 and ev["training_buffers"] == 64 + 32

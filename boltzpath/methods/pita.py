@@ -426,15 +426,15 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             metrics["evaluation"]["reference_file"] = reference_names[k]
         cis = metrics["evaluation"].get("metrics", {}).get("cis_peptide_fraction", {}).get("value")
         if cis and k == 0:  # the T₀ data's own isomers (MD at 1200 K crosses the amide barrier)
-            run.log(f"stage 0: {cis:.0%} of the T={temp:g} samples have a cis peptide bond — the stage-0 "
+            run.log(f"stage 0: {cis:.1%} of the T={temp:g} samples have a cis peptide bond — the stage-0 "
                     "data's own isomers (hot MD crosses the amide barrier); the models learn them as part of "
                     "this temperature, and the ladder must shed them on the way down")
         elif cis:  # a cis amide is another isomer: ~80 kJ/mol from trans, no relaxation here crosses it
-            run.log(f"WARNING stage {k}: {cis:.0%} of the samples at T={temp:g} have a cis peptide bond "
+            run.log(f"WARNING stage {k}: {cis:.1%} of the samples at T={temp:g} have a cis peptide bond "
                     f"(another isomer than the target's all-trans molecule; the relaxation cannot undo it) — "
                     "the model's samples are not yet valid molecules: train longer or use a larger model")
         if metrics.get("repaired_fraction"):
-            run.log(f"WARNING stage {k}: {metrics['repaired_fraction']:.0%} of the annealed particles "
+            run.log(f"WARNING stage {k}: {metrics['repaired_fraction']:.1%} of the annealed particles "
                     "overlapped (E/kT above the high-energy flag) and were moved below it by steepest "
                     "descent before the bridge, so this stage's samples come from that repair, not from the "
                     f"anneal (they can come out too cold); the stage-{k - 1} model anneals badly at "
