@@ -18,7 +18,7 @@ import torch
 
 from boltzpath.config import from_dict
 from boltzpath.errors import BadInput
-from boltzpath.methods.pita import path_stratum_log_correction
+from boltzpath.methods.pita import ladder_odds_errors, path_stratum_log_correction, stratum_log_mean_weights
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.smc.relax import RelaxConfig, relax
 from boltzpath.targets.base import Target
@@ -92,7 +92,7 @@ def test_path_weights_are_unbiased_and_less_noisy_than_final_energies():
     t = TiltedWell()
     rng = np.random.default_rng(1)
     cfg = RelaxConfig(n_steps=100, adapt_steps=20, step_size=0.01, repair_above=None)
-    inst, path = [], []
+    inst, path, se_inst, se_path = [], [], [], []
     for r in range(20):
         res = relax(t, _exact_samples(1000, rng), torch.Generator().manual_seed(r), cfg, record_energies=True)
         right = res.x[:, 0] > 0
@@ -107,10 +107,22 @@ def test_path_weights_are_unbiased_and_less_noisy_than_final_energies():
         for side in (right, ~right):
             assert _lse((lw + corr)[side]) == pytest.approx(_lse(lw_path[side]), abs=1e-9)
             assert torch.unique(corr[side]).numel() == 1
+        # each estimator's own standard error of the log-odds (two strata, independent samples)
+        for weights, errs in ((lw, se_inst), (lw_path, se_path)):
+            odds = stratum_log_mean_weights(right.numpy().astype(int), weights)
+            assert odds["1"]["log_mean_weight"] - odds["0"]["log_mean_weight"] == pytest.approx(
+                _log_mean_ratio(weights, right), abs=1e-9)
+            errs.append(math.hypot(odds["0"]["se"], odds["1"]["se"]))
     inst, path = np.array(inst), np.array(path)
     for est in (inst, path):
         assert abs(est.mean() - exact) < 4 * est.std(ddof=1) / len(est) ** 0.5, (est.mean(), exact)
     assert path.std(ddof=1) < 0.7 * inst.std(ddof=1), (path.std(), inst.std())
+    # the reported standard errors match the spread over repeats: the sd of 20 repeats is itself known
+    # to ≈ 16 % (1/√(2·19)), so a factor outside [0.6, 1.6] is a wrong error formula (e.g. without
+    # √n, or taken from the log-weights' own spread) rather than chance
+    for est, errs in ((inst, se_inst), (path, se_path)):
+        ratio = float(np.mean(errs)) / est.std(ddof=1)
+        assert 0.6 < ratio < 1.6, (ratio, np.mean(errs), est.std(ddof=1))
 
 
 def test_path_weights_need_strata_and_frozen_steps():
@@ -133,3 +145,15 @@ def test_rung_samples_needs_a_reweight_rung_and_at_least_a_buffer():
     with pytest.raises(BadInput, match=r"rung_samples \(50\) must be >= buffer_size \(100\)"):
         from_dict(PITAConfig, {**base, "rung": "reweight", "rung_samples": 50}).validate()
     from_dict(PITAConfig, {**base, "rung": "reweight", "rung_samples": 300}).validate()
+
+
+def test_ladder_odds_errors_add_the_rungs_in_quadrature_against_the_largest_stratum():
+    rung = {"0": {"n": 700, "log_mean_weight": -0.1, "se": 0.03},
+            "1": {"n": 250, "log_mean_weight": -0.4, "se": 0.04},
+            "2": {"n": 50, "log_mean_weight": -0.2, "se": 0.1}}
+    last = {"0": {"n": 800, "log_mean_weight": -0.1, "se": 0.02},
+            "1": {"n": 200, "log_mean_weight": -0.4, "se": 0.05}}
+    out = ladder_odds_errors([{"stage": 0}, {"strata_odds": rung}, {"strata_odds": last}])
+    assert out["reference_stratum"] == "0" and out["rungs"] == 2
+    assert out["se"] == {"1": pytest.approx(math.sqrt(0.03 ** 2 + 0.04 ** 2 + 0.02 ** 2 + 0.05 ** 2))}
+    assert ladder_odds_errors([{"stage": 0}, {"final_ess_fraction": 0.5}]) is None

@@ -522,5 +522,12 @@ def test_rung_samples_relaxes_the_whole_pool_and_resamples_a_buffer(tmp_path):
     assert evals["relaxation"] < 64 * TINY["relax"]["n_steps"]  # the resampled buffer's 32 only
     counts = np.array(list(st1["strata"]["samples"].values())) * 64
     assert np.allclose(counts, np.round(counts)) and round(counts.sum()) == 64
+    odds = st1["strata_odds"]  # per stratum of the 64: count, log mean path weight, its standard error
+    assert set(odds) == set(st1["strata"]["samples"]) and sum(o["n"] for o in odds.values()) == 64
+    assert all(o["se"] >= 0 for o in odds.values() if o["n"] > 1)
     assert res.samples.x.shape == (32, 66)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["rung_samples"] == 64
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert final["rung_samples"] == 64
+    assert final["basin_log_odds_se_from_rungs"]["rungs"] == 1
+    log = (tmp_path / "run" / "run.log").read_text()
+    assert "basin odds: over 1 rung the importance weights leave" in log

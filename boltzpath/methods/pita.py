@@ -237,6 +237,50 @@ def path_stratum_log_correction(labels: np.ndarray, log_w: torch.Tensor,
     return corr, summary
 
 
+def stratum_log_mean_weights(labels: np.ndarray, log_w: torch.Tensor) -> dict:
+    """Per stratum b: its sample count, log of the mean weight ⟨e^{log_w}⟩_b (what a rung's odds to T_k
+    multiply the stratum's share by) and that log-mean's standard error by the delta method,
+    sd(w)/(√n_b·mean(w)) over the stratum's samples (independent model draws, each relaxed on its own
+    chain; with ``path`` weights each sample's w̄_i). Rungs' errors add in quadrature down the ladder."""
+    labels, log_w = np.asarray(labels), log_w.double().cpu()
+    out = {}
+    for b in np.unique(labels).tolist():
+        lw = log_w[torch.as_tensor(labels == b)]
+        lw = lw[torch.isfinite(lw)]
+        n = int(lw.numel())
+        if n == 0:
+            continue
+        w = torch.exp(lw - lw.max())
+        se = float(w.std() / (w.mean() * math.sqrt(n))) if n > 1 else float("inf")
+        out[str(b)] = {"n": n, "log_mean_weight": float(torch.logsumexp(lw, 0) - math.log(n)), "se": se}
+    return out
+
+
+def ladder_odds_errors(stages: list[dict]) -> dict | None:
+    """The standard error that the rungs' importance weights leave in each stratum's log share against
+    the most populated one, ln(share_b / share_ref), at the last temperature: the rungs' independent
+    errors (``strata_odds``) added in quadrature (not counted: the stage-0 data's own error, see
+    ``benchmarks/pita_stage0_basins.py``, and the relaxation's). None without strata rungs; a stratum
+    missing from some rung is left out."""
+    rungs = [m["strata_odds"] for m in stages if m.get("strata_odds")]
+    if not rungs:
+        return None
+    ref = max(rungs[-1], key=lambda b: rungs[-1][b]["n"])
+    se = {}
+    for b in rungs[-1]:
+        if b != ref and all(b in r and ref in r for r in rungs):
+            se[b] = math.sqrt(sum(r[b]["se"] ** 2 + r[ref]["se"] ** 2 for r in rungs))
+    return {"reference_stratum": ref, "rungs": len(rungs), "se": se}
+
+
+def _odds_error_line(odds_se: dict) -> str:
+    parts = ", ".join(f"{b}: ± {v:.3f}" for b, v in sorted(odds_se["se"].items())) or "nothing (one stratum)"
+    n = odds_se["rungs"]
+    return (f"basin odds: over {n} rung{'s' if n != 1 else ''} the importance weights leave ln(share / "
+            f"share of stratum {odds_se['reference_stratum']}) uncertain by {parts} "
+            "(standard errors; the stage-0 data's own error comes on top)")
+
+
 def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
                                 topology) -> tuple[torch.Tensor, dict]:
     """``strata_log_weights`` over the backbone-basin strata (``metrics.peptides.backbone_strata``) of
@@ -288,6 +332,7 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
             log_c, per = path_stratum_log_correction(labels, log_w, log_w_path)
             log_w = log_w + log_c
             path_summary = {"frozen_steps": int(frozen.shape[0]), "log_correction": per}
+        odds = stratum_log_mean_weights(labels, log_w_path if path else log_w)
         log_w = log_w + log_s
         if not torch.isfinite(log_w).any():
             raise BadInput(f"stage {k}: none of the model's samples lies in a backbone basin of the "
@@ -301,6 +346,7 @@ def _reweight_rung(cfg, k, model, target, schedule, gen, callback: Callback, par
                "distinct_after_final_resampling": int(torch.unique(idx).numel())}
     if strata is not None:
         summary["strata"] = strata
+        summary["strata_odds"] = odds  # the rung's odds per stratum with standard errors
     if path_summary is not None:
         summary["path_basin_weights"] = path_summary
     return rx.detach()[idx.to(rx.device)], summary
@@ -832,6 +878,11 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
             **stages[-1]["chirality"],
             "flipped_all_stages": sum(m["chirality"]["flipped_for_training"] for m in stages),
             "dropped_mixed_all_stages": sum(m["chirality"]["dropped_mixed"] for m in stages)}
+    odds_se = ladder_odds_errors(stages)
+    if odds_se is not None:
+        final["basin_log_odds_se_from_rungs"] = odds_se
+        if par.is_main:
+            run.log(_odds_error_line(odds_se))
     info = {**samples.info, "energy_evaluations": final["energy_evaluations"]["total"], "wall_time_s": wall}
     final_samples = Samples(samples.x, samples.energy, None, info)
     run.write_samples(final_samples)
