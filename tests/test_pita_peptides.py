@@ -509,10 +509,9 @@ def test_rung_samples_relaxes_the_whole_pool_and_resamples_a_buffer(tmp_path):
     """rung_samples = 2 × buffer_size on aldp-fab (tiny): the rung draws and relaxes 64 model samples at
     T_{k−1} (≥ 64 · relax.n_steps evaluations), sets the strata's weights from all 64 (fractions in
     sixty-fourths) and resamples a 32-sample buffer from them."""
-    x0 = make_target("aldp-fab").prior_sample(48, torch.Generator().manual_seed(5))
-    data = tmp_path / "t0.npy"
-    np.save(data, x0.numpy())
-    cfg = from_dict(PITAConfig, dict(TINY, stage0={"data": str(data)}, rung="reweight",
+    md = {"method": "md", "n_samples": 64, "options": {"chains": 4, "burn_in": 50, "thin": 10,
+                                                       "platform": "Reference"}}
+    cfg = from_dict(PITAConfig, dict(TINY, stage0=md, rung="reweight",
                                      rung_strata="backbone", rung_basin_weights="path", rung_samples=64))
     res = run_pita(cfg, tmp_path / "run")
     st1 = json.loads((tmp_path / "run" / "stage_1" / "metrics.json").read_text())
@@ -530,4 +529,7 @@ def test_rung_samples_relaxes_the_whole_pool_and_resamples_a_buffer(tmp_path):
     assert final["rung_samples"] == 64
     assert final["basin_log_odds_se_from_rungs"]["rungs"] == 1
     log = (tmp_path / "run" / "run.log").read_text()
-    assert "basin odds: over 1 rung the importance weights leave" in log
+    assert "basin odds: after the stage-0 data and 1 rung, ln(share / share of stratum" in log
+    # the stage-0 MD buffer's own error, between its 4 chains (stage0_strata_errors)
+    s0 = json.loads((tmp_path / "run" / "stage_0" / "metrics.json").read_text())["stage0_strata_se"]
+    assert s0["chains"] == 4 and all(np.isfinite(v) and v >= 0 for v in s0["se"].values())

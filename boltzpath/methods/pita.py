@@ -256,12 +256,38 @@ def stratum_log_mean_weights(labels: np.ndarray, log_w: torch.Tensor) -> dict:
     return out
 
 
+def stage0_strata_errors(labels: np.ndarray, chains: int) -> dict | None:
+    """Standard errors of the stage-0 buffer's stratum log-shares against its most populated stratum,
+    ln(f_b / f_ref), between ``chains`` independent MD chains (``molecules.md_chains`` keeps frames
+    round-major: frame j of every chain, then j + 1): the delta method on each chain's own
+    f_b,i/f_b − f_ref,i/f_ref, so the strata's anticorrelation is kept and the frames' autocorrelation
+    (a hot peptide keeps its basin for picoseconds) is respected. Every later stage inherits this error
+    through ``rung_strata: backbone``. None with fewer than two full rounds or two chains."""
+    labels = np.asarray(labels)
+    rounds = len(labels) // chains
+    if rounds < 2 or chains < 2:
+        return None
+    lab = labels[: rounds * chains].reshape(rounds, chains)
+    strata, counts = np.unique(lab, return_counts=True)
+    ref = strata[np.argmax(counts)]
+    f_ref_i = (lab == ref).mean(0)
+    se = {}
+    for b in strata.tolist():
+        if b == ref:
+            continue
+        f_i = (lab == b).mean(0)
+        lin = f_i / f_i.mean() - f_ref_i / f_ref_i.mean()
+        se[str(b)] = float(lin.std(ddof=1) / math.sqrt(chains))
+    return {"reference_stratum": str(ref), "chains": int(chains), "se": se}
+
+
 def ladder_odds_errors(stages: list[dict]) -> dict | None:
-    """The standard error that the rungs' importance weights leave in each stratum's log share against
-    the most populated one, ln(share_b / share_ref), at the last temperature: the rungs' independent
-    errors (``strata_odds``) added in quadrature (not counted: the stage-0 data's own error, see
-    ``benchmarks/pita_stage0_basins.py``, and the relaxation's). None without strata rungs; a stratum
-    missing from some rung is left out."""
+    """The standard error left in each stratum's log share against the most populated one,
+    ln(share_b / share_ref), at the last temperature: the rungs' independent importance-weight errors
+    (``strata_odds``) added in quadrature (``se``), and with the stage-0 MD buffer's between-chain error
+    (``stage0_strata_se``, when recorded with the same reference stratum) in ``total_se``. Not counted:
+    the relaxations' own basin changes. None without strata rungs; a stratum missing from some rung is
+    left out."""
     rungs = [m["strata_odds"] for m in stages if m.get("strata_odds")]
     if not rungs:
         return None
@@ -270,15 +296,23 @@ def ladder_odds_errors(stages: list[dict]) -> dict | None:
     for b in rungs[-1]:
         if b != ref and all(b in r and ref in r for r in rungs):
             se[b] = math.sqrt(sum(r[b]["se"] ** 2 + r[ref]["se"] ** 2 for r in rungs))
-    return {"reference_stratum": ref, "rungs": len(rungs), "se": se}
+    out = {"reference_stratum": ref, "rungs": len(rungs), "se": se}
+    s0 = stages[0].get("stage0_strata_se") if stages else None
+    if s0 and s0.get("reference_stratum") == ref:
+        out["stage0_se"] = s0se = {b: s0["se"][b] for b in se if b in s0["se"]}
+        out["total_se"] = {b: math.hypot(v, s0se[b]) for b, v in se.items() if b in s0se}
+    return out
 
 
 def _odds_error_line(odds_se: dict) -> str:
-    parts = ", ".join(f"{b}: ± {v:.3f}" for b, v in sorted(odds_se["se"].items())) or "nothing (one stratum)"
     n = odds_se["rungs"]
-    return (f"basin odds: over {n} rung{'s' if n != 1 else ''} the importance weights leave ln(share / "
-            f"share of stratum {odds_se['reference_stratum']}) uncertain by {parts} "
-            "(standard errors; the stage-0 data's own error comes on top)")
+    s0 = odds_se.get("stage0_se", {})
+    parts = ", ".join(
+        f"{b}: ± {odds_se['total_se'][b]:.3f} (stage-0 data ± {s0[b]:.3f}, rungs ± {v:.3f})" if b in s0
+        else f"{b}: ± {v:.3f} (rungs; the stage-0 data's error not recorded)"
+        for b, v in sorted(odds_se["se"].items())) or "nothing (one stratum)"
+    return (f"basin odds: after the stage-0 data and {n} rung{'s' if n != 1 else ''}, ln(share / share of "
+            f"stratum {odds_se['reference_stratum']}) is uncertain by {parts} (standard errors)")
 
 
 def backbone_strata_log_weights(x: torch.Tensor, reference_x: torch.Tensor,
@@ -417,6 +451,14 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
         chir: list[dict] = []  # the stage's chirality fixes (peptides)
         if k == 0:
             x, extra = _stage0_data(cfg, target_k, gen, callback, par)
+            if cfg.rung_strata == "backbone" and extra.get("stage0_method") == "md":  # chains' own error
+                from boltzpath.metrics.peptides import backbone_strata
+                from boltzpath.molecules.md_chains import MDChainsConfig
+
+                s0 = stage0_strata_errors(backbone_strata(x.detach().cpu().numpy(), target.topology),
+                                          MDChainsConfig.from_options(cfg.stage0.options).chains)
+                if s0 is not None:
+                    extra["stage0_strata_se"] = s0
             now = par.count(counter)
             evals["initial_data"], c = now - c + (cfg.stage0.data_evaluations if cfg.stage0.data else 0), now
             evals["initial_data"] += extra.pop("md_evaluations", 0)  # OpenMM's, outside the target's counter
