@@ -35,6 +35,7 @@ from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita import stage0_strata_errors
 from boltzpath.metrics.peptides import backbone_dihedrals, basin_masks
+from boltzpath.molecules.md_chains import MDChainsConfig
 from boltzpath.targets.registry import make_target
 
 ROOT = Path(__file__).resolve().parent
@@ -100,13 +101,13 @@ def main(argv=None) -> int:
         s0 = cfg.get("stage0") or {}
         if s0.get("method") != "md" or s0.get("data"):
             raise BadInput(f"--runs {spec}: stage0.method is {s0.get('method')!r}, not md")
-        opts = s0.get("options") or {}
-        chains = int(opts.get("chains", 16))
+        md = MDChainsConfig.from_options(s0.get("options"))  # the run's settings, defaults included
+        chains = md.chains
         target = make_target(cfg["target"])
         with np.load(buf) as d:
             x = np.asarray(d["x"])
         st = chain_stats(x, target, chains)
-        thin_ps = float(opts.get("thin", 250)) * float(opts.get("timestep_fs", 1.0)) * 1e-3
+        thin_ps = md.thin * float(md.timestep_fs) * 1e-3
         st.update(label=label, run=str(folder), temperature=float(cfg["temperatures"][0]),
                   frame_spacing_ps=thin_ps, ps_per_chain=thin_ps * st["rounds"])
         per_run.append(st)
