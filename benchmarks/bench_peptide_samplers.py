@@ -73,10 +73,11 @@ def method_options(method: str, target, budget: int, n: int, chains: int, extra:
     return {**extra, "chains": chains, "burn_in": burn_in, "thin": thin}
 
 
-def run_at_budget(method: str, target, budget: int, n: int, seed: int, extra: dict | None = None):
-    """``method`` with its peptide defaults (``extra`` options over them), ``CHAINS`` chains,
+def run_at_budget(method: str, target, budget: int, n: int, seed: int, extra: dict | None = None,
+                  chains: int = CHAINS):
+    """``method`` with its peptide defaults (``extra`` options over them), ``chains`` chains,
     ≈ ``budget`` evaluations, n samples → (samples, options, wall seconds)."""
-    opts = method_options(method, target, budget, n, CHAINS, extra)
+    opts = method_options(method, target, budget, n, chains, extra)
     cfg = method_config(method, opts, target=target)
     t0 = time.perf_counter()
     samples = run_method(method, target, n, torch.Generator().manual_seed(seed), cfg)

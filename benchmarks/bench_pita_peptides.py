@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_peptide_samplers import HOLDOUT, run_at_budget
+from bench_peptide_samplers import CHAINS, HOLDOUT, run_at_budget
 
 from boltzpath import make_target
 from boltzpath.errors import BadInput, run_cli
@@ -181,11 +181,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of --runs: take the evaluations and n of run LABEL's rows in an "
                              "earlier result JSON of this script (its run folder may be gone), and copy "
                              "those rows into --out next to the baselines run at that budget")
+    parser.add_argument("--chains", type=int, default=CHAINS,
+                        help=f"chains per baseline (default {CHAINS}, bench_peptide_samplers'); the budget "
+                             "is the same, so more chains are shorter: same simulated time in all, the "
+                             "torch force field's batch better used (measured on 2 cores: 64 chains "
+                             "≈ 2.3-2.9x the evaluations per second of 16)")
     parser.add_argument("--figure", default=None, metavar="PNG",
                         help="one figure: Ramachandran and TICA free energy of the reference, each run "
                              "and each baseline (report.peptide_plots.plot_peptide_comparison)")
     args = parser.parse_args(argv)
     baselines = [m for m in args.baselines.split(",") if m]
+    if args.chains < 1:
+        print(f"--chains {args.chains}: expected a positive number of chains", file=sys.stderr)
+        return 2
 
     def not_run(flag: str, item: str, method: str) -> bool:
         """True (and one line on stderr) when ``method`` is not among --baselines."""
@@ -248,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     command += f" --baselines {shlex.quote(args.baselines)}"  # '' (none) stays visible
     command += "".join(f" --baseline-samples {b}" for b in args.baseline_samples)
     command += "".join(f" --baseline-set {b}" for b in args.baseline_set)
+    if args.chains != CHAINS:
+        command += f" --chains {args.chains}"
     machine = describe_machine()
     ref_basins = residue_basins(reference, target)
     rows: list[dict] = []
@@ -288,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             samples, opts, wall = reuse_baseline(kept[method], method, target, budget, n)
             reused = str(kept[method])
         else:
-            samples, opts, wall = run_at_budget(method, target, budget, n, args.seed, extra.get(method))
+            samples, opts, wall = run_at_budget(method, target, budget, n, args.seed, extra.get(method),
+                                                chains=args.chains)
             reused = None
         wall = round(wall, 1)
         evals = int(samples.info["energy_evaluations"])

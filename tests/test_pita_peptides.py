@@ -399,6 +399,10 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
                 # basin weights over the relaxation path on aldp-fab (measured there); AL3 keeps its
                 # measured one-energy estimate (docs/pita.md, twenty-first session)
                 assert cfg.rung_basin_weights == ("path" if target == "aldp-fab" else "instant")
+                # aldp-fab's extra rung samples and sparser stage-0 frames double its evaluations
+                # (twenty-third session); AL3 inherits the recipe but not that, never measured there
+                assert cfg.rung_samples == (3000 if target == "aldp-fab" else None)
+                assert cfg.stage0.options["thin"] == (400 if target == "aldp-fab" else 200)
             elif preset == "quick" and target in ("aldp-fab", "al3"):  # four rungs of γ = √2
                 assert len(temps) == 5
                 ratios = [temps[i] / temps[i + 1] for i in range(4)]
