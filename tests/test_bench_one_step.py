@@ -13,6 +13,7 @@ from boltzpath.errors import BadInput
 from boltzpath.io.samples import Samples
 from boltzpath.methods.pita import run_pita
 from boltzpath.methods.pita_config import PITAConfig
+from boltzpath.metrics.convergence import smc_warning
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import pita_one_step  # noqa: E402
@@ -87,6 +88,23 @@ def test_a_reweight_rung_samples_the_model_at_its_own_temperature_and_resamples_
     ev = m1["energy_evaluations"]
     assert ev["relaxation_before"] == 32 * (1 + 4) and ev["relaxation"] == 32 * 4
     assert 0 < m1["final_ess_fraction"] <= 1 and res.samples.n == 32
+    # stage 0's buffer says how well it covers T1: below 10 % ESS the log warns before the rung and
+    # names temperatures to insert, all between the two
+    ov = json.loads((tmp_path / "run" / "stage_0" / "metrics.json").read_text())["next_rung_overlap"]
+    warned = "the next rung's weights will collapse" in (tmp_path / "run" / "run.log").read_text()
+    assert warned == (ov["ess_fraction"] < 0.1) and all(1.0 < t < 2.0 for t in ov["insert"])
+    assert bool(ov["insert"]) == (ov["ess_fraction"] < 0.2)
+    # a rung eight-fold in temperature: the buffer predicts the collapse (3 % with this seed), the log
+    # says so before the rung runs, and the run's final warning names the temperatures to insert
+    cfg = from_dict(PITAConfig, {**TINY_DW4, "temperatures": [4.0, 0.5], "rung": "reweight",
+                                 "anneal": {"n_steps": 5, "divergence": "exact"}})
+    run_pita(cfg, tmp_path / "wide")
+    ov = json.loads((tmp_path / "wide" / "stage_0" / "metrics.json").read_text())["next_rung_overlap"]
+    assert ov["ess_fraction"] < 0.1 and len(ov["insert"]) >= 1 and all(0.5 < t < 4.0 for t in ov["insert"])
+    assert "the next rung's weights will collapse" in (tmp_path / "wide" / "run.log").read_text()
+    final = json.loads((tmp_path / "wide" / "metrics.json").read_text())
+    if final["stages"][1]["final_ess_fraction"] < 0.1:
+        assert f"T = {ov['insert'][0]:.4g}" in smc_warning(final)
     with pytest.raises(BadInput, match="rung"):
         from_dict(PITAConfig, {**TINY_DW4, "rung": "bridge"}).validate()
 

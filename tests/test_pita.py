@@ -55,6 +55,9 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert ev["total"] == sum(v for k, v in ev.items() if k != "total")
     assert metrics["evaluation"]["metrics"]["mode_coverage"]["n"] == 128
     assert res.samples.n == 128
+    # each stage but the last reports how well its buffer covers the next temperature (no evaluation)
+    overlaps = [st.get("next_rung_overlap") for st in metrics["stages"]]
+    assert overlaps[-1] is None and all(0 < o["ess_fraction"] <= 1 for o in overlaps[:-1])
     # relaxation actually moved the particles (reported per stage)
     st = json.loads((d / "stage_2" / "metrics.json").read_text())
     assert st["relaxation"]["mean_rms_displacement"] > 0

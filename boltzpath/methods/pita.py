@@ -48,6 +48,7 @@ from boltzpath.io.samples import Samples, load_reference
 from boltzpath.methods.pita_config import PITAConfig
 from boltzpath.methods.pita_report import stage_metrics, write_ladder_plot
 from boltzpath.metrics.bundled import bundled_reference
+from boltzpath.metrics.convergence import SMC_ESS_MIN
 from boltzpath.parallel.pita_parallel import PitaParallel
 from boltzpath.smc.annealing import anneal
 from boltzpath.smc.divergence_choice import choose_divergence
@@ -190,6 +191,35 @@ def reweight_log_weights(energy_prev: torch.Tensor, gamma: float) -> torch.Tenso
     """Log-weights that take samples of exp(−E/kT_{k−1}) to exp(−E/kT_k), γ = T_{k−1}/T_k, from their
     E/kT_{k−1}: −(γ − 1)·E/kT_{k−1} (float64; normalisation left to the resampler)."""
     return -(float(gamma) - 1.0) * energy_prev.double()
+
+
+def ladder_overlap(energy: torch.Tensor, t_from: float, t_to: float, ess_goal: float,
+                   max_insert: int = 8) -> dict:
+    """How well samples of exp(−E/kT_from) with E/kT_from = ``energy`` cover exp(−E/kT_to): the ESS
+    fraction of the energy-only weights −(T_from/T_to − 1)·E/kT_from (a reweight rung's weights
+    without strata, and the overlap every kind of rung needs), and the fewest temperatures to insert,
+    equally spaced in 1/T, for the first inserted rung's ESS fraction to reach ``ess_goal`` (at most
+    ``max_insert``; the later ones are assumed alike, which holds where the heat capacity is flat).
+    Costs no evaluation: the buffer's own energies. Returns {"ess_fraction", "insert"} where "insert"
+    lists the suggested temperatures (empty when the rung already reaches ``ess_goal``)."""
+    e = energy.detach().double().reshape(-1)
+    e = e[torch.isfinite(e)]
+    if e.numel() < 2:
+        return {"ess_fraction": None, "insert": []}
+    slope = float(t_from) / float(t_to) - 1.0  # log w = −slope·λ·E/kT_from, λ ∈ (0, 1] along 1/T
+
+    def ess(lam: float) -> float:
+        return float(effective_sample_size(-slope * lam * e)) / e.numel()
+
+    out = {"ess_fraction": ess(1.0), "insert": []}
+    if out["ess_fraction"] >= ess_goal:
+        return out
+    b_from, b_to = 1.0 / float(t_from), 1.0 / float(t_to)
+    for m in range(1, max_insert + 1):
+        if ess(1.0 / (m + 1)) >= ess_goal or m == max_insert:
+            out["insert"] = [1.0 / (b_from + j * (b_to - b_from) / (m + 1)) for j in range(1, m + 1)]
+            break
+    return out
 
 
 def strata_log_weights(labels: np.ndarray, reference_labels: np.ndarray) -> tuple[torch.Tensor, dict]:
@@ -536,6 +566,18 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
                         f"are {pm['slope']:.2f}x the true ones — its tempered density is ≈ T = "
                         f"{pm['implied_temperature']:.3g}, not {temp:g} (FK weights alone target that; "
                         "the true_energy and bridge tails correct it on the true energy)")
+        if not last:  # does this buffer overlap the next temperature? (its own energies, no evaluation)
+            ov = ladder_overlap(buffer.energy, temp, cfg.temperatures[k + 1], 2 * SMC_ESS_MIN)
+            metrics["next_rung_overlap"] = ov
+            # a reweight rung's weights are these (× its strata): predicted 1.4 / 10.7 / 16.6 % where
+            # the LJ-13 rungs 3→2, 1.5→1.2, 1.2→1 kept 1.8 / 7.9 / 22.6 % (docs/pita.md, twenty-fourth
+            # session); an annealed rung carries the gap with its model, so there it is only recorded
+            if cfg.rung == "reweight" and ov["ess_fraction"] is not None and ov["ess_fraction"] < SMC_ESS_MIN:
+                temps = ", ".join(f"{t:.4g}" for t in ov["insert"])
+                run.log(f"WARNING stage {k}: reweighted by energy alone, this stage's samples at T={temp:g} "
+                        f"keep an ESS of {ov['ess_fraction']:.1%} at T={cfg.temperatures[k + 1]:g} "
+                        f"(< {SMC_ESS_MIN:.0%}): the next rung's weights will collapse; inserting T = "
+                        f"{temps} (equal steps in 1/T) would give each step ≈ {2 * SMC_ESS_MIN:.0%} or more")
         if par.is_main:
             buffer.save(sdir.file("buffer.npz"))
         sdir.write_metrics(metrics)
@@ -906,6 +948,7 @@ def run_pita(cfg: PITAConfig, out: str | Path, overwrite: bool = False, resume: 
         "stages": [{"stage": m["stage"], "temperature": m["temperature"],
                     "energy_evaluations": m["energy_evaluations"],
                     "final_ess_fraction": m.get("final_ess_fraction"),
+                    **({"next_rung_overlap": m["next_rung_overlap"]} if "next_rung_overlap" in m else {}),
                     **({"repaired_fraction": m["repaired_fraction"]} if m.get("repaired_fraction") else {}),
                     **({"overlap_fraction": m["overlap_fraction"]} if "overlap_fraction" in m else {}),
                     "energy_model_gate": _gate_summary(m.get("energy_model_gate")),

@@ -164,6 +164,8 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
     collapsed, gates, repaired = [], [], []
     # rung: reweight puts no U_eta into the samples, so its gate says nothing about them
     read_gate = _gate_failure if metrics.get("rung") != "reweight" else (lambda gate: None)
+    inserts = []  # the temperatures the previous stage's buffer suggests before a collapsed rung
+    previous: dict = {}
     for stage in metrics.get("stages", []):
         where = f"stage {stage.get('stage')} (T={stage.get('temperature')})"
         rep = stage.get("repaired_fraction")
@@ -172,6 +174,8 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
         frac = stage.get("final_ess_fraction")
         if isinstance(frac, int | float) and frac < SMC_ESS_MIN:
             collapsed.append(f"{where} final ESS {100 * frac:.1f} % < {100 * SMC_ESS_MIN:.0f} %")
+            inserts += (previous.get("next_rung_overlap") or {}).get("insert") or []
+        previous = stage
         gate = read_gate(stage.get("energy_model_gate"))
         if gate:
             gates.append(f"{where} ({gate})")
@@ -184,8 +188,11 @@ def smc_warning(metrics: dict[str, Any]) -> str | None:
                 "raise train.steps, add temperatures to the ladder or change the seed")
     if collapsed:
         gate_part = f"; energy model gate failed at {'; '.join(gates)}" if gates else ""
+        where_to = (" (the buffers' energies suggest T = " + ", ".join(f"{t:.4g}" for t in inserts) + ")"
+                    if inserts else "")
         return ("weights collapsed: " + "; ".join(collapsed) + gate_part + " — the samples are unreliable; "
-                "raise train.steps / n_particles / anneal.n_steps or add temperatures to the ladder")
+                "raise train.steps / n_particles / anneal.n_steps or add temperatures to the ladder"
+                + where_to)
     if gates:  # the weights did not collapse, but U_eta is too poor for gamma by the held-out check
         return ("energy model below its quality gate at " + "; ".join(gates) + " — weights built on "
                 "U_eta alone may be biased (the true_energy and bridge tails correct the final weights on "
