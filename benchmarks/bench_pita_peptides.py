@@ -13,7 +13,8 @@ fraction, cis-peptide fraction, each with its noise floor: the held-out set agai
 same n) and the basin fractions (``metrics.peptides.basin_fractions``), and takes the evaluations
 and wall time from the run's ``metrics.json``. Then it runs each ``--baselines`` method with its
 peptide defaults (docs/molecules.md) for the same n and the first run's total evaluations, split and
-thinned as in ``bench_peptide_samplers.py`` (16 chains, half warm-up), scored by the same code.
+thinned as in ``bench_peptide_samplers.py`` (16 chains, or ``--chains``; half warm-up), scored by
+the same code.
 ``--baseline-samples langevin=DIR/langevin_samples.npz`` scores a baseline kept by an earlier
 ``--keep`` instead (same target and n, evaluations within 1 %; the row names the file), so a second
 ladder with the same budget does not pay for the baseline twice. ``--budget-from JSON=LABEL``

@@ -183,6 +183,17 @@ def test_bench_pita_peptides_refuses_a_bad_baseline_set(tmp_path, item, capsys):
     assert not (tmp_path / "o.json").exists()
 
 
+@pytest.mark.parametrize("chains", ["0", "-4"])
+def test_bench_pita_peptides_refuses_a_chain_count_below_one(tmp_path, chains, capsys):
+    sys.path.insert(0, str(BENCH))
+    from bench_pita_peptides import main
+
+    assert main(["--baselines", "pt", "--chains", chains, "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--chains {chains}" in err, err
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_bench_peptide_samplers_budget_with_baseline_options():
     # pt.n_replicas=9, pt.t_max=1200 (the aldp cpu ladder's temperatures): the options reach the config
     # and the split pays for nine replicas of five leapfrog gradients per iteration
