@@ -206,10 +206,10 @@ def ladder_overlap(energy: torch.Tensor, t_from: float, t_to: float, ess_goal: f
     e = e[torch.isfinite(e)]
     if e.numel() < 2:
         return {"ess_fraction": None, "insert": []}
-    slope = float(t_from) / float(t_to) - 1.0  # log w = −slope·λ·E/kT_from, λ ∈ (0, 1] along 1/T
+    slope = float(t_from) / float(t_to) - 1.0  # γ − 1 of the whole rung; λ ∈ (0, 1] goes along 1/T
 
-    def ess(lam: float) -> float:
-        return float(effective_sample_size(-slope * lam * e)) / e.numel()
+    def ess(lam: float) -> float:  # the reweight rung's own weights, for a rung of γ = 1 + λ·slope
+        return float(effective_sample_size(reweight_log_weights(e, 1.0 + lam * slope))) / e.numel()
 
     out = {"ess_fraction": ess(1.0), "insert": []}
     if out["ess_fraction"] >= ess_goal:
