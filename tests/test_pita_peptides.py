@@ -392,6 +392,9 @@ def test_peptide_presets_resolve_to_kelvin_ladders_and_the_transformer():
             cfg = resolve_config(target, preset, None, ())
             temps = cfg.temperatures
             assert temps[0] == 1200.0 and temps[-1] == 300.0 and cfg.net.kind == "transformer"
+            # the per-chain step adaptation of every measured peptide run, pinned since the library
+            # default became shared (smc/relax.py); al3 and aldp-pita paper inherit it through `base`
+            assert cfg.relax.adapt == "per_chain"
             if preset == "cpu" and target in ("aldp-fab", "al3"):  # eight rungs of γ = 4^(1/8) (docs/pita.md)
                 assert len(temps) == 9
                 ratios = [temps[i] / temps[i + 1] for i in range(8)]

@@ -1,0 +1,169 @@
+"""A reweight rung fed with exact samples: how good can the rung itself be, model aside?
+
+``rung: reweight`` (``methods.pita._reweight_rung``, then ``_run_stage``'s relaxation) takes the
+stage-(k−1) model's draws at T_{k−1}, relaxes them there, resamples them to T_k on the true energy,
+and relaxes the result at T_k. Its output at T_k differs from exp(−E/kT_k) for two reasons: the model's
+draws are not exactly exp(−E/kT_{k−1}) (model error), and even exact draws leave a finite pool with
+duplicates after resampling that a short relaxation does not make independent (the rung's own
+error). This script measures the second alone: the pool is drawn from the certified parallel-
+tempering reference at T_{k−1} (seed 0, ``benchmarks/particle_references.py``), the rung is run with
+the same code path (``smc.relax.relax``, ``reweight_log_weights``, ``systematic``), and the output is
+scored against the *other* reference seed at T_k — energy W2 (E/kT_k) and interatomic-distance W2,
+mean over ``--subsets`` random reference subsets of the output's size — next to the floor: fresh
+seed-0 samples of that size against the same subsets, i.e. what independent exact samples reach.
+
+A rung whose exact-input output sits at the floor loses nothing of its own: a ladder's excess over
+the floor there is the model's. One above the floor names the knob (pool size, relaxation length)
+with ``--pool``/``--relax-steps`` variants, at their stated energy-evaluation cost.
+
+    python benchmarks/pita_rung_oracle.py --target lj13 --references runs/references \
+        --temperatures 4,3,2,1.75,1.5,1.2,1 [--pool 1000] [--buffer 1000] [--relax-steps 300] \
+        [--adapt-steps 100] [--repeats 3] --out benchmarks/results/pita_rung_oracle.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from boltzpath.errors import BadInput, run_cli
+from boltzpath.io.atomic import atomic_write_json
+from boltzpath.io.machine import describe_machine
+from boltzpath.methods.pita import reweight_log_weights
+from boltzpath.metrics.distributions import energy_w
+from boltzpath.metrics.particles import distance_w2
+from boltzpath.smc.relax import ADAPT_MODES, RelaxConfig, relax
+from boltzpath.smc.resample import systematic
+from boltzpath.smc.weights import effective_sample_size
+from boltzpath.targets.registry import make_target
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        out = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BadInput(f"--{name} {text!r}: expected comma-separated numbers") from None
+    if not out:
+        raise BadInput(f"--{name} {text!r}: empty")
+    return out
+
+
+def _reference(folder: Path, target_name: str, temp: float, seed: int) -> torch.Tensor:
+    f = folder / f"{target_name}_T{temp:g}_seed{seed}.npy"
+    if not f.is_file():
+        raise BadInput(f"--references {folder}: no {f.name} (run benchmarks/particle_references.py "
+                       f"--target {target_name} with T = {temp:g} among its saved temperatures)")
+    return torch.as_tensor(np.load(f)).float()
+
+
+def score(x: torch.Tensor, target_t, ref: torch.Tensor, subsets: int, base_seed: int) -> dict:
+    """Energy W2 and distance W2 of ``x`` against ``subsets`` random subsets (x's n) of ``ref``."""
+    n = x.shape[0]
+    e = target_t.energy(x).double()
+    out = {"energy_w2": [], "distance_w2": []}
+    for s in range(subsets):
+        gen = torch.Generator().manual_seed(base_seed + s)
+        a = ref[torch.randperm(ref.shape[0], generator=gen)[:n]]
+        out["energy_w2"].append(energy_w(e, target_t.energy(a).double(), 2))
+        out["distance_w2"].append(distance_w2(x, a, target_t))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def run_rung(target, t_prev: float, t_next: float, pool: torch.Tensor, buffer: int,
+             rcfg: RelaxConfig, seed: int) -> tuple[torch.Tensor, dict]:
+    """The reweight rung on ``pool`` (samples at t_prev): relax at t_prev, resample to t_next on
+    −(γ − 1)·E/kT_prev, relax at t_next. Returns (samples at t_next, info with evaluations)."""
+    gen = torch.Generator().manual_seed(seed)
+    tp, tn = target.at_temperature(t_prev), target.at_temperature(t_next)
+    c0 = target.counter.count
+    before = relax(tp, pool, gen, rcfg)
+    log_w = reweight_log_weights(before.energy.detach().cpu(), t_prev / t_next)
+    idx = systematic(torch.Generator().manual_seed(seed + 1), log_w, buffer)
+    after = relax(tn, before.x.detach()[idx], gen, rcfg)
+    info = {"ess_fraction": float(effective_sample_size(log_w)) / pool.shape[0],
+            "distinct_after_resampling": int(torch.unique(idx).numel()),
+            "acceptance_after": after.info.get("acceptance"),
+            "energy_evaluations": int(target.counter.count - c0)}
+    return after.x.detach(), info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=["lj13", "dw4"], required=True)
+    p.add_argument("--references", required=True, help="benchmarks/particle_references.py --out-dir")
+    p.add_argument("--temperatures", required=True, help="the ladder, hot to cold, e.g. 4,3,2,1.5,1.2,1")
+    p.add_argument("--pool", default="1000", help="samples drawn at T_{k-1} (comma list: variants)")
+    p.add_argument("--buffer", type=int, default=1000, help="samples resampled to T_k")
+    p.add_argument("--relax-steps", default="300", help="MALA steps at each end (comma list: variants)")
+    p.add_argument("--adapt-steps", type=int, default=100)
+    p.add_argument("--step-size", type=float, default=1e-4)
+    p.add_argument("--adapt", default="shared", help="relax.adapt: shared or per_chain (comma list: variants)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--subsets", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    temps = _floats(args.temperatures, "temperatures")
+    pools = [int(v) for v in _floats(args.pool, "pool")]
+    steps = [int(v) for v in _floats(args.relax_steps, "relax-steps")]
+    modes = [m.strip() for m in args.adapt.split(",") if m.strip()]
+    if not modes or any(m not in ADAPT_MODES for m in modes):
+        raise BadInput(f"--adapt {args.adapt!r}: expected a comma list of {', '.join(ADAPT_MODES)}")
+    if len(temps) < 2 or any(b >= a for a, b in zip(temps, temps[1:])):
+        raise BadInput(f"--temperatures {args.temperatures!r}: need at least two, strictly decreasing")
+    if min(pools) < 1 or args.buffer < 1 or args.repeats < 1 or min(steps) < 0:
+        raise BadInput("--pool, --buffer and --repeats must be >= 1, --relax-steps >= 0")
+    refs = Path(args.references)
+    if not refs.is_dir():
+        raise BadInput(f"--references {refs}: not a folder")
+    torch.set_num_threads(args.threads)
+    target = make_target(args.target)
+    command = "python benchmarks/pita_rung_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows = []
+    for t_prev, t_next in zip(temps, temps[1:]):
+        src = _reference(refs, args.target, t_prev, 0)
+        fresh, score_ref = _reference(refs, args.target, t_next, 0), _reference(refs, args.target, t_next, 1)
+        tn = target.at_temperature(t_next)
+        base = int(round(1000 * t_next))
+        floor = [score(fresh[torch.randperm(fresh.shape[0], generator=torch.Generator().manual_seed(
+            7 + r))[:args.buffer]], tn, score_ref, args.subsets, base) for r in range(args.repeats)]
+        for n_pool, n_steps, mode in [(a, b, c) for a in pools for b in steps for c in modes]:
+            rcfg = RelaxConfig(n_steps=n_steps, adapt_steps=min(args.adapt_steps, n_steps),
+                               step_size=args.step_size, adapt=mode)
+            reps = []
+            for r in range(args.repeats):
+                t0 = time.perf_counter()
+                g = torch.Generator().manual_seed(1000 * r + n_pool)
+                pool = src[torch.randint(src.shape[0], (n_pool,), generator=g)]
+                x, info = run_rung(target, t_prev, t_next, pool, args.buffer, rcfg, 17 + r)
+                reps.append({**score(x, tn, score_ref, args.subsets, base), **info,
+                             "wall_time_s": time.perf_counter() - t0})
+            row = {"benchmark": "pita_rung_oracle", "target": args.target, "t_prev": t_prev,
+                   "t_next": t_next, "pool": n_pool, "buffer": args.buffer, "relax_steps": n_steps,
+                   "adapt": mode,                    "adapt_steps": rcfg.adapt_steps, "repeats": args.repeats, "subsets": args.subsets,
+                   "machine": describe_machine(), "command": command}
+            for m in ("energy_w2", "distance_w2"):
+                v, f = [q[m] for q in reps], [q[m] for q in floor]
+                row[m] = {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                          "floor_mean": float(np.mean(f)),
+                          "floor_sd": float(np.std(f, ddof=1)) if len(f) > 1 else None}
+            for m in ("ess_fraction", "distinct_after_resampling", "energy_evaluations", "wall_time_s"):
+                row[m] = float(np.mean([q[m] for q in reps]))
+            rows.append(row)
+            print(f"{t_prev:g}->{t_next:g} pool {n_pool} relax {n_steps} {mode}: ESS {row['ess_fraction']:.1%} "
+                  f"distinct {row['distinct_after_resampling']:.0f} | energy W2 "
+                  f"{row['energy_w2']['mean']:.3f} (floor {row['energy_w2']['floor_mean']:.3f}) | "
+                  f"distance W2 {row['distance_w2']['mean']:.4f} (floor "
+                  f"{row['distance_w2']['floor_mean']:.4f}) | {row['energy_evaluations']:.3g} evals "
+                  f"{row['wall_time_s']:.0f} s", flush=True)
+            atomic_write_json(args.out, {"description": __doc__.splitlines()[0], "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
