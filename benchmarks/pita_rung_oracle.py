@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--relax-steps", default="300", help="MALA steps at each end (comma list: variants)")
     p.add_argument("--adapt-steps", type=int, default=100)
     p.add_argument("--step-size", type=float, default=1e-4)
-    p.add_argument("--adapt", default="shared", help="relax.adapt: shared or per_chain (comma list: variants)")
+    p.add_argument("--adapt", default="shared",
+                   help="relax.adapt: shared or per_chain (comma list: variants)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--subsets", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.adapt.split(",") if m.strip()]
     if not modes or any(m not in ADAPT_MODES for m in modes):
         raise BadInput(f"--adapt {args.adapt!r}: expected a comma list of {', '.join(ADAPT_MODES)}")
-    if len(temps) < 2 or any(b >= a for a, b in zip(temps, temps[1:])):
+    if len(temps) < 2 or any(b >= a for a, b in zip(temps, temps[1:], strict=False)):
         raise BadInput(f"--temperatures {args.temperatures!r}: need at least two, strictly decreasing")
     if min(pools) < 1 or args.buffer < 1 or args.repeats < 1 or min(steps) < 0:
         raise BadInput("--pool, --buffer and --repeats must be >= 1, --relax-steps >= 0")
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     target = make_target(args.target)
     command = "python benchmarks/pita_rung_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = []
-    for t_prev, t_next in zip(temps, temps[1:]):
+    for t_prev, t_next in zip(temps, temps[1:], strict=False):
         src = _reference(refs, args.target, t_prev, 0)
         fresh, score_ref = _reference(refs, args.target, t_next, 0), _reference(refs, args.target, t_next, 1)
         tn = target.at_temperature(t_next)
@@ -145,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                              "wall_time_s": time.perf_counter() - t0})
             row = {"benchmark": "pita_rung_oracle", "target": args.target, "t_prev": t_prev,
                    "t_next": t_next, "pool": n_pool, "buffer": args.buffer, "relax_steps": n_steps,
-                   "adapt": mode,                    "adapt_steps": rcfg.adapt_steps, "repeats": args.repeats, "subsets": args.subsets,
-                   "machine": describe_machine(), "command": command}
+                   "adapt": mode, "adapt_steps": rcfg.adapt_steps, "repeats": args.repeats,
+                   "subsets": args.subsets, "machine": describe_machine(), "command": command}
             for m in ("energy_w2", "distance_w2"):
                 v, f = [q[m] for q in reps], [q[m] for q in floor]
                 row[m] = {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
@@ -155,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             for m in ("ess_fraction", "distinct_after_resampling", "energy_evaluations", "wall_time_s"):
                 row[m] = float(np.mean([q[m] for q in reps]))
             rows.append(row)
-            print(f"{t_prev:g}->{t_next:g} pool {n_pool} relax {n_steps} {mode}: ESS {row['ess_fraction']:.1%} "
-                  f"distinct {row['distinct_after_resampling']:.0f} | energy W2 "
+            print(f"{t_prev:g}->{t_next:g} pool {n_pool} relax {n_steps} {mode}: "
+                  f"ESS {row['ess_fraction']:.1%} distinct {row['distinct_after_resampling']:.0f} | "
+                  "energy W2 "
                   f"{row['energy_w2']['mean']:.3f} (floor {row['energy_w2']['floor_mean']:.3f}) | "
                   f"distance W2 {row['distance_w2']['mean']:.4f} (floor "
                   f"{row['distance_w2']['floor_mean']:.4f}) | {row['energy_evaluations']:.3g} evals "

@@ -202,7 +202,7 @@ def test_relaxation_of_exact_samples_keeps_the_target_with_shared_step_adaptatio
     # ½·5·(0.3² + 1) = 2.725 within 4 SE (SE from the sample's own s.d. of |x|², n = 2000
     # independent chains). The default (one step size for all chains, adapted on their mean
     # acceptance) passes; adapting each chain on its own acceptance is state-dependent and drags the
-    # chains outward (measured 2026-12-08: E|x|² +1.13 ± 0.07 on 4,000 chains), and this test catches it.
+    # chains outward (measured 2026-12-07: E|x|² +1.13 ± 0.07 on 4,000 chains), and this test catches it.
     target = _SpikeSlab()
     x0 = target.exact_sample(2000, torch.Generator().manual_seed(0))
     exact = 0.5 * 5 * (0.3**2 + 1.0)

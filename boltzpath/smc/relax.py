@@ -10,7 +10,7 @@ warm-up, and a relaxation whose step size stays tiny does nothing.
 
 One ε for all chains (``adapt: shared``, a = the chains' mean acceptance), not one per chain: where
 the acceptance depends on the state, a chain's own ε follows its state and the warm-up is no longer
-a sequence of kernels that keep the target. Measured on exact samples (2026-12-08): LJ-13 at
+a sequence of kernels that keep the target. Measured on exact samples (2026-12-07): LJ-13 at
 T = 4 from the certified reference, 300 steps (100 adapting) moved the mean E/kT by −0.99 ± 0.14
 per chain against −0.31 ± 0.14 shared (fixed ε: +0.02 after 500 steps, ±0.25 over 3,000); the
 per-chain ε spread over 0.001–0.5. The frozen steps are exact either way but start from the
@@ -69,7 +69,8 @@ from boltzpath.mcmc.mala import mala_step
 
 # "shared": one step size for all chains, adapted on their mean acceptance (the default; the state
 # of any one chain moves it by 1/n); "per_chain": each chain adapts on its own acceptance, which
-# biases the positions (module docstring) and is kept to reproduce runs made before 2026-12-08
+# biases the positions (module docstring) and is kept to reproduce the runs made before shared became
+# the default (twenty-fifth session, 2026-12-07)
 ADAPT_MODES = ("shared", "per_chain")
 
 
