@@ -18,12 +18,18 @@ with ``--pool``/``--relax-steps`` variants, at their stated energy-evaluation co
 
     python benchmarks/pita_rung_oracle.py --target lj13 --references runs/references \
         --temperatures 4,3,2,1.75,1.5,1.2,1 [--pool 1000] [--buffer 1000] [--relax-steps 300] \
-        [--adapt-steps 100] [--repeats 3] --out benchmarks/results/pita_rung_oracle.json
+        [--adapt-steps 100] [--adapt shared,per_chain] [--repeats 3] [--stationarity 2000] \
+        --out benchmarks/results/pita_rung_oracle.json
+
+``--stationarity N`` first relaxes N reference samples at each temperature alone (no rung) and
+reports the mean change of E/kT per chain: MALA keeps the target, so anything beyond the standard
+error is the relaxation's own bias (``smc.relax``, ``adapt``).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -92,6 +98,39 @@ def run_rung(target, t_prev: float, t_next: float, pool: torch.Tensor, buffer: i
     return after.x.detach(), info
 
 
+def stationarity_rows(target, refs: Path, target_name: str, temps: list[float], n: int, steps: int,
+                      adapt_steps: int, step_size: float, modes: list[str], command: str) -> list[dict]:
+    """The relaxation alone on exact samples: ``n`` certified-reference samples at each temperature,
+    relaxed (``steps`` MALA steps, ``adapt_steps`` adapting), mean change of E/kT per chain ± its
+    standard error (paired: the same chains before and after). MALA keeps the target, so an unbiased
+    relaxation changes nothing beyond noise."""
+    rows = []
+    for temp in temps:
+        src = _reference(refs, target_name, temp, 0)
+        tt = target.at_temperature(temp)
+        x = src[torch.randperm(src.shape[0], generator=torch.Generator().manual_seed(0))[:n]]
+        e0 = tt.energy(x).double()
+        for mode in modes:
+            t0, c0 = time.perf_counter(), target.counter.count
+            res = relax(tt, x, torch.Generator().manual_seed(1),
+                        RelaxConfig(n_steps=steps, adapt_steps=min(adapt_steps, steps), step_size=step_size,
+                                    adapt=mode))
+            d = res.energy.double() - e0
+            rows.append({"benchmark": "pita_rung_oracle",
+                         "method": f"relaxation of exact samples ({mode})",
+                         "target": f"{target_name} T={temp:g}", "metric": "mean change of E/kT per chain",
+                         "value": float(d.mean()), "standard_error": float(d.std() / math.sqrt(d.numel())),
+                         "n": n, "noise_floor": None, "energy_evaluations": int(target.counter.count - c0),
+                         "wall_time_s": round(time.perf_counter() - t0, 1), "relax_steps": steps,
+                         "adapt_steps": min(adapt_steps, steps), "adapt": mode,
+                         "step_size_range": [res.info["step_size_min"], res.info["step_size_max"]],
+                         "machine": describe_machine(), "command": command})
+            r = rows[-1]
+            print(f"T={temp:g} {mode}: mean dE/kT {r['value']:+.3f} +/- {r['standard_error']:.3f} "
+                  f"(steps {r['step_size_range'][0]:.2g}..{r['step_size_range'][1]:.2g})", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=["lj13", "dw4"], required=True)
@@ -106,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="relax.adapt: shared or per_chain (comma list: variants)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--subsets", type=int, default=10)
+    p.add_argument("--stationarity", type=int, default=0, metavar="N",
+                   help="also relax N exact samples at every temperature and report the mean change "
+                        "of E/kT (0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -117,15 +159,29 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInput(f"--adapt {args.adapt!r}: expected a comma list of {', '.join(ADAPT_MODES)}")
     if len(temps) < 2 or any(b >= a for a, b in zip(temps, temps[1:], strict=False)):
         raise BadInput(f"--temperatures {args.temperatures!r}: need at least two, strictly decreasing")
-    if min(pools) < 1 or args.buffer < 1 or args.repeats < 1 or min(steps) < 0:
-        raise BadInput("--pool, --buffer and --repeats must be >= 1, --relax-steps >= 0")
+    if min(pools) < 1 or args.buffer < 1 or args.repeats < 2 or min(steps) < 0 or args.stationarity < 0:
+        raise BadInput("--pool and --buffer must be >= 1, --repeats >= 2, --relax-steps and "
+                       "--stationarity >= 0")
     refs = Path(args.references)
     if not refs.is_dir():
         raise BadInput(f"--references {refs}: not a folder")
     torch.set_num_threads(args.threads)
     target = make_target(args.target)
     command = "python benchmarks/pita_rung_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = []
+    description = ("A reweight rung fed exact samples (the certified PT reference at T_{k-1}, seed 0) "
+                   "and scored against the other reference seed at T_k: energy / distance W2, mean over "
+                   "repeats of the mean over reference subsets; floor: fresh seed-0 samples of the same "
+                   "n. `relaxation of exact samples`: the MALA relaxation alone, mean change of E/kT "
+                   "(0 if unbiased).")
+    rows: list[dict] = []
+
+    def save():
+        atomic_write_json(args.out, {"description": description, "rows": rows})
+
+    if args.stationarity:
+        rows += stationarity_rows(target, refs, args.target, temps, args.stationarity, max(steps),
+                                  args.adapt_steps, args.step_size, modes, command)
+        save()
     for t_prev, t_next in zip(temps, temps[1:], strict=False):
         src = _reference(refs, args.target, t_prev, 0)
         fresh, score_ref = _reference(refs, args.target, t_next, 0), _reference(refs, args.target, t_next, 1)
@@ -144,26 +200,30 @@ def main(argv: list[str] | None = None) -> int:
                 x, info = run_rung(target, t_prev, t_next, pool, args.buffer, rcfg, 17 + r)
                 reps.append({**score(x, tn, score_ref, args.subsets, base), **info,
                              "wall_time_s": time.perf_counter() - t0})
-            row = {"benchmark": "pita_rung_oracle", "target": args.target, "t_prev": t_prev,
-                   "t_next": t_next, "pool": n_pool, "buffer": args.buffer, "relax_steps": n_steps,
-                   "adapt": mode, "adapt_steps": rcfg.adapt_steps, "repeats": args.repeats,
-                   "subsets": args.subsets, "machine": describe_machine(), "command": command}
+            common = {"benchmark": "pita_rung_oracle",
+                      "method": f"reweight rung, exact input (pool {n_pool}, relax {n_steps}, {mode})",
+                      "target": f"{args.target} T={t_prev:g}->{t_next:g}", "n": args.buffer,
+                      "energy_evaluations": int(np.mean([q["energy_evaluations"] for q in reps])),
+                      "wall_time_s": round(float(np.mean([q["wall_time_s"] for q in reps])), 1),
+                      "pool": n_pool, "relax_steps": n_steps, "adapt_steps": rcfg.adapt_steps, "adapt": mode,
+                      "repeats": args.repeats, "subsets": args.subsets,
+                      "ess_fraction": float(np.mean([q["ess_fraction"] for q in reps])),
+                      "distinct_after_resampling": float(np.mean([q["distinct_after_resampling"]
+                                                                  for q in reps])),
+                      "machine": describe_machine(), "command": command}
             for m in ("energy_w2", "distance_w2"):
                 v, f = [q[m] for q in reps], [q[m] for q in floor]
-                row[m] = {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
-                          "floor_mean": float(np.mean(f)),
-                          "floor_sd": float(np.std(f, ddof=1)) if len(f) > 1 else None}
-            for m in ("ess_fraction", "distinct_after_resampling", "energy_evaluations", "wall_time_s"):
-                row[m] = float(np.mean([q[m] for q in reps]))
-            rows.append(row)
+                rows.append({**common, "metric": m, "value": float(np.mean(v)),
+                             "sd_over_repeats": float(np.std(v, ddof=1)), "noise_floor": float(np.mean(f)),
+                             "noise_floor_std": float(np.std(f, ddof=1))})
+            e, d = rows[-2], rows[-1]
             print(f"{t_prev:g}->{t_next:g} pool {n_pool} relax {n_steps} {mode}: "
-                  f"ESS {row['ess_fraction']:.1%} distinct {row['distinct_after_resampling']:.0f} | "
-                  "energy W2 "
-                  f"{row['energy_w2']['mean']:.3f} (floor {row['energy_w2']['floor_mean']:.3f}) | "
-                  f"distance W2 {row['distance_w2']['mean']:.4f} (floor "
-                  f"{row['distance_w2']['floor_mean']:.4f}) | {row['energy_evaluations']:.3g} evals "
-                  f"{row['wall_time_s']:.0f} s", flush=True)
-            atomic_write_json(args.out, {"description": __doc__.splitlines()[0], "rows": rows})
+                  f"ESS {common['ess_fraction']:.1%} distinct {common['distinct_after_resampling']:.0f} | "
+                  f"energy W2 {e['value']:.3f} +/- {e['sd_over_repeats']:.3f} "
+                  f"(floor {e['noise_floor']:.3f}) | distance W2 {d['value']:.4f} +/- "
+                  f"{d['sd_over_repeats']:.4f} (floor {d['noise_floor']:.4f}) | "
+                  f"{common['energy_evaluations']:.3g} evals {common['wall_time_s']:.0f} s", flush=True)
+            save()
     return 0
 
 

@@ -35,6 +35,10 @@ def test_run_cli_lets_other_errors_through():
     ("bench_pita.py", ["--targets", "dw4", "--set", "train.steps=abc"]),
     ("bench_dikl.py", ["--targets", "gmm40", "--set", "nokey=1"]),
     ("score_pita_run.py", ["--run", "no/such/run", "--references", "."]),
+    ("pita_rung_oracle.py", ["--target", "lj13", "--references", ".", "--temperatures", "1,2"]),
+    ("pita_rung_oracle.py", ["--target", "lj13", "--references", ".", "--temperatures", "2,1",
+                             "--adapt", "each"]),
+    ("pita_rung_oracle.py", ["--target", "lj13", "--references", ".", "--temperatures", "2,1"]),
 ])
 def test_malformed_set_is_one_line_before_any_run(tmp_path, script, args):
     out = tmp_path / "out.json"
