@@ -101,7 +101,8 @@ def run_rung(target, t_prev: float, t_next: float, pool: torch.Tensor, buffer: i
 def stationarity_rows(target, refs: Path, target_name: str, temps: list[float], n: int, steps: int,
                       adapt_steps: int, step_size: float, modes: list[str], command: str) -> list[dict]:
     """The relaxation alone on exact samples: ``n`` certified-reference samples at each temperature,
-    relaxed (``steps`` MALA steps, ``adapt_steps`` adapting), mean change of E/kT per chain ± its
+    relaxed (``steps`` MALA steps, ``adapt_steps`` adapting; "fixed": the shared mode's adapted step
+    from the first step, no adaptation), mean change of E/kT per chain ± its
     standard error (paired: the same chains before and after). MALA keeps the target, so an unbiased
     relaxation changes nothing beyond noise."""
     rows = []
@@ -110,11 +111,17 @@ def stationarity_rows(target, refs: Path, target_name: str, temps: list[float], 
         tt = target.at_temperature(temp)
         x = src[torch.randperm(src.shape[0], generator=torch.Generator().manual_seed(0))[:n]]
         e0 = tt.energy(x).double()
-        for mode in modes:
+        fixed = None  # the shared mode's adapted step, then held fixed from the first step: exact MALA
+        for mode in [*modes, "fixed"]:
+            if mode == "fixed" and fixed is None:
+                continue
             t0, c0 = time.perf_counter(), target.counter.count
-            res = relax(tt, x, torch.Generator().manual_seed(1),
-                        RelaxConfig(n_steps=steps, adapt_steps=min(adapt_steps, steps), step_size=step_size,
-                                    adapt=mode))
+            rcfg = (RelaxConfig(n_steps=steps, adapt_steps=0, step_size=fixed) if mode == "fixed" else
+                    RelaxConfig(n_steps=steps, adapt_steps=min(adapt_steps, steps), step_size=step_size,
+                                adapt=mode))
+            res = relax(tt, x, torch.Generator().manual_seed(1), rcfg)
+            if mode == "shared":
+                fixed = res.info["step_size_median"]
             d = res.energy.double() - e0
             rows.append({"benchmark": "pita_rung_oracle",
                          "method": f"relaxation of exact samples ({mode})",
@@ -122,7 +129,7 @@ def stationarity_rows(target, refs: Path, target_name: str, temps: list[float], 
                          "value": float(d.mean()), "standard_error": float(d.std() / math.sqrt(d.numel())),
                          "n": n, "noise_floor": None, "energy_evaluations": int(target.counter.count - c0),
                          "wall_time_s": round(time.perf_counter() - t0, 1), "relax_steps": steps,
-                         "adapt_steps": min(adapt_steps, steps), "adapt": mode,
+                         "adapt_steps": rcfg.adapt_steps, "adapt": mode,
                          "step_size_range": [res.info["step_size_min"], res.info["step_size_max"]],
                          "machine": describe_machine(), "command": command})
             r = rows[-1]
