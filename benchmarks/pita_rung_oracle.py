@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stationarity", type=int, default=0, metavar="N",
                    help="also relax N exact samples at every temperature and report the mean change "
                         "of E/kT (0: skip)")
+    p.add_argument("--input-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="add N(0, SIGMA^2) noise (CoM-free) to the exact pool, as a diffusion sampler that "
+                        "stops at sigma_min leaves it (0: exact input)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInput(f"--adapt {args.adapt!r}: expected a comma list of {', '.join(ADAPT_MODES)}")
     if len(temps) < 2 or any(b >= a for a, b in zip(temps, temps[1:], strict=False)):
         raise BadInput(f"--temperatures {args.temperatures!r}: need at least two, strictly decreasing")
+    if not (args.input_noise >= 0 and math.isfinite(args.input_noise)):
+        raise BadInput(f"--input-noise {args.input_noise}: must be a finite number >= 0")
+    noise_label = f"exact input + noise {args.input_noise:g}" if args.input_noise else "exact input"
     if min(pools) < 1 or args.buffer < 1 or args.repeats < 2 or min(steps) < 0 or args.stationarity < 0:
         raise BadInput("--pool and --buffer must be >= 1, --repeats >= 2, --relax-steps and "
                        "--stationarity >= 0")
@@ -204,11 +210,14 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 g = torch.Generator().manual_seed(1000 * r + n_pool)
                 pool = src[torch.randint(src.shape[0], (n_pool,), generator=g)]
+                if args.input_noise:
+                    pool = pool + args.input_noise * target.project(torch.randn(pool.shape, generator=g))
                 x, info = run_rung(target, t_prev, t_next, pool, args.buffer, rcfg, 17 + r)
                 reps.append({**score(x, tn, score_ref, args.subsets, base), **info,
                              "wall_time_s": time.perf_counter() - t0})
             common = {"benchmark": "pita_rung_oracle",
-                      "method": f"reweight rung, exact input (pool {n_pool}, relax {n_steps}, {mode})",
+                      "method": f"reweight rung, {noise_label} (pool {n_pool}, relax {n_steps}, {mode})",
+                      "input_noise": args.input_noise,
                       "target": f"{args.target} T={t_prev:g}->{t_next:g}", "n": args.buffer,
                       "energy_evaluations": int(np.mean([q["energy_evaluations"] for q in reps])),
                       "wall_time_s": round(float(np.mean([q["wall_time_s"] for q in reps])), 1),
