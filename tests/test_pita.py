@@ -61,6 +61,9 @@ def test_tiny_run_writes_a_complete_run_folder(tmp_path):
     # relaxation actually moved the particles (reported per stage)
     st = json.loads((d / "stage_2" / "metrics.json").read_text())
     assert st["relaxation"]["mean_rms_displacement"] > 0
+    # the drift check of its 3 frozen steps (one step per half) is recorded (its warning:
+    # test_drift_line_names_the_stage_and_the_fix; the check itself: test_smc_annealing)
+    assert st["relaxation"]["drift"]["window_steps"] == 1 and st["relaxation"]["extended_steps"] == 0
     # the repair report (no gmm40 sample is above 1000 E/kT) and the buffer's distinct ancestors
     assert st["relaxation"]["repaired"] == 0 and st["relaxation"]["still_above_threshold"] == 0
     for pop in st["populations"]:
@@ -378,3 +381,15 @@ def test_score_from_energy_drops_the_score_network_in_one_place():
     energy_only = _network_model(None, energy, target, schedule)
     assert torch.allclose(from_energy.score(x, t), energy_only.score(x, t))
     assert not torch.allclose(net.score(x, t), energy_only.score(x, t))
+
+
+def test_drift_line_names_the_stage_and_the_fix():
+    from boltzpath.methods.pita import _drift_line
+    from boltzpath.smc.relax import RelaxConfig
+
+    info = {"steps": 500, "extended_steps": 0,
+            "drift": {"mean_change": -0.8, "standard_error": 0.1, "z": -8.0, "window_steps": 150}}
+    line = _drift_line(3, 1.75, info, RelaxConfig())
+    assert "stage 3" in line and "T=1.75" in line and "-0.8" in line and "relax.extend_max_steps" in line
+    assert _drift_line(3, 1.75, {**info, "drift": {**info["drift"], "z": -2.0}}, RelaxConfig()) is None
+    assert _drift_line(3, 1.75, {"steps": 5}, RelaxConfig()) is None  # no frozen steps: no check

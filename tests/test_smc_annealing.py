@@ -219,6 +219,34 @@ def test_relaxation_of_exact_samples_keeps_the_target_with_shared_step_adaptatio
         RelaxConfig(adapt="each").validate()
 
 
+def test_relaxation_drift_check_flags_chains_still_relaxing_and_extends_until_they_stop():
+    # Stiff/soft Gaussian (variances 1e-2 and 1): MALA's step is set by the stiff direction, so chains
+    # started at 6 in the soft direction take hundreds of steps to come in (E/kT falls from 18 to 1).
+    # After 150 steps (50 adapting) the check must see the energy still falling (z < -3); with
+    # extend_max_steps the relaxation adds blocks until a block's two halves agree (|z| <= 3) and
+    # counts every added step; exact samples must pass the check as they are (|z| <= 3: a false
+    # alarm at 3 standard errors has probability 0.3 %, and the seed is fixed).
+    target = CorrelatedGaussian(mean=[0.0, 0.0], cov=[[1e-2, 0.0], [0.0, 1.0]])
+    far = torch.tensor([[0.0, 6.0]], dtype=torch.float64).repeat(1000, 1)
+    cfg = RelaxConfig(n_steps=150, adapt_steps=50, step_size=1e-3, repair_above=None)
+    short = relax(target, far, torch.Generator().manual_seed(1), cfg)
+    assert short.info["drift"]["z"] < -3 and short.info["extended_steps"] == 0
+    c = target.counter.count
+    longer = relax(target, far, torch.Generator().manual_seed(1),
+                   dataclasses.replace(cfg, extend_max_steps=5000))
+    ext = longer.info["extended_steps"]
+    assert 0 < ext < 5000 and abs(longer.info["drift"]["z"]) <= 3
+    assert longer.info["steps"] == 150 + ext
+    assert target.counter.count - c == 1000 * (1 + 150 + ext)
+    assert abs(float(longer.x[:, 1].mean())) < 0.5  # came in from 6
+    exact = target.exact_sample(1000, torch.Generator().manual_seed(2)).to(torch.float64)
+    still = relax(target, exact, torch.Generator().manual_seed(3), cfg)
+    assert abs(still.info["drift"]["z"]) <= 3
+    for bad in ({"extend_max_steps": -1}, {"drift_z": 0.0}, {"drift_z": math.inf}):
+        with pytest.raises(BadInput, match="relax"):
+            RelaxConfig(**bad).validate()
+
+
 def test_relax_config_rejects_bad_baoab_settings():
     for bad in ({"baoab_steps": -1}, {"baoab_step_size": 0.0}, {"baoab_step_size": math.inf},
                 {"baoab_friction": 0.0}, {"baoab_friction": math.nan}):

@@ -523,6 +523,9 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
             x, energy = rx, re
             buffer = TrainingBuffer(x, re, -rg, None, *rigid_shape(target))
             extra["relaxation"] = rinfo
+            still = _drift_line(k, temp, rinfo, cfg.relax)
+            if still:
+                run.log("WARNING " + still)
         samples = Samples(x=x.detach().float().cpu(), energy=energy.detach().double().cpu(),
                           info={"method": "pita", "stage": k, "temperature": temp,
                                 "target": target_k.describe()})
@@ -644,6 +647,22 @@ def _run_stage(cfg, k, run, target, schedule, references: dict, reference_names:
     par.barrier()  # parallel hook: no process starts stage k+1 before rank 0 finished writing stage k
     callback("stage", {"stage": k, "temperature": temp})
     return samples, metrics
+
+
+def _drift_line(k: int, temp: float, rinfo: dict, rcfg) -> str | None:
+    """The relaxation's drift check failed (``smc.relax``): the stage's samples were still moving
+    toward lower (or higher) energy when it stopped — they are not yet exp(−E/kT_k)."""
+    d = rinfo.get("drift")
+    if not d or abs(d["z"]) <= rcfg.drift_z:
+        return None
+    ext = rinfo.get("extended_steps", 0)
+    fix = ("raise relax.extend_max_steps" if rcfg.extend_max_steps else
+           "raise relax.n_steps or set relax.extend_max_steps (more steps until the check passes)")
+    return (f"stage {k}: its samples at T={temp:g} were still relaxing when the relaxation stopped "
+            f"({rinfo.get('steps')} MALA steps{f', {ext} of them added by the drift check' if ext else ''}): "
+            f"their mean E/kT moved by {d['mean_change']:+.3g} ± {d['standard_error']:.2g} between the two "
+            f"halves of the last {2 * d['window_steps']} steps (z = {d['z']:.1f}), so they are not yet "
+            f"from the target at this temperature; {fix}")
 
 
 def _drift_disagreement(gate: dict | None, sigma_min: float, limit: float,

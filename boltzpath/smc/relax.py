@@ -51,6 +51,17 @@ equilibrium at 356.8 K, 300 or 1000 BAOAB steps of h = 1e-3 or 2e-3 kept αR wit
 energy is not finite or above ``repair_above`` after the BAOAB phase is put back where the phase
 found it (``baoab_reverted``). One counted evaluation per configuration per step.
 
+Drift check (every call with ≥ 2 frozen steps): are the chains still relaxing when the run stops?
+Per chain, the mean E/kT over the second half of the frozen steps minus the mean over the first
+half; ``info["drift"]`` holds the ensemble mean of that change, its standard error across chains
+(chains are independent, so this is valid whatever a chain's autocorrelation) and z = mean / s.e.
+At stationarity the change is 0 in expectation; |z| > ``drift_z`` says the samples are not yet
+from the target. Measured on the LJ-13 `cpu` ladder's stage samples (docs/pita.md, twenty-fifth
+session): 500 more MALA steps took the T = 1 stage from energy W2 0.88 to the floor, 1,000–2,500
+took the T = 1.75–1.2 stages there. With ``extend_max_steps`` > 0 the relaxation keeps going in
+blocks of the frozen length (same step sizes) until a block passes the check or the cap is spent;
+each block is checked on its own two halves. ``info["extended_steps"]`` counts the extra steps.
+
 State/kernel/info: the state is a ``ChainState`` (position (n, dim), E/kT (n,), ∇E (n, dim)).
 """
 
@@ -77,7 +88,9 @@ ADAPT_MODES = ("shared", "per_chain")
 @dataclass
 class RelaxConfig:
     """MALA relaxation: total steps, warm-up steps adapting ε (``adapt``: one ε for all chains or one
-    per chain), initial ε, target acceptance;
+    per chain), initial ε, target acceptance; ``extend_max_steps`` frozen steps at most added, in
+    blocks, while the drift check (module docstring) finds the chains' energies still moving by more
+    than ``drift_z`` standard errors (0: never extend, the check is still reported);
     overlap repair threshold (E/kT; None: off), its step budget and initial displacement δ;
     BAOAB steps run between MALA's warm-up and its frozen steps (0: none), their step size and friction."""
 
@@ -93,8 +106,14 @@ class RelaxConfig:
     baoab_step_size: float = 2e-3
     baoab_friction: float = 1.0
     adapt: str = "shared"
+    extend_max_steps: int = 0
+    drift_z: float = 3.0
 
     def validate(self) -> None:
+        if self.extend_max_steps < 0:
+            raise BadInput(f"relax.extend_max_steps must be >= 0, got {self.extend_max_steps}")
+        if not (self.drift_z > 0 and math.isfinite(self.drift_z)):
+            raise BadInput(f"relax.drift_z must be > 0, got {self.drift_z}")
         if self.adapt not in ADAPT_MODES:
             raise BadInput(f"relax.adapt must be one of {', '.join(ADAPT_MODES)}, got {self.adapt!r}")
         if self.n_steps < 0 or self.adapt_steps < 0:
@@ -194,6 +213,34 @@ def _baoab_phase(target, state: ChainState, generator: torch.Generator, cfg: Rel
     return ChainState(x, energy, grad), info
 
 
+class _Halves:
+    """Per-chain sums of E/kT over the first and the second half of ``length`` frozen steps (the
+    middle step of an odd length is left out) → the drift check (module docstring)."""
+
+    def __init__(self, length: int, n: int, device) -> None:
+        self.h = length // 2
+        self.length = length
+        self.s1 = torch.zeros(n, dtype=torch.float64, device=device)
+        self.s2 = torch.zeros(n, dtype=torch.float64, device=device)
+
+    def add(self, j: int, energy: torch.Tensor) -> None:
+        if j < self.h:
+            self.s1 += energy.detach().double()
+        elif j >= self.length - self.h:
+            self.s2 += energy.detach().double()
+
+    def drift(self) -> dict | None:
+        if self.h < 1 or self.s1.numel() < 2:
+            return None
+        d = (self.s2 - self.s1) / self.h
+        d = d[torch.isfinite(d)]
+        if d.numel() < 2:
+            return None
+        mean, se = float(d.mean()), float(d.std() / math.sqrt(d.numel()))
+        return {"mean_change": mean, "standard_error": se, "z": mean / se if se > 0 else 0.0,
+                "window_steps": self.h, "chains": int(d.numel())}
+
+
 def relax(
     target,
     x: torch.Tensor,
@@ -222,6 +269,8 @@ def relax(
     log_step = torch.full((n,), math.log(cfg.step_size), dtype=torch.float64, device=x.device)
     acc_all, acc_frozen, frozen = 0.0, 0.0, 0
     recorded: list[torch.Tensor] = []
+    n_frozen = max(cfg.n_steps - cfg.adapt_steps, 0)
+    halves = _Halves(n_frozen, n, x.device)
     baoab_at = min(cfg.adapt_steps, cfg.n_steps)  # after MALA's warm-up, before its frozen steps
     total = cfg.baoab_steps + cfg.n_steps
     for it in range(cfg.n_steps + 1):
@@ -239,16 +288,37 @@ def relax(
             log_step = log_step + cfg.adapt_rate * (acc - cfg.target_accept)
         else:
             acc_frozen += a
+            halves.add(frozen, state.energy)
             frozen += 1
             if record_energies:
                 recorded.append(state.energy.detach().clone())
         if callback is not None:
             done = it + 1 + (cfg.baoab_steps if it >= baoab_at else 0)
             callback(done, total, {"accept": a})
+    drift, extended = halves.drift(), 0
+    block = n_frozen
+    while (cfg.extend_max_steps and block >= 2 and drift is not None and abs(drift["z"]) > cfg.drift_z
+           and extended < cfg.extend_max_steps):
+        length = min(block, cfg.extend_max_steps - extended)
+        if length < 2:
+            break
+        more = _Halves(length, n, x.device)
+        for j in range(length):  # frozen steps with the same step sizes: a continuation of the chain
+            state, info = mala_step(target, state, generator, log_step.exp().to(x.dtype))
+            a = float(info.accept_prob.mean())
+            acc_frozen += a
+            frozen += 1
+            more.add(j, state.energy)
+            if record_energies:
+                recorded.append(state.energy.detach().clone())
+        extended += length
+        drift = more.drift()
     disp = ((state.position - start) ** 2).mean(-1).sqrt()
     steps = log_step.exp()
     info = {
-        "steps": cfg.n_steps,
+        "steps": cfg.n_steps + extended,
+        "extended_steps": extended,
+        "drift": drift,
         "acceptance": acc_frozen / frozen if frozen else (acc_all / cfg.n_steps if cfg.n_steps else math.nan),
         "step_size_median": float(steps.median()),
         "step_size_min": float(steps.min()),
