@@ -120,6 +120,9 @@ def test_presets_resolve_and_overrides_apply():
         for target in ("lj13", "dw4", "gmm40"):
             cfg = resolve_config(target, preset, 3, ())
             assert cfg.target == target and cfg.seed == 3
+            assert cfg.relax.adapt == "shared"  # the unbiased warm-up on every particle preset
+            # the drift check extends the relaxation on the LJ-13 cpu preset only (measured there)
+            assert cfg.relax.extend_max_steps == (3000 if (target, preset) == ("lj13", "cpu") else 0)
     cfg = resolve_config("gmm40", "quick", None, ("anneal.n_steps=7", "net.hidden=8"))
     assert cfg.anneal.n_steps == 7 and cfg.net.hidden == 8 and cfg.net.kind == "mlp"
     with pytest.raises(BadInput):

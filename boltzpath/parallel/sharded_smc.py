@@ -162,8 +162,9 @@ def gather_result(res: AnnealResult, ctx: DistContext) -> AnnealResult:
 
 def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx: DistContext,
                   callback: Callable[[int, int, dict], None] | None = None, record_energies: bool = False):
-    """``smc.relax.relax`` of this rank's particles (each chain is independent, with its own step
-    size, so splitting particles over ranks changes nothing but the random streams).
+    """``smc.relax.relax`` of this rank's particles (each chain is independent; with ``adapt:
+    shared`` each rank adapts one step size on its own chains' mean acceptance, so splitting particles
+    over ranks changes the random streams and that step's noise, not what the chains sample).
 
     Returns this rank's ``RelaxResult`` with ``info`` combined over ranks: counts summed, acceptance
     and mean displacement weighted by particle counts, step-size min/max over all particles, the
@@ -189,6 +190,17 @@ def sharded_relax(target, x: torch.Tensor, generator: torch.Generator, cfg, ctx:
             info[key] = sum(p[key] for p in parts)
     if "repair_steps_taken" in info:
         info["repair_steps_taken"] = max(p["repair_steps_taken"] for p in parts)
+    if "extended_steps" in info:  # each rank extends on its own drift check
+        info["extended_steps_per_rank"] = [p["extended_steps"] for p in parts]
+        info["extended_steps"] = max(info["extended_steps_per_rank"])
+        info["steps"] = max(p["steps"] for p in parts)
+    drifts = [(p["drift"], p["n"]) for p in parts if p.get("drift")]
+    if drifts:  # the ensemble's change over all ranks: count-weighted mean, standard errors combined
+        m = sum(d["mean_change"] * k for d, k in drifts) / sum(k for _, k in drifts)
+        se = math.sqrt(sum((d["standard_error"] * k) ** 2 for d, k in drifts)) / sum(k for _, k in drifts)
+        info["drift"] = {**drifts[0][0], "mean_change": m, "standard_error": se,
+                         "z": m / se if se > 0 else 0.0, "chains": sum(d["chains"] for d, _ in drifts),
+                         "per_rank_z": [d["z"] for d, _ in drifts]}
     return dataclasses.replace(res, info=info)  # every other field (x, energies, grad) is this rank's
 
 

@@ -12,7 +12,7 @@ One ε for all chains (``adapt: shared``, a = the chains' mean acceptance), not 
 the acceptance depends on the state, a chain's own ε follows its state and the warm-up is no longer
 a sequence of kernels that keep the target. Measured on exact samples (2026-12-07): LJ-13 at
 T = 4 from the certified reference, 300 steps (100 adapting) moved the mean E/kT by −0.99 ± 0.14
-per chain against −0.31 ± 0.14 shared (fixed ε: +0.02 after 500 steps, ±0.25 over 3,000); the
+per chain against −0.31 ± 0.14 shared and −0.04 ± 0.13 with a fixed ε (BENCHMARKS pita_rung_oracle); the
 per-chain ε spread over 0.001–0.5. The frozen steps are exact either way but start from the
 warm-up's biased positions, and a few hundred steps do not forget them. ``adapt: per_chain`` is kept
 for runs made before (the peptide presets pin it). We report the
@@ -60,7 +60,9 @@ from the target. Measured on the LJ-13 `cpu` ladder's stage samples (docs/pita.m
 session): 500 more MALA steps took the T = 1 stage from energy W2 0.88 to the floor, 1,000–2,500
 took the T = 1.75–1.2 stages there. With ``extend_max_steps`` > 0 the relaxation keeps going in
 blocks of the frozen length (same step sizes) until a block passes the check or the cap is spent;
-each block is checked on its own two halves. ``info["extended_steps"]`` counts the extra steps.
+each block is checked on its own two halves. ``info["extended_steps"]`` counts the extra steps;
+``record_energies`` keeps the first ``n_steps``' frozen steps only, so that every process of a
+parallel run records the same number (``parallel.sharded_smc.sharded_relax``).
 
 State/kernel/info: the state is a ``ChainState`` (position (n, dim), E/kT (n,), ∇E (n, dim)).
 """
@@ -309,8 +311,6 @@ def relax(
             acc_frozen += a
             frozen += 1
             more.add(j, state.energy)
-            if record_energies:
-                recorded.append(state.energy.detach().clone())
         extended += length
         drift = more.drift()
     disp = ((state.position - start) ** 2).mean(-1).sqrt()
