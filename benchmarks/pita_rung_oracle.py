@@ -9,7 +9,7 @@ error). This script measures the second alone: the pool is drawn from the certif
 tempering reference at T_{k−1} (seed 0, ``benchmarks/particle_references.py``), the rung is run with
 the same code path (``smc.relax.relax``, ``reweight_log_weights``, ``systematic``), and the output is
 scored against the *other* reference seed at T_k — energy W2 (E/kT_k) and interatomic-distance W2,
-mean over ``--subsets`` random reference subsets of the output's size — next to the floor: fresh
+mean over 10 random reference subsets of the output's size — next to the floor: fresh
 seed-0 samples of that size against the same subsets, i.e. what independent exact samples reach.
 
 A rung whose exact-input output sits at the floor loses nothing of its own: a ladder's excess over
@@ -36,13 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_pita import SUBSETS, _subset_scores
 
 from boltzpath.errors import BadInput, run_cli
 from boltzpath.io.atomic import atomic_write_json
 from boltzpath.io.machine import describe_machine
 from boltzpath.methods.pita import reweight_log_weights
-from boltzpath.metrics.distributions import energy_w
-from boltzpath.metrics.particles import distance_w2
 from boltzpath.smc.relax import ADAPT_MODES, RelaxConfig, relax
 from boltzpath.smc.resample import systematic
 from boltzpath.smc.weights import effective_sample_size
@@ -67,17 +66,11 @@ def _reference(folder: Path, target_name: str, temp: float, seed: int) -> torch.
     return torch.as_tensor(np.load(f)).float()
 
 
-def score(x: torch.Tensor, target_t, ref: torch.Tensor, subsets: int, base_seed: int) -> dict:
-    """Energy W2 and distance W2 of ``x`` against ``subsets`` random subsets (x's n) of ``ref``."""
-    n = x.shape[0]
-    e = target_t.energy(x).double()
-    out = {"energy_w2": [], "distance_w2": []}
-    for s in range(subsets):
-        gen = torch.Generator().manual_seed(base_seed + s)
-        a = ref[torch.randperm(ref.shape[0], generator=gen)[:n]]
-        out["energy_w2"].append(energy_w(e, target_t.energy(a).double(), 2))
-        out["distance_w2"].append(distance_w2(x, a, target_t))
-    return {k: float(np.mean(v)) for k, v in out.items()}
+def score(x: torch.Tensor, target_t, ref: torch.Tensor, base_seed: int) -> dict:
+    """Energy W2 and distance W2 of ``x`` against ``SUBSETS`` random subsets (x's n) of ``ref``:
+    the mean of ``bench_pita._subset_scores`` (the subsets every PITA score uses)."""
+    vals, _ = _subset_scores(x, target_t, ref, None, base_seed)
+    return {k: float(np.mean(v)) for k, v in vals.items()}
 
 
 def run_rung(target, t_prev: float, t_next: float, pool: torch.Tensor, buffer: int,
@@ -93,7 +86,6 @@ def run_rung(target, t_prev: float, t_next: float, pool: torch.Tensor, buffer: i
     after = relax(tn, before.x.detach()[idx], gen, rcfg)
     info = {"ess_fraction": float(effective_sample_size(log_w)) / pool.shape[0],
             "distinct_after_resampling": int(torch.unique(idx).numel()),
-            "acceptance_after": after.info.get("acceptance"),
             "energy_evaluations": int(target.counter.count - c0)}
     return after.x.detach(), info
 
@@ -151,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt", default="shared",
                    help="relax.adapt: shared or per_chain (comma list: variants)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--subsets", type=int, default=10)
     p.add_argument("--stationarity", type=int, default=0, metavar="N",
                    help="also relax N exact samples at every temperature and report the mean change "
                         "of E/kT (0: skip)")
@@ -201,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         tn = target.at_temperature(t_next)
         base = int(round(1000 * t_next))
         floor = [score(fresh[torch.randperm(fresh.shape[0], generator=torch.Generator().manual_seed(
-            7 + r))[:args.buffer]], tn, score_ref, args.subsets, base) for r in range(args.repeats)]
+            7 + r))[:args.buffer]], tn, score_ref, base) for r in range(args.repeats)]
         for n_pool, n_steps, mode in [(a, b, c) for a in pools for b in steps for c in modes]:
             rcfg = RelaxConfig(n_steps=n_steps, adapt_steps=min(args.adapt_steps, n_steps),
                                step_size=args.step_size, adapt=mode)
@@ -213,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.input_noise:
                     pool = pool + args.input_noise * target.project(torch.randn(pool.shape, generator=g))
                 x, info = run_rung(target, t_prev, t_next, pool, args.buffer, rcfg, 17 + r)
-                reps.append({**score(x, tn, score_ref, args.subsets, base), **info,
+                reps.append({**score(x, tn, score_ref, base), **info,
                              "wall_time_s": time.perf_counter() - t0})
             common = {"benchmark": "pita_rung_oracle",
                       "method": f"reweight rung, {noise_label} (pool {n_pool}, relax {n_steps}, {mode})",
@@ -222,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                       "energy_evaluations": int(np.mean([q["energy_evaluations"] for q in reps])),
                       "wall_time_s": round(float(np.mean([q["wall_time_s"] for q in reps])), 1),
                       "pool": n_pool, "relax_steps": n_steps, "adapt_steps": rcfg.adapt_steps, "adapt": mode,
-                      "repeats": args.repeats, "subsets": args.subsets,
+                      "repeats": args.repeats, "subsets": SUBSETS,
                       "ess_fraction": float(np.mean([q["ess_fraction"] for q in reps])),
                       "distinct_after_resampling": float(np.mean([q["distinct_after_resampling"]
                                                                   for q in reps])),
