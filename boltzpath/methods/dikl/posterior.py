@@ -17,9 +17,18 @@ Posterior p(x | x_t) ∝ p(x)·N(x_t | αx, σ²I) — the conditional DiGS samp
    increments log w += (b_k − b_{k−1})(−E(x)), then one MALA step on π_{b_k} (the conditional of the
    target re-tempered to T/b_k, which shares the evaluation counter).
 3. One candidate per x_t drawn by its weight, then ``mala_steps`` MALA steps on p(x | x_t)
-   (``mcmc.digs.refine_conditional``, per-chain step sizes adapted towards ``target_accept``).
+   (``mcmc.digs.refine_conditional``).
 The estimate averages the score identity over the last ``average_last`` MALA states (with
 ``mala_steps = 0``: the self-normalised IS average over the K weighted candidates).
+
+Step sizes (``adapt``). ``between_calls`` (default): every chain keeps the step it was given for the
+whole call, so each is an exact MALA chain on its posterior; the returned step moves towards
+``target_accept`` by the call's mean acceptance (log h += ``adapt_rate``·(acceptance − target)), for
+the next call (the trainer keeps one step per noise level). ``within_call`` (before 2026-12-08):
+Robbins–Monro on each chain's own acceptance after every step. A chain's step then follows its own
+state, the kernel stops keeping the posterior, and the averaged identity is biased: from exact
+posterior draws of a 5-D spike-and-slab mixture the estimate was 2.8 % short of the exact score
+(z = −14 on 20,000 chains; fixed steps z = +0.1; ``tests/test_dikl_score.py``).
 
 Cost per x_t: K·(1 + S) + ``mala_steps`` target evaluations, all counted by the target.
 """
@@ -45,6 +54,8 @@ class PosteriorConfig:
     average_last: int = 1
     step_size: float = 0.01
     target_accept: float = 0.55
+    adapt: str = "between_calls"  # or "within_call" (biased; module doc)
+    adapt_rate: float = 1.0
 
     def validate(self) -> None:
         if self.n_importance < 1 or self.ais_steps < 0 or self.mala_steps < 0:
@@ -53,6 +64,10 @@ class PosteriorConfig:
             raise BadInput(f"posterior.average_last must be in [1, mala_steps], got {self.average_last}")
         if not self.step_size > 0 or not 0 < self.target_accept < 1:
             raise BadInput("posterior: step_size > 0 and 0 < target_accept < 1 are required")
+        if self.adapt not in ("between_calls", "within_call"):
+            raise BadInput(f"posterior.adapt must be 'between_calls' or 'within_call', got {self.adapt!r}")
+        if not self.adapt_rate > 0:
+            raise BadInput(f"posterior.adapt_rate must be > 0, got {self.adapt_rate}")
 
 
 def score_identity(x: torch.Tensor, grad_energy: torch.Tensor, x_t, alpha, sigma) -> torch.Tensor:
@@ -122,6 +137,15 @@ def estimate_target_score(target, x_t: torch.Tensor, alpha: torch.Tensor, sigma:
         return est, log_step, {"mala_accept": math.nan, "importance_ess": ess}
     pick = torch.multinomial(w, 1, generator=generator)[:, 0] + torch.arange(bsz, device=w.device) * k
     state = ChainState(cand.position[pick], cand.energy[pick], cand.grad[pick])
+    est, log_step, accept = refine_and_average(target, state, x_t, alpha, sigma, generator, cfg, log_step)
+    return est, log_step, {"mala_accept": accept, "importance_ess": ess}
+
+
+def refine_and_average(target, state: ChainState, x_t, alpha, sigma, generator, cfg: PosteriorConfig,
+                       log_step: torch.Tensor):
+    """``cfg.mala_steps`` MALA steps on p(x | x_t) from ``state`` and the score identity averaged over
+    the last ``cfg.average_last`` states. Returns (estimate, log_step for the next call, mean
+    acceptance). Step adaptation as ``cfg.adapt`` says (module doc)."""
     total = torch.zeros_like(x_t)
     first = cfg.mala_steps - cfg.average_last
 
@@ -130,7 +154,10 @@ def estimate_target_score(target, x_t: torch.Tensor, alpha: torch.Tensor, sigma:
             total.add_(score_identity(s.position, s.grad, x_t, alpha, sigma))
 
     cond = ConditionalPotential(target, x_t, alpha, sigma)
-    _, log_step, acc = refine_conditional(cond, state, generator, log_step, cfg.mala_steps,
-                                          (cfg.target_accept, 0), accumulate)
-    accept = float(torch.stack(acc).mean())
-    return total / cfg.average_last, log_step, {"mala_accept": accept, "importance_ess": ess}
+    within = cfg.adapt == "within_call"
+    _, new_step, acc = refine_conditional(cond, state, generator, log_step, cfg.mala_steps,
+                                          (cfg.target_accept, 0) if within else None, accumulate)
+    rate = torch.stack(acc).mean(0)  # (batch,) each chain's mean acceptance probability
+    if not within:
+        new_step = log_step + cfg.adapt_rate * (rate.to(log_step) - cfg.target_accept)
+    return total / cfg.average_last, new_step, float(rate.mean())
