@@ -28,7 +28,9 @@ the next call (the trainer keeps one step per noise level). ``within_call`` (bef
 Robbins–Monro on each chain's own acceptance after every step. A chain's step then follows its own
 state, the kernel stops keeping the posterior, and the averaged identity is biased: from exact
 posterior draws of a 5-D spike-and-slab mixture the estimate was 2.8 % short of the exact score
-(z = −14 on 20,000 chains; fixed steps z = +0.1; ``tests/test_dikl_score.py``).
+(z = −14 on 20,000 chains; fixed steps z = +0.1; ``tests/test_dikl_score.py``). The presets pin
+``within_call``: their measured runs used it, and on one DW-4 ``quick`` run the unbiased mode trained
+a hotter generator (docs/dikl.md).
 
 Cost per x_t: K·(1 + S) + ``mala_steps`` target evaluations, all counted by the target.
 """
