@@ -11,6 +11,9 @@ Targets (all ``boltzpath.targets.base.Target`` subclasses, reduced units, re-tem
   ``scipy.integrate.quad``; exact sampler by inverse CDF on a fine grid.
 * ``TwoGaussians1D`` — 1-D mixture 0.9·N(−4, 1) + 0.1·N(+4, 1) (an 8 kT barrier: local
   samplers do not cross it, so an unbalanced-mode bias shows up in the mode weights).
+* ``SpikeSlab`` — ½N(0, 0.3²I) + ½N(0, I) in 5-D: MALA's acceptance depends on where a chain is,
+  so state-dependent step adaptation shows up as bias; exact sampler, exact noised score and exact
+  posterior p(x | x_t) under x_t = αx + σε.
 
 ``ess_standard_error`` gives the standard error of a mean from the effective sample size
 (multi-chain autocorrelation, Geyer's initial positive + monotone sequence), so statistical
@@ -194,6 +197,45 @@ class TwoGaussians1D(GaussianMixture):
 
 
 # ------------------------------------------------------------------------------ ESS
+class SpikeSlab(Target):
+    """½N(0, 0.3²I) + ½N(0, I) in 5 dimensions (module doc)."""
+
+    name = "spike-slab"
+    scales = (0.3, 1.0)
+
+    def __init__(self):
+        super().__init__(5)
+
+    def _reference_energy(self, x):
+        r2 = (x**2).sum(-1)
+        c = torch.stack([-0.5 * r2 / s**2 - self.dim * math.log(s) for s in self.scales], -1)
+        return -(torch.logsumexp(c, -1) - math.log(2))
+
+    def exact_sample(self, n, g):
+        z = torch.randn(n, self.dim, generator=g, dtype=torch.float64)
+        return torch.where((torch.rand(n, generator=g) < 0.5)[:, None], 0.3 * z, z)
+
+    def noised_score(self, x_t, alpha, sigma):
+        """∇log p_t: p_t = ½N(0, (α²·0.3² + σ²)I) + ½N(0, (α² + σ²)I)."""
+        x = x_t.clone().requires_grad_(True)
+        var = [alpha**2 * s**2 + sigma**2 for s in self.scales]
+        c = torch.stack([-0.5 * (x**2).sum(-1) / v - 0.5 * self.dim * math.log(v) for v in var], -1)
+        (g,) = torch.autograd.grad(torch.logsumexp(c, -1).sum(), x)
+        return g
+
+    def exact_posterior(self, x_t, alpha, sigma, n, gen):
+        """n draws of p(x | x_t) for one row x_t (1, d): component k is N(v_k α x_t/σ², v_k I),
+        v_k = 1/(1/s_k² + α²/σ²), weighted by ½N(x_t; 0, (α²s_k² + σ²)I)."""
+        r2 = float((x_t**2).sum())
+        var = [alpha**2 * s**2 + sigma**2 for s in self.scales]
+        logit = torch.tensor([-0.5 * r2 / v - 0.5 * self.dim * math.log(v) for v in var])
+        k = torch.multinomial(torch.softmax(logit, 0), n, replacement=True, generator=gen)
+        v = torch.tensor([1 / (1 / s**2 + alpha**2 / sigma**2) for s in self.scales], dtype=torch.float64)
+        v = v[k, None]
+        noise = torch.randn(n, self.dim, generator=gen, dtype=torch.float64)
+        return v * alpha * x_t / sigma**2 + v.sqrt() * noise
+
+
 @dataclass(frozen=True)
 class MeanEstimate:
     """Mean, its standard error from the ESS, the ESS, and the integrated autocorrelation time."""

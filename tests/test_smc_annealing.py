@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from fixtures import CorrelatedGaussian
+from fixtures import CorrelatedGaussian, SpikeSlab
 
 from boltzpath.diffusion.schedule import KarrasSchedule
 from boltzpath.errors import BadInput
@@ -22,7 +22,6 @@ from boltzpath.smc.exact import GaussianMixtureVE
 from boltzpath.smc.model import NetworkModel
 from boltzpath.smc.relax import RelaxConfig, relax
 from boltzpath.smc.weights import weighted_mean
-from boltzpath.targets.base import Target
 
 SCHEDULE = KarrasSchedule(sigma_min=0.05, sigma_max=80.0)
 # 1-D: unequal widths make p^2 re-weight the modes (0.5/0.5 → about 0.77/0.23 for γ = 2)
@@ -178,32 +177,13 @@ def test_relaxation_moves_particles_and_keeps_the_target():
     assert res.info["mean_rms_displacement"] > 0.2
 
 
-class _SpikeSlab(Target):
-    """½N(0, 0.3²I) + ½N(0, I) in 5 dimensions: MALA accepts small steps near the spike and large ones
-    in the slab, so a chain's acceptance (and a per-chain step size) depends on where it is."""
-
-    name = "spike-slab"
-
-    def __init__(self):
-        super().__init__(5)
-
-    def _reference_energy(self, x):
-        r2 = (x**2).sum(-1)
-        c = torch.stack([-0.5 * r2 / s**2 - self.dim * math.log(s) for s in (0.3, 1.0)], -1)
-        return -(torch.logsumexp(c, -1) - math.log(2))
-
-    def exact_sample(self, n, g):
-        z = torch.randn(n, self.dim, generator=g, dtype=torch.float64)
-        return torch.where((torch.rand(n, generator=g) < 0.5)[:, None], 0.3 * z, z)
-
-
 def test_relaxation_of_exact_samples_keeps_the_target_with_shared_step_adaptation():
     # Exact samples in, 100 adapting + 50 frozen MALA steps: the relaxed E|x|² must be the exact
     # ½·5·(0.3² + 1) = 2.725 within 4 SE (SE from the sample's own s.d. of |x|², n = 2000
     # independent chains). The default (one step size for all chains, adapted on their mean
     # acceptance) passes; adapting each chain on its own acceptance is state-dependent and drags the
     # chains outward (measured 2026-12-07: E|x|² +1.13 ± 0.07 on 4,000 chains), and this test catches it.
-    target = _SpikeSlab()
+    target = SpikeSlab()
     x0 = target.exact_sample(2000, torch.Generator().manual_seed(0))
     exact = 0.5 * 5 * (0.3**2 + 1.0)
     out = {}
