@@ -298,7 +298,7 @@ def relax(
             done = it + 1 + (cfg.baoab_steps if it >= baoab_at else 0)
             callback(done, total, {"accept": a})
     drift, extended = halves.drift(), 0
-    while (cfg.extend_max_steps and n_frozen >= 2 and drift is not None and abs(drift["z"]) > cfg.drift_z
+    while (cfg.extend_max_steps and drift is not None and abs(drift["z"]) > cfg.drift_z
            and extended < cfg.extend_max_steps):
         length = min(n_frozen, cfg.extend_max_steps - extended)
         if length < 2:
